@@ -1,0 +1,291 @@
+//! Signing keys, public keys, fingerprints and domain-separated event signatures.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Prefix of every signed message, so an event signature can never be
+/// replayed as a signature over some other protocol's bytes.
+pub const EVENT_SIGNATURE_CONTEXT: &[u8] = b"ics-event-v1\0";
+const KEY_ID_CONTEXT: &[u8] = b"ics-key-v1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Algorithm {
+    Ed25519,
+    EcdsaP256Sha256,
+}
+
+impl Algorithm {
+    fn tag(self) -> u8 {
+        match self {
+            Algorithm::Ed25519 => 1,
+            Algorithm::EcdsaP256Sha256 => 2,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Ed25519 => "ed25519",
+            Algorithm::EcdsaP256Sha256 => "p256",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "ed25519" => Some(Algorithm::Ed25519),
+            "p256" | "ecdsa-p256" => Some(Algorithm::EcdsaP256Sha256),
+            _ => None,
+        }
+    }
+}
+
+/// Fingerprint of a public key: blake3 over context, algorithm and key bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct KeyId(pub [u8; 32]);
+
+impl KeyId {
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(KeyId)
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let bytes = hex::decode(s).ok()?;
+        Self::from_slice(&bytes)
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({})", &self.to_hex()[..16])
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("{algorithm} public key is malformed: {reason}")]
+    MalformedPublicKey {
+        algorithm: &'static str,
+        reason: String,
+    },
+    #[error("secret key is malformed: {0}")]
+    MalformedSecretKey(String),
+}
+
+/// A validated public key: the bytes parse as a point of the named algorithm.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PublicKey {
+    algorithm: Algorithm,
+    bytes: Vec<u8>,
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({}, {:?})", self.algorithm.name(), self.id())
+    }
+}
+
+impl PublicKey {
+    pub fn new(algorithm: Algorithm, bytes: Vec<u8>) -> Result<Self, KeyError> {
+        let malformed = |reason: String| KeyError::MalformedPublicKey {
+            algorithm: algorithm.name(),
+            reason,
+        };
+        match algorithm {
+            Algorithm::Ed25519 => {
+                let arr: [u8; 32] = bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| malformed(format!("expected 32 bytes, got {}", bytes.len())))?;
+                ed25519_dalek::VerifyingKey::from_bytes(&arr)
+                    .map_err(|e| malformed(e.to_string()))?;
+            }
+            Algorithm::EcdsaP256Sha256 => {
+                p256::ecdsa::VerifyingKey::from_sec1_bytes(&bytes)
+                    .map_err(|e| malformed(e.to_string()))?;
+            }
+        }
+        Ok(PublicKey { algorithm, bytes })
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn id(&self) -> KeyId {
+        let mut h = blake3::Hasher::new();
+        h.update(KEY_ID_CONTEXT);
+        h.update(&[self.algorithm.tag()]);
+        h.update(&self.bytes);
+        KeyId(*h.finalize().as_bytes())
+    }
+
+    /// Verifies a signature over `EVENT_SIGNATURE_CONTEXT || message`.
+    pub fn verify_event(&self, message: &[u8], signature: &[u8]) -> bool {
+        let mut signed = Vec::with_capacity(EVENT_SIGNATURE_CONTEXT.len() + message.len());
+        signed.extend_from_slice(EVENT_SIGNATURE_CONTEXT);
+        signed.extend_from_slice(message);
+        match self.algorithm {
+            Algorithm::Ed25519 => {
+                let Ok(arr) = <[u8; 32]>::try_from(self.bytes.as_slice()) else {
+                    return false;
+                };
+                let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&arr) else {
+                    return false;
+                };
+                let Ok(sig) = ed25519_dalek::Signature::from_slice(signature) else {
+                    return false;
+                };
+                key.verify_strict(&signed, &sig).is_ok()
+            }
+            Algorithm::EcdsaP256Sha256 => {
+                use p256::ecdsa::signature::Verifier;
+                let Ok(key) = p256::ecdsa::VerifyingKey::from_sec1_bytes(&self.bytes) else {
+                    return false;
+                };
+                let Ok(sig) = p256::ecdsa::Signature::from_slice(signature) else {
+                    return false;
+                };
+                key.verify(&signed, &sig).is_ok()
+            }
+        }
+    }
+}
+
+/// A private key held by a party or a client.
+pub enum SigningKey {
+    Ed25519(ed25519_dalek::SigningKey),
+    P256(p256::ecdsa::SigningKey),
+}
+
+impl SigningKey {
+    pub fn generate(algorithm: Algorithm) -> Self {
+        loop {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).expect("the operating system's random source failed");
+            if let Ok(key) = Self::from_secret(algorithm, &seed) {
+                return key;
+            }
+            // A P-256 scalar outside the field order: draw again (probability ~2^-32).
+        }
+    }
+
+    pub fn from_secret(algorithm: Algorithm, secret: &[u8]) -> Result<Self, KeyError> {
+        match algorithm {
+            Algorithm::Ed25519 => {
+                let arr: [u8; 32] = secret.try_into().map_err(|_| {
+                    KeyError::MalformedSecretKey(format!(
+                        "ed25519 secret must be 32 bytes, got {}",
+                        secret.len()
+                    ))
+                })?;
+                Ok(SigningKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(
+                    &arr,
+                )))
+            }
+            Algorithm::EcdsaP256Sha256 => p256::ecdsa::SigningKey::from_slice(secret)
+                .map(SigningKey::P256)
+                .map_err(|e| KeyError::MalformedSecretKey(e.to_string())),
+        }
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            SigningKey::Ed25519(_) => Algorithm::Ed25519,
+            SigningKey::P256(_) => Algorithm::EcdsaP256Sha256,
+        }
+    }
+
+    pub fn secret_bytes(&self) -> Vec<u8> {
+        match self {
+            SigningKey::Ed25519(k) => k.to_bytes().to_vec(),
+            SigningKey::P256(k) => k.to_bytes().to_vec(),
+        }
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        let bytes = match self {
+            SigningKey::Ed25519(k) => k.verifying_key().to_bytes().to_vec(),
+            SigningKey::P256(k) => k.verifying_key().to_sec1_bytes().to_vec(),
+        };
+        PublicKey {
+            algorithm: self.algorithm(),
+            bytes,
+        }
+    }
+
+    pub fn key_id(&self) -> KeyId {
+        self.public_key().id()
+    }
+
+    /// Signs `EVENT_SIGNATURE_CONTEXT || message`.
+    pub fn sign_event(&self, message: &[u8]) -> Vec<u8> {
+        let mut signed = Vec::with_capacity(EVENT_SIGNATURE_CONTEXT.len() + message.len());
+        signed.extend_from_slice(EVENT_SIGNATURE_CONTEXT);
+        signed.extend_from_slice(message);
+        match self {
+            SigningKey::Ed25519(k) => {
+                use ed25519_dalek::Signer;
+                k.sign(&signed).to_bytes().to_vec()
+            }
+            SigningKey::P256(k) => {
+                use p256::ecdsa::signature::Signer;
+                let sig: p256::ecdsa::Signature = k.sign(&signed);
+                sig.to_bytes().to_vec()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_algorithms_sign_and_verify_with_context() {
+        for alg in [Algorithm::Ed25519, Algorithm::EcdsaP256Sha256] {
+            let key = SigningKey::generate(alg);
+            let public = key.public_key();
+            let sig = key.sign_event(b"body");
+            assert!(public.verify_event(b"body", &sig), "{alg:?}");
+            assert!(!public.verify_event(b"bodY", &sig), "{alg:?} tampered body");
+            let mut bad = sig.clone();
+            bad[3] ^= 1;
+            assert!(!public.verify_event(b"body", &bad), "{alg:?} tampered sig");
+            // Round trip through the secret bytes keeps the identity.
+            let again = SigningKey::from_secret(alg, &key.secret_bytes()).unwrap();
+            assert_eq!(again.key_id(), key.key_id());
+            assert_eq!(
+                PublicKey::new(alg, public.bytes().to_vec()).unwrap(),
+                public
+            );
+        }
+    }
+
+    #[test]
+    fn key_id_depends_on_algorithm_and_bytes() {
+        let a = SigningKey::generate(Algorithm::Ed25519).public_key();
+        let b = SigningKey::generate(Algorithm::Ed25519).public_key();
+        assert_ne!(a.id(), b.id());
+        assert_eq!(KeyId::from_hex(&a.id().to_hex()), Some(a.id()));
+    }
+
+    #[test]
+    fn malformed_public_keys_are_refused() {
+        assert!(PublicKey::new(Algorithm::Ed25519, vec![0; 31]).is_err());
+        assert!(PublicKey::new(Algorithm::EcdsaP256Sha256, vec![4; 65]).is_err());
+    }
+}

@@ -1,0 +1,10 @@
+//! The pure core: keys, events, the rules that accept or refuse them, and the
+//! projections they build. No I/O, no clock, no prost types in its API.
+
+pub mod event;
+pub mod keys;
+pub mod projection;
+pub mod refusal;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,718 @@
+//! The projections of the event log and the pure rules that grow it.
+//!
+//! `decide(view, event)` checks an event against a read-only view of the
+//! state and returns the effects of accepting it; `Staged::stage` applies
+//! effects to an overlay so a batch is checked as a whole; `Projection::commit`
+//! merges an accepted batch. Nothing here reads a clock or does I/O: the
+//! event's own time is the only time the rules see.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::event::{DeviceStatus, Event, EventId, EventKind, Payload, SCHEMA_VERSION, SubjectRef};
+use super::keys::{KeyId, PublicKey};
+use super::refusal::{EventLimits, Refusal};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartyState {
+    pub name: String,
+    pub role: String,
+    pub root_key: KeyId,
+    pub genesis_ms: i64,
+}
+
+/// A key that may sign for the party: the root key or a registered author key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyState {
+    pub public_key: PublicKey,
+    pub label: String,
+    /// `None` for the root key, which may sign every kind.
+    pub allowed_kinds: Option<BTreeSet<EventKind>>,
+    pub registered_ms: i64,
+    pub not_after_ms: Option<i64>,
+    pub revoked: bool,
+}
+
+impl KeyState {
+    pub fn may_sign(&self, kind: EventKind) -> bool {
+        match &self.allowed_kinds {
+            None => true,
+            Some(kinds) => kinds.contains(&kind),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SubjectDetail {
+    Party,
+    AuthorKey {
+        key_id: KeyId,
+    },
+    Device {
+        serial: String,
+        device_key: PublicKey,
+        attributes: Vec<(String, String)>,
+        status: DeviceStatus,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubjectState {
+    pub next_sequence: u64,
+    pub last_event: EventId,
+    /// Log indexes of the subject's events, in chain order.
+    pub history: Vec<u64>,
+    pub detail: SubjectDetail,
+}
+
+impl SubjectState {
+    pub fn summary(&self) -> String {
+        match &self.detail {
+            SubjectDetail::Party => "party".to_string(),
+            SubjectDetail::AuthorKey { key_id } => format!("author key {key_id}"),
+            SubjectDetail::Device {
+                serial,
+                status,
+                attributes,
+                ..
+            } => {
+                let attrs: Vec<String> =
+                    attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!(
+                    "device serial={serial} status={} {}",
+                    status.name(),
+                    attrs.join(" ")
+                )
+                .trim_end()
+                .to_string()
+            }
+        }
+    }
+}
+
+/// Read access to the state the rules need.
+pub trait StateView {
+    fn party(&self) -> Option<&PartyState>;
+    fn key(&self, id: &KeyId) -> Option<&KeyState>;
+    fn subject(&self, subject: &SubjectRef) -> Option<&SubjectState>;
+    fn serial_owner(&self, serial: &str) -> Option<&SubjectRef>;
+    fn event_index(&self, id: &EventId) -> Option<u64>;
+    /// Index the next accepted event gets.
+    fn next_index(&self) -> u64;
+}
+
+/// What accepting one event changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Effects {
+    pub event_id: EventId,
+    pub subject: SubjectRef,
+    pub subject_state: SubjectState,
+    pub party: Option<PartyState>,
+    pub key: Option<(KeyId, KeyState)>,
+    pub serial: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Already in the log at this index: accepting it again changes nothing.
+    Duplicate(u64),
+    Accept(Box<Effects>),
+}
+
+/// Outcome of one event in an accepted batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appended {
+    pub index: u64,
+    pub event_id: EventId,
+    pub duplicate: bool,
+}
+
+fn check_text(field: &str, value: &str, limits: &EventLimits) -> Result<(), Refusal> {
+    if value.len() > limits.max_text_bytes {
+        return Err(Refusal::InvalidField {
+            field: field.to_string(),
+            reason: format!(
+                "{} bytes, over the limit of {}",
+                value.len(),
+                limits.max_text_bytes
+            ),
+        });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Refusal::InvalidField {
+            field: field.to_string(),
+            reason: "contains control characters".to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn check_name(field: &str, value: &str) -> Result<(), Refusal> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Refusal::InvalidField {
+            field: field.to_string(),
+            reason: format!("{value:?} must be 1-128 characters of [A-Za-z0-9-_.:]"),
+        })
+    }
+}
+
+fn chain_text(id: Option<&EventId>) -> String {
+    id.map_or_else(|| "none".to_string(), EventId::to_hex)
+}
+
+/// Checks `event` against `view`: signatures, author rights, the subject's
+/// hash chain and the payload's own rules.
+pub fn decide(
+    view: &impl StateView,
+    event: &Event,
+    limits: &EventLimits,
+) -> Result<Decision, Refusal> {
+    if let Some(index) = view.event_index(&event.id) {
+        return Ok(Decision::Duplicate(index));
+    }
+    let body = &event.body;
+    if event.envelope.body.len() > limits.max_body_bytes {
+        return Err(Refusal::BodyTooLarge {
+            size: event.envelope.body.len(),
+            limit: limits.max_body_bytes,
+        });
+    }
+    if body.schema_version != SCHEMA_VERSION {
+        return Err(Refusal::UnsupportedSchema(body.schema_version));
+    }
+    let kind = body.payload.kind();
+    if body.subject.kind != kind.subject_kind() {
+        return Err(Refusal::InvalidSubject {
+            subject: body.subject.to_string(),
+            reason: format!(
+                "{} events are about {} subjects",
+                kind.name(),
+                kind.subject_kind().name()
+            ),
+        });
+    }
+
+    // Signatures: the author's must be there; every one must verify.
+    let sigs = &event.envelope.signatures;
+    if sigs.is_empty() {
+        return Err(Refusal::MissingSignature);
+    }
+    if sigs.len() > limits.max_signatures {
+        return Err(Refusal::TooManySignatures {
+            count: sigs.len(),
+            limit: limits.max_signatures,
+        });
+    }
+    if !sigs.iter().any(|s| s.key_id == body.author) {
+        return Err(Refusal::MissingAuthorSignature(body.author.to_hex()));
+    }
+    let genesis_key = match &body.payload {
+        Payload::PartyGenesis { root_key, .. } => Some(root_key),
+        _ => None,
+    };
+    for sig in sigs {
+        let public = match (view.key(&sig.key_id), genesis_key) {
+            (Some(k), _) => &k.public_key,
+            (None, Some(root)) if root.id() == sig.key_id => root,
+            _ => return Err(Refusal::UnknownKey(sig.key_id.to_hex())),
+        };
+        if public.algorithm() != sig.algorithm
+            || !public.verify_event(&event.envelope.body, &sig.bytes)
+        {
+            return Err(Refusal::BadSignature(sig.key_id.to_hex()));
+        }
+    }
+
+    // Author rights.
+    let author_hex = body.author.to_hex();
+    if let Some(root) = genesis_key {
+        if view.party().is_some() {
+            return Err(Refusal::GenesisExists);
+        }
+        if root.id() != body.author {
+            return Err(Refusal::GenesisNotSelfSigned);
+        }
+    } else {
+        if view.party().is_none() {
+            return Err(Refusal::NoGenesis);
+        }
+        let author = view
+            .key(&body.author)
+            .ok_or_else(|| Refusal::UnknownKey(author_hex.clone()))?;
+        if author.revoked {
+            return Err(Refusal::AuthorRevoked(author_hex));
+        }
+        if let Some(not_after_ms) = author.not_after_ms
+            && body.time_ms > not_after_ms
+        {
+            return Err(Refusal::AuthorExpired {
+                key: author_hex,
+                not_after_ms,
+                time_ms: body.time_ms,
+            });
+        }
+        if body.time_ms < author.registered_ms {
+            return Err(Refusal::AuthorNotYetValid {
+                key: author_hex,
+                registered_ms: author.registered_ms,
+                time_ms: body.time_ms,
+            });
+        }
+        if !author.may_sign(kind) {
+            return Err(Refusal::AuthorNotAllowed {
+                key: author_hex,
+                kind: kind.name().to_string(),
+            });
+        }
+    }
+
+    // The subject's hash chain.
+    let subject_text = body.subject.to_string();
+    let current = view.subject(&body.subject);
+    let (expected_sequence, expected_previous) = match current {
+        None => (0, None),
+        Some(s) => (s.next_sequence, Some(s.last_event)),
+    };
+    if body.sequence != expected_sequence || body.previous != expected_previous {
+        if current.is_none() && !kind.creates_subject() {
+            return Err(Refusal::UnknownSubject(subject_text));
+        }
+        return Err(Refusal::ChainConflict {
+            subject: subject_text,
+            expected_sequence,
+            expected_previous: chain_text(expected_previous.as_ref()),
+            sequence: body.sequence,
+            previous: chain_text(body.previous.as_ref()),
+        });
+    }
+    if current.is_none() != kind.creates_subject() {
+        // Sequence 0 of an existing subject is a conflict above; this is a
+        // creating kind on a live subject's later position, or the reverse.
+        return Err(match current {
+            None => Refusal::UnknownSubject(subject_text),
+            Some(_) => Refusal::InvalidSubject {
+                subject: subject_text,
+                reason: format!("{} may only open a subject's history", kind.name()),
+            },
+        });
+    }
+    if let Some(s) = current
+        && s.next_sequence >= limits.max_records_per_subject
+    {
+        return Err(Refusal::TooManyRecords {
+            subject: subject_text,
+            count: s.next_sequence,
+        });
+    }
+
+    // The payload's own rules and its effects.
+    let mut effects = Effects {
+        event_id: event.id,
+        subject: body.subject.clone(),
+        subject_state: SubjectState {
+            next_sequence: body.sequence + 1,
+            last_event: event.id,
+            history: current.map(|s| s.history.clone()).unwrap_or_default(),
+            detail: SubjectDetail::Party,
+        },
+        party: None,
+        key: None,
+        serial: None,
+    };
+    effects.subject_state.history.push(view.next_index());
+    match &body.payload {
+        Payload::PartyGenesis {
+            party_name,
+            role,
+            root_key,
+        } => {
+            check_name("party_name", party_name)?;
+            check_name("role", role)?;
+            if &body.subject.id != party_name {
+                return Err(Refusal::InvalidSubject {
+                    subject: subject_text,
+                    reason: format!("genesis subject id must be the party name {party_name:?}"),
+                });
+            }
+            effects.party = Some(PartyState {
+                name: party_name.clone(),
+                role: role.clone(),
+                root_key: root_key.id(),
+                genesis_ms: body.time_ms,
+            });
+            effects.key = Some((
+                root_key.id(),
+                KeyState {
+                    public_key: root_key.clone(),
+                    label: "root".to_string(),
+                    allowed_kinds: None,
+                    registered_ms: body.time_ms,
+                    not_after_ms: None,
+                    revoked: false,
+                },
+            ));
+        }
+        Payload::AuthorKeyRegistered {
+            key,
+            label,
+            allowed_kinds,
+            not_after_ms,
+        } => {
+            check_text("label", label, limits)?;
+            let key_id = key.id();
+            if body.subject.id != key_id.to_hex() {
+                return Err(Refusal::InvalidSubject {
+                    subject: subject_text,
+                    reason: format!("author key subject id must be the key's fingerprint {key_id}"),
+                });
+            }
+            if view.key(&key_id).is_some() {
+                return Err(Refusal::InvalidSubject {
+                    subject: subject_text,
+                    reason: "the key already signs for this party".to_string(),
+                });
+            }
+            if allowed_kinds.is_empty() || allowed_kinds.contains(&EventKind::PartyGenesis) {
+                return Err(Refusal::InvalidField {
+                    field: "allowed_kinds".to_string(),
+                    reason: "must name at least one kind, and never party-genesis".to_string(),
+                });
+            }
+            if *not_after_ms <= body.time_ms {
+                return Err(Refusal::InvalidField {
+                    field: "not_after_unix_ms".to_string(),
+                    reason: "must be later than the event time".to_string(),
+                });
+            }
+            effects.subject_state.detail = SubjectDetail::AuthorKey { key_id };
+            effects.key = Some((
+                key_id,
+                KeyState {
+                    public_key: key.clone(),
+                    label: label.clone(),
+                    allowed_kinds: Some(allowed_kinds.clone()),
+                    registered_ms: body.time_ms,
+                    not_after_ms: Some(*not_after_ms),
+                    revoked: false,
+                },
+            ));
+        }
+        Payload::AuthorKeyRevoked { reason } => {
+            check_text("reason", reason, limits)?;
+            let Some(SubjectDetail::AuthorKey { key_id }) = current.map(|s| &s.detail) else {
+                return Err(Refusal::UnknownSubject(subject_text));
+            };
+            let mut key = view
+                .key(key_id)
+                .cloned()
+                .ok_or_else(|| Refusal::UnknownKey(key_id.to_hex()))?;
+            if key.revoked {
+                return Err(Refusal::AlreadyRevoked(key_id.to_hex()));
+            }
+            key.revoked = true;
+            effects.subject_state.detail = SubjectDetail::AuthorKey { key_id: *key_id };
+            effects.key = Some((*key_id, key));
+        }
+        Payload::DeviceRegistered {
+            serial,
+            device_key,
+            attributes,
+        } => {
+            check_name("serial", serial)?;
+            let key_id = device_key.id();
+            if body.subject.id != key_id.to_hex() {
+                return Err(Refusal::InvalidSubject {
+                    subject: subject_text,
+                    reason: format!(
+                        "device subject id must be the device key's fingerprint {key_id}"
+                    ),
+                });
+            }
+            if attributes.len() > limits.max_attributes {
+                return Err(Refusal::InvalidField {
+                    field: "attributes".to_string(),
+                    reason: format!(
+                        "{} attributes, over the limit of {}",
+                        attributes.len(),
+                        limits.max_attributes
+                    ),
+                });
+            }
+            for (name, value) in attributes {
+                check_name("attributes.name", name)?;
+                check_text("attributes.value", value, limits)?;
+            }
+            if let Some(owner) = view.serial_owner(serial) {
+                return Err(Refusal::SerialTaken {
+                    serial: serial.clone(),
+                    subject: owner.to_string(),
+                });
+            }
+            effects.serial = Some(serial.clone());
+            effects.subject_state.detail = SubjectDetail::Device {
+                serial: serial.clone(),
+                device_key: device_key.clone(),
+                attributes: attributes.clone(),
+                status: DeviceStatus::Planned,
+            };
+        }
+        Payload::DeviceStatusChanged { status, reason } => {
+            check_text("reason", reason, limits)?;
+            let Some(SubjectDetail::Device {
+                serial,
+                device_key,
+                attributes,
+                status: from,
+            }) = current.map(|s| &s.detail)
+            else {
+                return Err(Refusal::UnknownSubject(subject_text));
+            };
+            if !from.may_become(*status) {
+                return Err(Refusal::InvalidTransition {
+                    subject: subject_text,
+                    from: from.name().to_string(),
+                    to: status.name().to_string(),
+                });
+            }
+            effects.subject_state.detail = SubjectDetail::Device {
+                serial: serial.clone(),
+                device_key: device_key.clone(),
+                attributes: attributes.clone(),
+                status: *status,
+            };
+        }
+    }
+    Ok(Decision::Accept(Box::new(effects)))
+}
+
+/// Everything an accepted batch changes, ready to merge.
+#[derive(Default, Debug)]
+pub struct Changes {
+    party: Option<PartyState>,
+    keys: BTreeMap<KeyId, KeyState>,
+    subjects: BTreeMap<SubjectRef, SubjectState>,
+    serials: BTreeMap<String, SubjectRef>,
+    /// Accepted events in order.
+    events: Vec<EventId>,
+}
+
+/// A view of `base` with a batch's staged changes on top.
+pub struct Staged<'a, V: StateView> {
+    base: &'a V,
+    changes: Changes,
+}
+
+impl<'a, V: StateView> Staged<'a, V> {
+    pub fn new(base: &'a V) -> Self {
+        Staged {
+            base,
+            changes: Changes::default(),
+        }
+    }
+
+    /// Decides `event` against the base plus what is staged, and stages it.
+    pub fn stage(&mut self, event: &Event, limits: &EventLimits) -> Result<Appended, Refusal> {
+        match decide(self, event, limits)? {
+            Decision::Duplicate(index) => Ok(Appended {
+                index,
+                event_id: event.id,
+                duplicate: true,
+            }),
+            Decision::Accept(effects) => {
+                let index = self.next_index();
+                let c = &mut self.changes;
+                if let Some(p) = effects.party {
+                    c.party = Some(p);
+                }
+                if let Some((id, k)) = effects.key {
+                    c.keys.insert(id, k);
+                }
+                if let Some(serial) = effects.serial {
+                    c.serials.insert(serial, effects.subject.clone());
+                }
+                c.subjects.insert(effects.subject, effects.subject_state);
+                c.events.push(effects.event_id);
+                Ok(Appended {
+                    index,
+                    event_id: event.id,
+                    duplicate: false,
+                })
+            }
+        }
+    }
+
+    pub fn into_changes(self) -> Changes {
+        self.changes
+    }
+}
+
+impl<V: StateView> StateView for Staged<'_, V> {
+    fn party(&self) -> Option<&PartyState> {
+        self.changes.party.as_ref().or_else(|| self.base.party())
+    }
+    fn key(&self, id: &KeyId) -> Option<&KeyState> {
+        self.changes.keys.get(id).or_else(|| self.base.key(id))
+    }
+    fn subject(&self, subject: &SubjectRef) -> Option<&SubjectState> {
+        self.changes
+            .subjects
+            .get(subject)
+            .or_else(|| self.base.subject(subject))
+    }
+    fn serial_owner(&self, serial: &str) -> Option<&SubjectRef> {
+        self.changes
+            .serials
+            .get(serial)
+            .or_else(|| self.base.serial_owner(serial))
+    }
+    fn event_index(&self, id: &EventId) -> Option<u64> {
+        let base_next = self.base.next_index();
+        self.changes
+            .events
+            .iter()
+            .position(|e| e == id)
+            .map(|i| base_next + i as u64)
+            .or_else(|| self.base.event_index(id))
+    }
+    fn next_index(&self) -> u64 {
+        self.base.next_index() + self.changes.events.len() as u64
+    }
+}
+
+/// The in-memory projections of the applied event log.
+#[derive(Clone, Debug, Default)]
+pub struct Projection {
+    party: Option<PartyState>,
+    keys: BTreeMap<KeyId, KeyState>,
+    subjects: BTreeMap<SubjectRef, SubjectState>,
+    serials: BTreeMap<String, SubjectRef>,
+    by_fingerprint: BTreeMap<KeyId, SubjectRef>,
+    event_ids: HashMap<EventId, u64>,
+    event_count: u64,
+    log_hash: [u8; 32],
+}
+
+impl StateView for Projection {
+    fn party(&self) -> Option<&PartyState> {
+        self.party.as_ref()
+    }
+    fn key(&self, id: &KeyId) -> Option<&KeyState> {
+        self.keys.get(id)
+    }
+    fn subject(&self, subject: &SubjectRef) -> Option<&SubjectState> {
+        self.subjects.get(subject)
+    }
+    fn serial_owner(&self, serial: &str) -> Option<&SubjectRef> {
+        self.serials.get(serial)
+    }
+    fn event_index(&self, id: &EventId) -> Option<u64> {
+        self.event_ids.get(id).copied()
+    }
+    fn next_index(&self) -> u64 {
+        self.event_count + 1
+    }
+}
+
+impl Projection {
+    /// Checks a whole batch; nothing changes unless every event is accepted.
+    pub fn check_batch(
+        &self,
+        events: &[Event],
+        limits: &EventLimits,
+    ) -> Result<(Vec<Appended>, Changes), Refusal> {
+        if events.is_empty() {
+            return Err(Refusal::EmptyBatch);
+        }
+        if events.len() > limits.max_batch_events {
+            return Err(Refusal::BatchTooLarge {
+                count: events.len(),
+                limit: limits.max_batch_events,
+            });
+        }
+        let mut staged = Staged::new(self);
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            out.push(staged.stage(event, limits)?);
+        }
+        Ok((out, staged.into_changes()))
+    }
+
+    /// Merges an accepted batch.
+    pub fn commit(&mut self, changes: Changes) {
+        if let Some(p) = changes.party {
+            self.party = Some(p);
+        }
+        self.keys.extend(changes.keys);
+        for (subject, state) in changes.subjects {
+            if let SubjectDetail::Device { device_key, .. } = &state.detail {
+                self.by_fingerprint.insert(device_key.id(), subject.clone());
+            }
+            if let SubjectDetail::AuthorKey { key_id } = &state.detail {
+                self.by_fingerprint.insert(*key_id, subject.clone());
+            }
+            self.subjects.insert(subject, state);
+        }
+        self.serials.extend(changes.serials);
+        for id in changes.events {
+            self.event_count += 1;
+            self.event_ids.insert(id, self.event_count);
+            let mut h = blake3::Hasher::new();
+            h.update(&self.log_hash);
+            h.update(&id.0);
+            self.log_hash = *h.finalize().as_bytes();
+        }
+    }
+
+    /// Checks and, if every event is accepted, commits a batch.
+    pub fn apply_batch(
+        &mut self,
+        events: &[Event],
+        limits: &EventLimits,
+    ) -> Result<Vec<Appended>, Refusal> {
+        let (out, changes) = self.check_batch(events, limits)?;
+        self.commit(changes);
+        Ok(out)
+    }
+
+    pub fn event_count(&self) -> u64 {
+        self.event_count
+    }
+
+    /// Running hash over the ids of all accepted events, in log order.
+    pub fn log_hash(&self) -> [u8; 32] {
+        self.log_hash
+    }
+
+    /// Hash of the whole projection state; equal on replicas that agree.
+    pub fn state_hash(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        let encoded = postcard::to_stdvec(&(
+            &self.party,
+            &self.keys,
+            &self.subjects,
+            &self.serials,
+            &self.by_fingerprint,
+            self.event_count,
+            self.log_hash,
+        ))
+        .expect("projection state serializes");
+        h.update(&encoded);
+        *h.finalize().as_bytes()
+    }
+
+    pub fn subject_by_fingerprint(&self, id: &KeyId) -> Option<&SubjectRef> {
+        self.by_fingerprint.get(id)
+    }
+
+    pub fn subjects(&self) -> impl Iterator<Item = (&SubjectRef, &SubjectState)> {
+        self.subjects.iter()
+    }
+}

@@ -1,0 +1,497 @@
+//! Unit tests of the pure core: every refusal leaves the projection unchanged.
+
+use std::collections::BTreeSet;
+
+use super::event::*;
+use super::keys::*;
+use super::projection::*;
+use super::refusal::*;
+use crate::codec;
+
+const T0: i64 = 1_700_000_000_000;
+
+struct Party {
+    root: SigningKey,
+    proj: Projection,
+    limits: EventLimits,
+}
+
+fn event(body: &EventBody, keys: &[&SigningKey]) -> Event {
+    let env = codec::sign(body, keys);
+    codec::parse_event(env, &EventLimits::default()).expect("test event parses")
+}
+
+fn body(
+    subject: SubjectRef,
+    sequence: u64,
+    previous: Option<EventId>,
+    author: KeyId,
+    payload: Payload,
+) -> EventBody {
+    EventBody {
+        schema_version: SCHEMA_VERSION,
+        subject,
+        sequence,
+        previous,
+        author,
+        time_ms: T0 + 1_000,
+        payload,
+    }
+}
+
+impl Party {
+    fn new() -> Self {
+        let root = SigningKey::generate(Algorithm::Ed25519);
+        let mut p = Party {
+            root,
+            proj: Projection::default(),
+            limits: EventLimits::default(),
+        };
+        let mut genesis = body(
+            SubjectRef::new(SubjectKind::Party, "acme"),
+            0,
+            None,
+            p.root.key_id(),
+            Payload::PartyGenesis {
+                party_name: "acme".into(),
+                role: "maintenance".into(),
+                root_key: p.root.public_key(),
+            },
+        );
+        genesis.time_ms = T0;
+        let e = event(&genesis, &[&p.root]);
+        p.apply(&e).expect("genesis accepted");
+        p
+    }
+
+    fn apply(&mut self, e: &Event) -> Result<Vec<Appended>, Refusal> {
+        self.proj.apply_batch(std::slice::from_ref(e), &self.limits)
+    }
+
+    /// Applies `e` expecting a refusal, and checks nothing changed.
+    fn refuse(&mut self, e: &Event) -> Refusal {
+        let before = (self.proj.event_count(), self.proj.state_hash());
+        let err = self.apply(e).expect_err("event must be refused");
+        assert_eq!(
+            before,
+            (self.proj.event_count(), self.proj.state_hash()),
+            "state changed on {err}"
+        );
+        err
+    }
+
+    fn register_author(
+        &mut self,
+        alg: Algorithm,
+        kinds: &[EventKind],
+        not_after_ms: i64,
+    ) -> SigningKey {
+        let key = SigningKey::generate(alg);
+        let mut b = body(
+            SubjectRef::new(SubjectKind::AuthorKey, key.key_id().to_hex()),
+            0,
+            None,
+            self.root.key_id(),
+            Payload::AuthorKeyRegistered {
+                key: key.public_key(),
+                label: "ops".into(),
+                allowed_kinds: kinds.iter().copied().collect::<BTreeSet<_>>(),
+                not_after_ms,
+            },
+        );
+        b.time_ms = T0 + 100;
+        self.apply(&event(&b, &[&self.root]))
+            .expect("author registered");
+        key
+    }
+
+    fn device_body(&self, author: &SigningKey, serial: &str) -> (EventBody, SubjectRef) {
+        let device = SigningKey::generate(Algorithm::EcdsaP256Sha256);
+        let subject = SubjectRef::new(SubjectKind::Device, device.key_id().to_hex());
+        let b = body(
+            subject.clone(),
+            0,
+            None,
+            author.key_id(),
+            Payload::DeviceRegistered {
+                serial: serial.into(),
+                device_key: device.public_key(),
+                attributes: vec![("model".into(), "thermo-3".into())],
+            },
+        );
+        (b, subject)
+    }
+
+    fn last(&self, s: &SubjectRef) -> (u64, Option<EventId>) {
+        let st = self.proj.subject(s).expect("subject exists");
+        (st.next_sequence, Some(st.last_event))
+    }
+
+    fn status_body(&self, author: &SigningKey, s: &SubjectRef, status: DeviceStatus) -> EventBody {
+        let (seq, prev) = self.last(s);
+        body(
+            s.clone(),
+            seq,
+            prev,
+            author.key_id(),
+            Payload::DeviceStatusChanged {
+                status,
+                reason: "test".into(),
+            },
+        )
+    }
+}
+
+const DEVICE_KINDS: &[EventKind] = &[EventKind::DeviceRegistered, EventKind::DeviceStatusChanged];
+
+#[test]
+fn device_lifecycle_with_both_algorithms() {
+    for alg in [Algorithm::Ed25519, Algorithm::EcdsaP256Sha256] {
+        let mut p = Party::new();
+        let author = p.register_author(alg, DEVICE_KINDS, T0 + 10_000_000);
+        let (b, subject) = p.device_body(&author, "SN-1");
+        let out = p.apply(&event(&b, &[&author])).unwrap();
+        assert_eq!(out[0].index, 3);
+        for status in [
+            DeviceStatus::InUse,
+            DeviceStatus::Stolen,
+            DeviceStatus::InUse,
+            DeviceStatus::Retired,
+        ] {
+            p.apply(&event(
+                &p.status_body(&author, &subject, status),
+                &[&author],
+            ))
+            .unwrap();
+        }
+        let st = p.proj.subject(&subject).unwrap();
+        assert_eq!(st.next_sequence, 5);
+        assert_eq!(st.history, vec![3, 4, 5, 6, 7]);
+        assert!(matches!(
+            st.detail,
+            SubjectDetail::Device {
+                status: DeviceStatus::Retired,
+                ..
+            }
+        ));
+        assert_eq!(p.proj.serial_owner("SN-1"), Some(&subject));
+    }
+}
+
+#[test]
+fn duplicate_event_returns_original_index() {
+    let mut p = Party::new();
+    let author = p.register_author(Algorithm::Ed25519, DEVICE_KINDS, T0 + 10_000_000);
+    let (b, _) = p.device_body(&author, "SN-1");
+    let e = event(&b, &[&author]);
+    let first = p.apply(&e).unwrap()[0];
+    let hash = p.proj.state_hash();
+    let again = p.apply(&e).unwrap()[0];
+    assert!(again.duplicate);
+    assert_eq!(again.index, first.index);
+    assert_eq!(hash, p.proj.state_hash());
+}
+
+#[test]
+fn refuses_missing_and_bad_signatures() {
+    let mut p = Party::new();
+    let author = p.register_author(Algorithm::Ed25519, DEVICE_KINDS, T0 + 10_000_000);
+    let (b, _) = p.device_body(&author, "SN-1");
+    let mut e = event(&b, &[&author]);
+    e.envelope.signatures.clear();
+    assert_eq!(p.refuse(&e), Refusal::MissingSignature);
+
+    let mut e = event(&b, &[&author]);
+    e.envelope.signatures[0].bytes[0] ^= 0xff;
+    assert!(matches!(p.refuse(&e), Refusal::BadSignature(_)));
+
+    // Signed by the root instead of the named author.
+    let e = event(&b, &[&p.root]);
+    assert!(matches!(p.refuse(&e), Refusal::MissingAuthorSignature(_)));
+
+    // A stranger's signature on an otherwise good event.
+    let stranger = SigningKey::generate(Algorithm::Ed25519);
+    let e = event(&b, &[&author, &stranger]);
+    assert!(matches!(p.refuse(&e), Refusal::UnknownKey(_)));
+}
+
+#[test]
+fn refuses_unknown_revoked_expired_and_unallowed_authors() {
+    let mut p = Party::new();
+    let stranger = SigningKey::generate(Algorithm::Ed25519);
+    let (b, _) = p.device_body(&stranger, "SN-1");
+    assert!(matches!(
+        p.refuse(&event(&b, &[&stranger])),
+        Refusal::UnknownKey(_)
+    ));
+
+    let short = p.register_author(Algorithm::Ed25519, DEVICE_KINDS, T0 + 500);
+    let (b, _) = p.device_body(&short, "SN-2");
+    assert!(matches!(
+        p.refuse(&event(&b, &[&short])),
+        Refusal::AuthorExpired { .. }
+    ));
+
+    let status_only = p.register_author(
+        Algorithm::Ed25519,
+        &[EventKind::DeviceStatusChanged],
+        T0 + 10_000_000,
+    );
+    let (b, _) = p.device_body(&status_only, "SN-3");
+    assert!(matches!(
+        p.refuse(&event(&b, &[&status_only])),
+        Refusal::AuthorNotAllowed { .. }
+    ));
+
+    let revoked = p.register_author(Algorithm::Ed25519, DEVICE_KINDS, T0 + 10_000_000);
+    let subject = SubjectRef::new(SubjectKind::AuthorKey, revoked.key_id().to_hex());
+    let (seq, prev) = p.last(&subject);
+    let rb = body(
+        subject,
+        seq,
+        prev,
+        p.root.key_id(),
+        Payload::AuthorKeyRevoked {
+            reason: "left".into(),
+        },
+    );
+    p.apply(&event(&rb, &[&p.root])).unwrap();
+    let (b, _) = p.device_body(&revoked, "SN-4");
+    assert!(matches!(
+        p.refuse(&event(&b, &[&revoked])),
+        Refusal::AuthorRevoked(_)
+    ));
+    // Revoking twice is refused as well.
+    let subject = SubjectRef::new(SubjectKind::AuthorKey, revoked.key_id().to_hex());
+    let (seq, prev) = p.last(&subject);
+    let rb = body(
+        subject,
+        seq,
+        prev,
+        p.root.key_id(),
+        Payload::AuthorKeyRevoked {
+            reason: "again".into(),
+        },
+    );
+    assert!(matches!(
+        p.refuse(&event(&rb, &[&p.root])),
+        Refusal::AlreadyRevoked(_)
+    ));
+}
+
+#[test]
+fn concurrent_writers_to_one_subject_conflict() {
+    let mut p = Party::new();
+    let author = p.register_author(Algorithm::Ed25519, DEVICE_KINDS, T0 + 10_000_000);
+    let (b, s) = p.device_body(&author, "SN-1");
+    p.apply(&event(&b, &[&author])).unwrap();
+    // Both writers read the same chain head.
+    let first = p.status_body(&author, &s, DeviceStatus::InUse);
+    let mut second = p.status_body(&author, &s, DeviceStatus::Lost);
+    second.reason_marker();
+    p.apply(&event(&first, &[&author])).unwrap();
+    assert!(matches!(
+        p.refuse(&event(&second, &[&author])),
+        Refusal::ChainConflict { .. }
+    ));
+
+    // Wrong previous id at the right sequence.
+    let mut wrong_prev = p.status_body(&author, &s, DeviceStatus::Lost);
+    wrong_prev.previous = Some(EventId([7; 32]));
+    assert!(matches!(
+        p.refuse(&event(&wrong_prev, &[&author])),
+        Refusal::ChainConflict { .. }
+    ));
+
+    // Registering the same device again is a conflict at sequence 0.
+    let again = EventBody {
+        time_ms: b.time_ms + 1,
+        ..b
+    };
+    assert!(matches!(
+        p.refuse(&event(&again, &[&author])),
+        Refusal::ChainConflict { .. }
+    ));
+}
+
+trait ReasonMarker {
+    fn reason_marker(&mut self);
+}
+
+impl ReasonMarker for EventBody {
+    /// Makes two otherwise equal bodies differ, so they get different ids.
+    fn reason_marker(&mut self) {
+        self.time_ms += 1;
+    }
+}
+
+#[test]
+fn refuses_invalid_status_transitions() {
+    let mut p = Party::new();
+    let author = p.register_author(Algorithm::Ed25519, DEVICE_KINDS, T0 + 10_000_000);
+    let (b, s) = p.device_body(&author, "SN-1");
+    p.apply(&event(&b, &[&author])).unwrap();
+    p.apply(&event(
+        &p.status_body(&author, &s, DeviceStatus::Destroyed),
+        &[&author],
+    ))
+    .unwrap();
+    for next in DeviceStatus::ALL {
+        let e = event(&p.status_body(&author, &s, next), &[&author]);
+        assert!(
+            matches!(p.refuse(&e), Refusal::InvalidTransition { .. }),
+            "destroyed -> {next:?}"
+        );
+    }
+    assert!(!DeviceStatus::Planned.may_become(DeviceStatus::Planned));
+    assert!(DeviceStatus::Stolen.may_become(DeviceStatus::InUse));
+    assert!(!DeviceStatus::Retired.may_become(DeviceStatus::InUse));
+}
+
+#[test]
+fn refuses_taken_serial_and_over_cap_subjects() {
+    let mut p = Party::new();
+    let author = p.register_author(Algorithm::Ed25519, DEVICE_KINDS, T0 + 10_000_000);
+    let (b, s) = p.device_body(&author, "SN-1");
+    p.apply(&event(&b, &[&author])).unwrap();
+    let (b2, _) = p.device_body(&author, "SN-1");
+    assert!(matches!(
+        p.refuse(&event(&b2, &[&author])),
+        Refusal::SerialTaken { .. }
+    ));
+
+    p.limits.max_records_per_subject = 2;
+    p.apply(&event(
+        &p.status_body(&author, &s, DeviceStatus::InUse),
+        &[&author],
+    ))
+    .unwrap();
+    let e = event(&p.status_body(&author, &s, DeviceStatus::Lost), &[&author]);
+    assert!(matches!(p.refuse(&e), Refusal::TooManyRecords { .. }));
+}
+
+#[test]
+fn batch_is_all_or_nothing_and_sees_its_own_events() {
+    let mut p = Party::new();
+    let author = p.register_author(Algorithm::Ed25519, DEVICE_KINDS, T0 + 10_000_000);
+    let (b, s) = p.device_body(&author, "SN-1");
+    let reg = event(&b, &[&author]);
+    // The second event chains on the first, inside the same batch.
+    let in_use = event(
+        &body(
+            s.clone(),
+            1,
+            Some(reg.id),
+            author.key_id(),
+            Payload::DeviceStatusChanged {
+                status: DeviceStatus::InUse,
+                reason: String::new(),
+            },
+        ),
+        &[&author],
+    );
+    let bad = event(
+        &body(
+            s.clone(),
+            2,
+            Some(in_use.id),
+            author.key_id(),
+            Payload::DeviceStatusChanged {
+                status: DeviceStatus::Planned,
+                reason: String::new(),
+            },
+        ),
+        &[&author],
+    );
+    let before = (p.proj.event_count(), p.proj.state_hash());
+    let err = p
+        .proj
+        .apply_batch(&[reg.clone(), in_use.clone(), bad], &p.limits)
+        .unwrap_err();
+    assert!(matches!(err, Refusal::InvalidTransition { .. }));
+    assert_eq!(before, (p.proj.event_count(), p.proj.state_hash()));
+    let out = p.proj.apply_batch(&[reg, in_use], &p.limits).unwrap();
+    assert_eq!(out.iter().map(|a| a.index).collect::<Vec<_>>(), vec![3, 4]);
+}
+
+#[test]
+fn refuses_second_genesis_and_events_before_genesis() {
+    let mut p = Party::new();
+    let other = SigningKey::generate(Algorithm::Ed25519);
+    let g = body(
+        SubjectRef::new(SubjectKind::Party, "evil"),
+        0,
+        None,
+        other.key_id(),
+        Payload::PartyGenesis {
+            party_name: "evil".into(),
+            role: "maintenance".into(),
+            root_key: other.public_key(),
+        },
+    );
+    assert_eq!(p.refuse(&event(&g, &[&other])), Refusal::GenesisExists);
+
+    let mut empty = Projection::default();
+    let (b, _) = p.device_body(&p.root, "SN-1");
+    let err = empty
+        .apply_batch(&[event(&b, &[&p.root])], &EventLimits::default())
+        .unwrap_err();
+    assert!(matches!(err, Refusal::UnknownKey(_)));
+}
+
+#[test]
+fn codec_refuses_garbage_unknown_payload_schema_and_size() {
+    let limits = EventLimits::default();
+    let garbage = Envelope {
+        body: vec![0xff, 0xff, 0xff, 0x01, 0x02],
+        signatures: vec![],
+    };
+    assert!(matches!(
+        codec::parse_event(garbage, &limits),
+        Err(Refusal::Malformed(_))
+    ));
+
+    let key = SigningKey::generate(Algorithm::Ed25519);
+    let mut b = body(
+        SubjectRef::new(SubjectKind::Party, "acme"),
+        0,
+        None,
+        key.key_id(),
+        Payload::AuthorKeyRevoked {
+            reason: String::new(),
+        },
+    );
+    b.schema_version = 2;
+    let env = codec::sign(&b, &[&key]);
+    assert_eq!(
+        codec::parse_event(env, &limits),
+        Err(Refusal::UnsupportedSchema(2))
+    );
+
+    // A body whose payload field number this build does not know.
+    let mut bytes = codec::encode_body(&EventBody {
+        schema_version: 1,
+        ..b
+    });
+    // The empty AuthorKeyRevoked payload is the last field: tag 12, length 0.
+    assert_eq!(bytes[bytes.len() - 2..], [0x62, 0x00]);
+    bytes.truncate(bytes.len() - 2);
+    bytes.extend_from_slice(&[0xfa, 0x01, 0x00]); // field 31, length 0
+    let env = Envelope {
+        body: bytes,
+        signatures: vec![],
+    };
+    assert_eq!(
+        codec::parse_event(env, &limits),
+        Err(Refusal::UnknownPayload)
+    );
+
+    let big = Envelope {
+        body: vec![0; limits.max_body_bytes + 1],
+        signatures: vec![],
+    };
+    assert!(matches!(
+        codec::parse_event(big, &limits),
+        Err(Refusal::BodyTooLarge { .. })
+    ));
+}
