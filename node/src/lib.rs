@@ -3,3 +3,5 @@
 
 pub mod codec;
 pub mod domain;
+pub mod raft_types;
+pub mod store;

@@ -1,0 +1,585 @@
+//! Durable storage on sled: the Raft log and vote, the applied event log,
+//! and snapshots.
+//!
+//! Durability: sled's `flush()` ends in `sync_file_range`, which flushes
+//! neither the disk's write cache nor metadata. Every path that must be on
+//! stable storage before it is acknowledged (log append, vote, truncation,
+//! purge marker, snapshot install) calls [`Db::sync`], which flushes sled and
+//! then `fdatasync`s our own handle on sled's data file: fsync acts on the
+//! inode, so it covers what sled wrote through its own descriptor. Values are
+//! kept under sled's blob threshold (see `SEGMENT_BYTES`) so nothing lands in
+//! the unsynced blob files. Snapshots are our own files, written to a
+//! temporary name, fsynced, renamed, and the directory fsynced.
+
+use std::fmt::Debug;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use futures::{Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, IOFlushed, RaftLogStorage, RaftStateMachine};
+use openraft::{EntryPayload, LogState, OptionalSend, RaftLogReader, RaftSnapshotBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::domain::event::{Envelope, EventId};
+use crate::domain::projection::Projection;
+use crate::domain::refusal::{EventLimits, Refusal};
+use crate::raft_types::{
+    Entry, LogId, LogResponse, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, Vote,
+};
+
+/// sled segment size. An item over a quarter of a segment is written to a
+/// separate blob file that sled never fsyncs; 8 MiB segments put that
+/// threshold at 2 MiB, above `MAX_ENTRY_BYTES`.
+const SEGMENT_BYTES: usize = 8 * 1024 * 1024;
+/// Largest Raft entry the node proposes (the batcher keeps under it).
+pub const MAX_ENTRY_BYTES: usize = 1024 * 1024;
+
+const VOTE_KEY: &[u8] = b"vote";
+const COMMITTED_KEY: &[u8] = b"committed";
+const PURGED_KEY: &[u8] = b"last_purged";
+const SM_META_KEY: &[u8] = b"m";
+const SM_EVENT_PREFIX: u8 = b'e';
+const SNAPSHOT_FILE: &str = "snapshot.bin";
+
+fn io_err(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
+    io::Error::other(e)
+}
+
+fn encode<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
+    postcard::to_stdvec(v).map_err(io_err)
+}
+
+fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> io::Result<T> {
+    postcard::from_bytes(bytes)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("corrupt {what}: {e}")))
+}
+
+fn event_key(index: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = SM_EVENT_PREFIX;
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// The node's sled database and its trees.
+pub struct Db {
+    sled: sled::Db,
+    log: sled::Tree,
+    raft_meta: sled::Tree,
+    sm: sled::Tree,
+    data_file: File,
+    dir: PathBuf,
+}
+
+impl Db {
+    pub fn open(dir: &Path, cache_bytes: u64) -> anyhow::Result<Arc<Db>> {
+        use anyhow::Context;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("create data dir {}", dir.display()))?;
+        let sled_dir = dir.join("sled");
+        let sled = sled::Config::new()
+            .path(&sled_dir)
+            .cache_capacity(cache_bytes)
+            .segment_size(SEGMENT_BYTES)
+            .open()
+            .with_context(|| format!("open sled database in {}", sled_dir.display()))?;
+        let data_file = File::open(sled_dir.join("db"))
+            .with_context(|| format!("open sled data file in {}", sled_dir.display()))?;
+        let log = sled.open_tree("raft_log")?;
+        let raft_meta = sled.open_tree("raft_meta")?;
+        let sm = sled.open_tree("state_machine")?;
+        Ok(Arc::new(Db {
+            sled,
+            log,
+            raft_meta,
+            sm,
+            data_file,
+            dir: dir.to_path_buf(),
+        }))
+    }
+
+    /// Puts everything written so far on stable storage.
+    pub fn sync(&self) -> io::Result<()> {
+        self.sled.flush().map_err(io_err)?;
+        self.data_file.sync_data()
+    }
+
+    async fn sync_async(self: &Arc<Self>) -> io::Result<()> {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.sync())
+            .await
+            .map_err(io_err)?
+    }
+
+    /// Envelope bytes of the applied event at `index`.
+    pub fn event(&self, index: u64) -> io::Result<Option<Vec<u8>>> {
+        Ok(self
+            .sm
+            .get(event_key(index))
+            .map_err(io_err)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn snapshot_path(&self) -> PathBuf {
+        self.dir.join(SNAPSHOT_FILE)
+    }
+}
+
+/// State readers share with the state machine.
+pub struct Applied {
+    pub projection: Projection,
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+}
+
+pub struct Shared {
+    pub applied: RwLock<Applied>,
+    /// Number of applied events; watchers wake on change.
+    pub event_count: tokio::sync::watch::Sender<u64>,
+    pub db: Arc<Db>,
+}
+
+impl Shared {
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Applied> {
+        self.applied.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Applied> {
+        self.applied.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Limits for replaying events that were already accepted: only the rules
+/// decide, so a later change of a limit cannot make a replica diverge.
+fn replay_limits() -> EventLimits {
+    EventLimits {
+        max_body_bytes: usize::MAX,
+        max_signatures: usize::MAX,
+        max_records_per_subject: u64::MAX,
+        max_attributes: usize::MAX,
+        max_text_bytes: usize::MAX,
+        max_batch_events: usize::MAX,
+    }
+}
+
+fn replay(projection: &mut Projection, envelope: &[u8], index: u64) -> io::Result<()> {
+    let limits = replay_limits();
+    let corrupt = |e: Refusal| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("applied event {index} does not replay: {e}"),
+        )
+    };
+    let env = codec::envelope_from_bytes(envelope).map_err(corrupt)?;
+    let event = codec::parse_event(env, &limits).map_err(corrupt)?;
+    let out = projection
+        .apply_batch(std::slice::from_ref(&event), &limits)
+        .map_err(corrupt)?;
+    if out[0].index != index || out[0].duplicate {
+        return Err(corrupt(Refusal::Malformed(format!(
+            "replayed at index {} instead",
+            out[0].index
+        ))));
+    }
+    Ok(())
+}
+
+#[derive(Serialize, Deserialize)]
+struct SmMeta {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+/// Opens the store: the Raft log and the state machine, whose projections are
+/// rebuilt from the applied events on disk.
+pub fn open(
+    dir: &Path,
+    limits: EventLimits,
+    cache_bytes: u64,
+) -> anyhow::Result<(LogStore, StateMachineStore)> {
+    let db = Db::open(dir, cache_bytes)?;
+    let meta: SmMeta = match db.sm.get(SM_META_KEY)? {
+        Some(v) => decode(&v, "state machine meta")?,
+        None => SmMeta {
+            last_applied: None,
+            membership: StoredMembership::default(),
+        },
+    };
+    let mut projection = Projection::default();
+    let mut index = 0;
+    for item in db.sm.scan_prefix([SM_EVENT_PREFIX]) {
+        let (_, v) = item?;
+        index += 1;
+        replay(&mut projection, &v, index)?;
+    }
+    tracing::info!(events = index, last_applied = ?meta.last_applied, "state machine opened");
+    let (tx, _) = tokio::sync::watch::channel(projection.event_count());
+    let shared = Arc::new(Shared {
+        applied: RwLock::new(Applied {
+            projection,
+            last_applied: meta.last_applied,
+            membership: meta.membership,
+        }),
+        event_count: tx,
+        db: db.clone(),
+    });
+    Ok((
+        LogStore { db: db.clone() },
+        StateMachineStore { db, shared, limits },
+    ))
+}
+
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Db>,
+}
+
+fn log_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn key_range<RB: RangeBounds<u64>>(range: &RB) -> (Bound<[u8; 8]>, Bound<[u8; 8]>) {
+    let map = |b: Bound<&u64>| match b {
+        Bound::Included(i) => Bound::Included(log_key(*i)),
+        Bound::Excluded(i) => Bound::Excluded(log_key(*i)),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    (map(range.start_bound()), map(range.end_bound()))
+}
+
+impl LogStore {
+    fn meta_get<T: for<'a> Deserialize<'a>>(&self, key: &[u8]) -> io::Result<Option<T>> {
+        match self.db.raft_meta.get(key).map_err(io_err)? {
+            Some(v) => Ok(Some(decode(
+                &v,
+                std::str::from_utf8(key).unwrap_or("meta"),
+            )?)),
+            None => Ok(None),
+        }
+    }
+
+    fn meta_put<T: Serialize>(&self, key: &[u8], v: &T) -> io::Result<()> {
+        self.db.raft_meta.insert(key, encode(v)?).map_err(io_err)?;
+        Ok(())
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let mut out = Vec::new();
+        for item in self.db.log.range(key_range(&range)) {
+            let (_, v) = item.map_err(io_err)?;
+            out.push(decode(&v, "log entry")?);
+        }
+        Ok(out)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        self.meta_get(VOTE_KEY)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let last_purged: Option<LogId> = self.meta_get(PURGED_KEY)?;
+        let last = match self.db.log.last().map_err(io_err)? {
+            Some((_, v)) => {
+                let e: Entry = decode(&v, "log entry")?;
+                Some(e.log_id)
+            }
+            None => last_purged,
+        };
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        self.meta_put(VOTE_KEY, vote)?;
+        self.db.sync_async().await
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        // Not synced: losing it only means re-deriving commit from a quorum.
+        self.meta_put(COMMITTED_KEY, &committed)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(self.meta_get::<Option<LogId>>(COMMITTED_KEY)?.flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = sled::Batch::default();
+        for entry in entries {
+            batch.insert(&log_key(entry.log_id.index()), encode(&entry)?);
+        }
+        self.db.log.apply_batch(batch).map_err(io_err)?;
+        // Readable now; durable (and so acknowledged) only after the fsync.
+        let result = self.db.sync_async().await;
+        let reported = result
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| io::Error::new(e.kind(), e.to_string()));
+        callback.io_completed(reported);
+        result
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let start = last_log_id.map_or(0, |l| l.index() + 1);
+        let mut batch = sled::Batch::default();
+        for item in self.db.log.range(log_key(start)..) {
+            let (k, _) = item.map_err(io_err)?;
+            batch.remove(k);
+        }
+        self.db.log.apply_batch(batch).map_err(io_err)?;
+        self.db.sync_async().await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        // The marker is durable before any entry goes, so a crash in between
+        // never shows a log with a hole and no marker.
+        self.meta_put(PURGED_KEY, &log_id)?;
+        self.db.sync_async().await?;
+        let mut batch = sled::Batch::default();
+        for item in self.db.log.range(..=log_key(log_id.index())) {
+            let (k, _) = item.map_err(io_err)?;
+            batch.remove(k);
+        }
+        self.db.log.apply_batch(batch).map_err(io_err)
+    }
+}
+
+/// The Raft state machine: the applied event log and its projections.
+#[derive(Clone)]
+pub struct StateMachineStore {
+    db: Arc<Db>,
+    shared: Arc<Shared>,
+    limits: EventLimits,
+}
+
+impl StateMachineStore {
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Applies one client batch: all of its events or none.
+    fn apply_batch(
+        applied: &mut Applied,
+        envelopes: &[Vec<u8>],
+        limits: &EventLimits,
+        writes: &mut sled::Batch,
+    ) -> Result<Vec<crate::domain::projection::Appended>, Refusal> {
+        let events = envelopes
+            .iter()
+            .map(|bytes| codec::parse_event(codec::envelope_from_bytes(bytes)?, limits))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (out, changes) = applied.projection.check_batch(&events, limits)?;
+        for (appended, bytes) in out.iter().zip(envelopes) {
+            if !appended.duplicate {
+                writes.insert(&event_key(appended.index), bytes.as_slice());
+            }
+        }
+        applied.projection.commit(changes);
+        Ok(out)
+    }
+
+    fn write_snapshot_file(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
+        let path = self.db.snapshot_path();
+        let tmp = path.with_extension("tmp");
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        f.write_all(&encode(&(meta, data))?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        File::open(&self.db.dir)?.sync_all()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotData {
+    events: Vec<Vec<u8>>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    type SnapshotData = Vec<u8>;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let (meta, events) = {
+            let applied = self.shared.read();
+            let meta = SnapshotMeta {
+                last_log_id: applied.last_applied,
+                last_membership: applied.membership.clone(),
+            };
+            let count = applied.projection.event_count();
+            let mut events = Vec::with_capacity(count as usize);
+            for i in 1..=count {
+                let bytes = self.db.event(i)?.ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("applied event {i} missing"),
+                    )
+                })?;
+                events.push(bytes);
+            }
+            (meta, events)
+        };
+        let data = encode(&SnapshotData { events })?;
+        self.write_snapshot_file(&meta, &data)?;
+        tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "snapshot built");
+        Ok(Snapshot {
+            meta,
+            snapshot: data,
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotData = Vec<u8>;
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let a = self.shared.read();
+        Ok((a.last_applied, a.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        let entries: Vec<EntryResponder<TypeConfig>> = entries.try_collect().await?;
+        let mut writes = sled::Batch::default();
+        let mut replies = Vec::with_capacity(entries.len());
+        let count = {
+            let mut applied = self.shared.write();
+            for (entry, responder) in entries {
+                applied.last_applied = Some(entry.log_id);
+                let response = match entry.payload {
+                    EntryPayload::Blank => LogResponse::default(),
+                    EntryPayload::Normal(req) => LogResponse {
+                        results: req
+                            .batches
+                            .iter()
+                            .map(|b| Self::apply_batch(&mut applied, b, &self.limits, &mut writes))
+                            .collect(),
+                    },
+                    EntryPayload::Membership(m) => {
+                        applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                        LogResponse::default()
+                    }
+                };
+                if let Some(r) = responder {
+                    replies.push((r, response));
+                }
+            }
+            let meta = SmMeta {
+                last_applied: applied.last_applied,
+                membership: applied.membership.clone(),
+            };
+            writes.insert(SM_META_KEY, encode(&meta)?);
+            // Written while the lock is held, so readers never see a
+            // projection ahead of the events on disk.
+            self.db.sm.apply_batch(writes).map_err(io_err)?;
+            applied.projection.event_count()
+        };
+        self.shared.event_count.send_replace(count);
+        for (r, response) in replies {
+            r.send(response);
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Vec<u8>,
+    ) -> Result<(), io::Error> {
+        let data: SnapshotData = decode(&snapshot, "snapshot")?;
+        let mut projection = Projection::default();
+        let mut writes = sled::Batch::default();
+        for item in self.db.sm.iter().keys() {
+            writes.remove(item.map_err(io_err)?);
+        }
+        for (i, bytes) in data.events.iter().enumerate() {
+            let index = i as u64 + 1;
+            replay(&mut projection, bytes, index)?;
+            writes.insert(&event_key(index), bytes.as_slice());
+        }
+        let sm_meta = SmMeta {
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
+        writes.insert(SM_META_KEY, encode(&sm_meta)?);
+        let count = projection.event_count();
+        {
+            let mut applied = self.shared.write();
+            self.db.sm.apply_batch(writes).map_err(io_err)?;
+            *applied = Applied {
+                projection,
+                last_applied: meta.last_log_id,
+                membership: meta.last_membership.clone(),
+            };
+        }
+        self.db.sync_async().await?;
+        self.write_snapshot_file(meta, &snapshot)?;
+        self.shared.event_count.send_replace(count);
+        tracing::info!(last_log_id = ?meta.last_log_id, events = count, "snapshot installed");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        let path = self.db.snapshot_path();
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let (meta, data): (SnapshotMeta, Vec<u8>) = decode(&bytes, "snapshot file")?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: data,
+        }))
+    }
+}
+
+/// Reads an applied event by index and id check, for the query edge.
+pub fn stored_event(db: &Db, index: u64) -> io::Result<Option<(EventId, Envelope)>> {
+    let Some(bytes) = db.event(index)? else {
+        return Ok(None);
+    };
+    let env = codec::envelope_from_bytes(&bytes).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("stored event {index}: {e}"),
+        )
+    })?;
+    Ok(Some((EventId::of_body(&env.body), env)))
+}

@@ -1,0 +1,25 @@
+//! openraft's storage conformance suite against the sled store.
+
+use ics_node::domain::refusal::EventLimits;
+use ics_node::raft_types::TypeConfig;
+use ics_node::store::{self, LogStore, StateMachineStore};
+use openraft::StorageError;
+use openraft::testing::log::{StoreBuilder, Suite};
+
+struct SledBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for SledBuilder {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<TypeConfig>> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (log, sm) =
+            store::open(dir.path(), EventLimits::default(), 8 << 20).expect("open store");
+        Ok((dir, log, sm))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_store_passes_openraft_suite() -> Result<(), StorageError<TypeConfig>> {
+    Suite::test_all(SledBuilder).await
+}
