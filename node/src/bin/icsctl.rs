@@ -1,1 +1,740 @@
-fn main() {}
+//! `icsctl`: the command-line client of an ICS node.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use futures::StreamExt;
+use ics_node::client::{self, ChainHead, Client};
+use ics_node::codec;
+use ics_node::domain::event::{DeviceStatus, EventBody, EventKind, SubjectKind, SubjectRef};
+use ics_node::domain::keys::{Algorithm, PublicKey, SigningKey};
+use ics_node::keyfile;
+use ics_proto::v1 as pb;
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "icsctl", version, about = "Client of an ICS node")]
+struct Cli {
+    /// Node to talk to (HOST:PORT).
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "127.0.0.1:7400",
+        env = "ICS_SERVER"
+    )]
+    server: String,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Key files.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Author keys that sign for the party.
+    #[command(subcommand)]
+    Author(AuthorCmd),
+    /// Device identities and status.
+    #[command(subcommand)]
+    Device(DeviceCmd),
+    /// A subject's current state.
+    Subject(SubjectArgs),
+    /// A subject's history, in order, with signatures.
+    History(SubjectArgs),
+    /// One event by id.
+    Event {
+        /// Event id (hex).
+        id: String,
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Stream the log from an index on.
+    Watch {
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Cluster status and membership.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Measure append latency and throughput against the server.
+    Bench(BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Generate a key file (mode 0600).
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "ed25519")]
+        algorithm: String,
+    },
+    /// Print a key file's id and public key.
+    Show { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum AuthorCmd {
+    /// Register a key as an author of the party (signed by the root key).
+    Add {
+        /// Root key file (or another key allowed to register authors).
+        #[arg(long)]
+        signer: PathBuf,
+        /// Key file of the new author.
+        #[arg(long)]
+        key: PathBuf,
+        /// Event kinds the author may sign, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "device-registered,device-status-changed"
+        )]
+        kinds: Vec<String>,
+        #[arg(long, default_value = "")]
+        label: String,
+        #[arg(long, default_value_t = 365)]
+        valid_days: u32,
+    },
+    /// Revoke an author key.
+    Revoke {
+        #[arg(long)]
+        signer: PathBuf,
+        /// Fingerprint of the key to revoke (hex).
+        #[arg(long)]
+        key_id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCmd {
+    /// Register a device identity.
+    Register {
+        #[arg(long)]
+        signer: PathBuf,
+        #[arg(long)]
+        serial: String,
+        /// The device's key file (its public key is registered).
+        #[arg(long, conflicts_with = "device_public")]
+        device_key: Option<PathBuf>,
+        /// The device's public key as ALGORITHM:HEX (ed25519 or p256).
+        #[arg(long)]
+        device_public: Option<String>,
+        /// Model attribute NAME=VALUE; repeat for each.
+        #[arg(long = "attr")]
+        attributes: Vec<String>,
+    },
+    /// Change a device's status.
+    Status {
+        #[arg(long)]
+        signer: PathBuf,
+        /// Device id (the fingerprint printed at registration).
+        #[arg(long)]
+        device: String,
+        /// planned, in-use, retired, destroyed, stolen or lost.
+        #[arg(long)]
+        status: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+#[derive(Args)]
+struct SubjectArgs {
+    /// party, author-key or device.
+    #[arg(long, default_value = "device")]
+    kind: String,
+    id: String,
+    #[arg(long)]
+    stale: bool,
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Initialize a new cluster with these members (ID=HOST:PORT, repeat).
+    Init {
+        #[arg(long = "member")]
+        members: Vec<String>,
+    },
+    Status,
+    /// Add a node: learner first, then voter once caught up.
+    Add {
+        #[arg(long)]
+        id: u64,
+        #[arg(long)]
+        address: String,
+        #[arg(long)]
+        learner: bool,
+    },
+    Remove {
+        #[arg(long)]
+        id: u64,
+    },
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Key file allowed to register devices.
+    #[arg(long)]
+    signer: PathBuf,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    /// Append requests per client.
+    #[arg(long, default_value_t = 500)]
+    requests: usize,
+    /// Events per request.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+}
+
+fn consistency(stale: bool) -> i32 {
+    if stale {
+        pb::ReadConsistency::Stale as i32
+    } else {
+        pb::ReadConsistency::Linearizable as i32
+    }
+}
+
+fn subject_of(args: &SubjectArgs) -> anyhow::Result<SubjectRef> {
+    let kind = SubjectKind::from_name(&args.kind).with_context(|| {
+        format!(
+            "unknown subject kind {:?} (party, author-key, device)",
+            args.kind
+        )
+    })?;
+    Ok(SubjectRef::new(kind, args.id.clone()))
+}
+
+fn describe(event: &pb::StoredEvent) -> serde_json::Value {
+    let env = event.event.clone().unwrap_or_default();
+    let body = codec::decode_body(&env.body);
+    let signatures: Vec<_> = env
+        .signatures
+        .iter()
+        .map(|s| hex::encode(&s.key_id))
+        .collect();
+    match body {
+        Ok(b) => json!({
+            "index": event.index,
+            "event_id": hex::encode(&event.event_id),
+            "subject": b.subject.to_string(),
+            "sequence": b.sequence,
+            "previous": b.previous.map(|p| p.to_hex()),
+            "author": b.author.to_hex(),
+            "time_unix_ms": b.time_ms,
+            "kind": b.payload.kind().name(),
+            "payload": payload_json(&b),
+            "signed_by": signatures,
+        }),
+        Err(e) => {
+            json!({"index": event.index, "event_id": hex::encode(&event.event_id), "error": e.to_string()})
+        }
+    }
+}
+
+fn payload_json(b: &EventBody) -> serde_json::Value {
+    use ics_node::domain::event::Payload as P;
+    match &b.payload {
+        P::PartyGenesis {
+            party_name,
+            role,
+            root_key,
+        } => {
+            json!({"party": party_name, "role": role, "root_key": root_key.id().to_hex()})
+        }
+        P::AuthorKeyRegistered {
+            key,
+            label,
+            allowed_kinds,
+            not_after_ms,
+        } => json!({
+            "key": key.id().to_hex(), "label": label,
+            "allowed_kinds": allowed_kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
+            "not_after_unix_ms": not_after_ms,
+        }),
+        P::AuthorKeyRevoked { reason } => json!({"reason": reason}),
+        P::DeviceRegistered {
+            serial,
+            device_key,
+            attributes,
+        } => json!({
+            "serial": serial, "device_key": format!("{}:{}", device_key.algorithm().name(), hex::encode(device_key.bytes())),
+            "attributes": attributes.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        }),
+        P::DeviceStatusChanged { status, reason } => {
+            json!({"status": status.name(), "reason": reason})
+        }
+    }
+}
+
+fn print_event(json_out: bool, e: &pb::StoredEvent) {
+    let v = describe(e);
+    if json_out {
+        println!("{v}");
+    } else {
+        println!(
+            "#{:<6} {} {:<22} {} seq={} by {}",
+            e.index,
+            &hex::encode(&e.event_id)[..16],
+            v["kind"].as_str().unwrap_or("?"),
+            v["subject"].as_str().unwrap_or("?"),
+            v["sequence"],
+            &v["author"].as_str().unwrap_or("?").get(..16).unwrap_or("?"),
+        );
+    }
+}
+
+fn print_appended(
+    json_out: bool,
+    what: &str,
+    subject: &SubjectRef,
+    appended: &[pb::AppendedEvent],
+) {
+    for a in appended {
+        if json_out {
+            println!(
+                "{}",
+                json!({"subject": subject.to_string(), "index": a.index, "event_id": hex::encode(&a.event_id), "duplicate": a.duplicate})
+            );
+        } else {
+            let dup = if a.duplicate {
+                " (already in the log)"
+            } else {
+                ""
+            };
+            println!(
+                "{what} {subject} at index {} event {}{dup}",
+                a.index,
+                hex::encode(&a.event_id)
+            );
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut c = Client::connect(&cli.server)?;
+    let j = cli.json;
+    match cli.command {
+        Command::Key(KeyCmd::Generate { out, algorithm }) => {
+            let alg = Algorithm::from_name(&algorithm)
+                .with_context(|| format!("unknown algorithm {algorithm:?} (ed25519, p256)"))?;
+            let key = SigningKey::generate(alg);
+            keyfile::write(&out, &key)?;
+            if j {
+                println!(
+                    "{}",
+                    json!({"file": out, "key_id": key.key_id().to_hex(), "algorithm": alg.name()})
+                );
+            } else {
+                println!(
+                    "wrote {} key {} to {}",
+                    alg.name(),
+                    key.key_id(),
+                    out.display()
+                );
+            }
+        }
+        Command::Key(KeyCmd::Show { file }) => {
+            let key = keyfile::read(&file)?;
+            let public = key.public_key();
+            if j {
+                println!(
+                    "{}",
+                    json!({"key_id": key.key_id().to_hex(), "algorithm": public.algorithm().name(), "public_key": hex::encode(public.bytes())})
+                );
+            } else {
+                println!(
+                    "key_id {}\npublic {}:{}",
+                    key.key_id(),
+                    public.algorithm().name(),
+                    hex::encode(public.bytes())
+                );
+            }
+        }
+        Command::Author(AuthorCmd::Add {
+            signer,
+            key,
+            kinds,
+            label,
+            valid_days,
+        }) => {
+            let root = keyfile::read(&signer)?;
+            let author = keyfile::read(&key)?;
+            let kinds = kinds
+                .iter()
+                .map(|k| {
+                    EventKind::from_name(k).with_context(|| format!("unknown event kind {k:?}"))
+                })
+                .collect::<anyhow::Result<BTreeSet<_>>>()?;
+            let not_after = client::now_ms() + i64::from(valid_days) * 86_400_000;
+            let env =
+                client::register_author(&root, &author.public_key(), &label, kinds, not_after);
+            let subject = SubjectRef::new(SubjectKind::AuthorKey, author.key_id().to_hex());
+            let out = c.append(vec![env]).await?;
+            print_appended(j, "registered", &subject, &out);
+        }
+        Command::Author(AuthorCmd::Revoke {
+            signer,
+            key_id,
+            reason,
+        }) => {
+            let root = keyfile::read(&signer)?;
+            let subject = SubjectRef::new(SubjectKind::AuthorKey, key_id.clone());
+            let head = c.chain_head(&subject).await?;
+            let out = c
+                .append(vec![client::revoke_author(&root, &key_id, head, &reason)])
+                .await?;
+            print_appended(j, "revoked", &subject, &out);
+        }
+        Command::Device(DeviceCmd::Register {
+            signer,
+            serial,
+            device_key,
+            device_public,
+            attributes,
+        }) => {
+            let author = keyfile::read(&signer)?;
+            let public = match (device_key, device_public) {
+                (Some(f), _) => keyfile::read(&f)?.public_key(),
+                (None, Some(p)) => {
+                    let (alg, hexkey) = p
+                        .split_once(':')
+                        .context("--device-public must be ALGORITHM:HEX")?;
+                    let alg = Algorithm::from_name(alg)
+                        .with_context(|| format!("unknown algorithm {alg:?}"))?;
+                    PublicKey::new(
+                        alg,
+                        hex::decode(hexkey).context("--device-public key is not hex")?,
+                    )?
+                }
+                (None, None) => bail!("give the device's key with --device-key or --device-public"),
+            };
+            let attrs = attributes
+                .iter()
+                .map(|a| {
+                    a.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .with_context(|| format!("attribute {a:?} must be NAME=VALUE"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let subject = SubjectRef::new(SubjectKind::Device, public.id().to_hex());
+            let out = c
+                .append(vec![client::register_device(
+                    &author, &serial, &public, attrs,
+                )])
+                .await?;
+            print_appended(j, "registered", &subject, &out);
+        }
+        Command::Device(DeviceCmd::Status {
+            signer,
+            device,
+            status,
+            reason,
+        }) => {
+            let author = keyfile::read(&signer)?;
+            let status = DeviceStatus::from_name(&status).with_context(|| {
+                format!(
+                    "unknown status {status:?} (planned, in-use, retired, destroyed, stolen, lost)"
+                )
+            })?;
+            let subject = SubjectRef::new(SubjectKind::Device, device.clone());
+            let head = c.chain_head(&subject).await?;
+            let out = c
+                .append(vec![client::change_status(
+                    &author, &device, head, status, &reason,
+                )])
+                .await?;
+            print_appended(j, status.name(), &subject, &out);
+        }
+        Command::Subject(args) => {
+            let subject = subject_of(&args)?;
+            let req = pb::GetSubjectRequest {
+                subject: Some(codec::subject_to_pb(&subject)),
+                consistency: consistency(args.stale),
+            };
+            let s = c.log.get_subject(req).await?.into_inner();
+            if j {
+                println!(
+                    "{}",
+                    json!({"subject": subject.to_string(), "next_sequence": s.next_sequence,
+                        "last_event_id": hex::encode(&s.last_event_id), "summary": s.summary, "history": s.history})
+                );
+            } else {
+                println!(
+                    "{subject}\n  {}\n  events: {} (last {})",
+                    s.summary,
+                    s.next_sequence,
+                    hex::encode(&s.last_event_id)
+                );
+            }
+        }
+        Command::History(args) => {
+            let subject = subject_of(&args)?;
+            let req = pb::HistoryRequest {
+                subject: Some(codec::subject_to_pb(&subject)),
+                consistency: consistency(args.stale),
+            };
+            let mut stream = c.log.history(req).await?.into_inner();
+            let mut head = ChainHead::default();
+            while let Some(e) = stream.next().await {
+                let e = e?;
+                let env = e.event.clone().unwrap_or_default();
+                let body = codec::decode_body(&env.body)?;
+                // The client checks the chain itself rather than trusting the order.
+                if body.sequence != head.sequence || body.previous != head.previous {
+                    bail!("history of {subject} is broken at index {}", e.index);
+                }
+                head = ChainHead {
+                    sequence: body.sequence + 1,
+                    previous: Some(ics_node::domain::event::EventId::of_body(&env.body)),
+                };
+                print_event(j, &e);
+            }
+        }
+        Command::Event { id, stale } => {
+            let event_id = hex::decode(&id).context("event id is not hex")?;
+            let e = c
+                .log
+                .get_event(pb::GetEventRequest {
+                    event_id,
+                    consistency: consistency(stale),
+                })
+                .await?
+                .into_inner();
+            if j {
+                println!("{}", describe(&e));
+            } else {
+                println!("{}", serde_json::to_string_pretty(&describe(&e))?);
+            }
+        }
+        Command::Watch { from, count } => {
+            let mut stream = c
+                .log
+                .watch(pb::WatchRequest { from_index: from })
+                .await?
+                .into_inner();
+            let mut seen = 0;
+            while let Some(e) = stream.next().await {
+                print_event(j, &e?);
+                seen += 1;
+                if count.is_some_and(|n| seen >= n) {
+                    break;
+                }
+            }
+        }
+        Command::Cluster(cmd) => cluster(&mut c, j, cmd).await?,
+        Command::Bench(args) => bench(&cli.server, args).await?,
+    }
+    Ok(())
+}
+
+fn print_members(j: bool, members: &[pb::NodeInfo]) {
+    for m in members {
+        if j {
+            println!(
+                "{}",
+                json!({"id": m.id, "address": m.address, "voter": m.voter})
+            );
+        } else {
+            println!(
+                "node {} at {} ({})",
+                m.id,
+                m.address,
+                if m.voter { "voter" } else { "learner" }
+            );
+        }
+    }
+}
+
+async fn cluster(c: &mut Client, j: bool, cmd: ClusterCmd) -> anyhow::Result<()> {
+    match cmd {
+        ClusterCmd::Init { members } => {
+            let members = members
+                .iter()
+                .map(|m| {
+                    let p: ics_node::config::Peer = m.parse().map_err(anyhow::Error::msg)?;
+                    Ok(pb::NodeInfo {
+                        id: p.id,
+                        address: p.address,
+                        voter: true,
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            c.cluster
+                .initialize(pb::InitializeRequest { members })
+                .await?;
+            println!("cluster initialized");
+        }
+        ClusterCmd::Status => {
+            let s = c.status().await?;
+            if j {
+                println!(
+                    "{}",
+                    json!({"node_id": s.node_id, "role": s.role, "party": s.party, "state": s.state,
+                        "leader": s.current_leader, "leader_address": s.leader_address, "term": s.term,
+                        "last_log_index": s.last_log_index, "last_applied_index": s.last_applied_index,
+                        "event_count": s.event_count, "log_hash": hex::encode(&s.log_hash),
+                        "state_hash": hex::encode(&s.state_hash),
+                        "members": s.members.iter().map(|m| json!({"id": m.id, "address": m.address, "voter": m.voter})).collect::<Vec<_>>()})
+                );
+            } else {
+                println!(
+                    "node {} ({}, party {:?}) is {} in term {}; leader {} at {}",
+                    s.node_id, s.role, s.party, s.state, s.term, s.current_leader, s.leader_address
+                );
+                println!(
+                    "log index {} applied {}; {} events; log hash {}",
+                    s.last_log_index,
+                    s.last_applied_index,
+                    s.event_count,
+                    &hex::encode(&s.log_hash)[..16]
+                );
+                print_members(false, &s.members);
+            }
+        }
+        ClusterCmd::Add {
+            id,
+            address,
+            learner,
+        } => {
+            let r = c
+                .cluster
+                .add_node(pb::AddNodeRequest {
+                    id,
+                    address,
+                    learner_only: learner,
+                })
+                .await?
+                .into_inner();
+            print_members(j, &r.members);
+        }
+        ClusterCmd::Remove { id } => {
+            let r = c
+                .cluster
+                .remove_node(pb::RemoveNodeRequest { id })
+                .await?
+                .into_inner();
+            print_members(j, &r.members);
+        }
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+/// Registers fresh devices from concurrent clients and reports latency and throughput.
+async fn bench(server: &str, args: BenchArgs) -> anyhow::Result<()> {
+    if args.clients == 0 || args.requests == 0 || args.batch == 0 {
+        bail!("--clients, --requests and --batch must be positive");
+    }
+    let author = std::sync::Arc::new(keyfile::read(&args.signer)?);
+    let run_id = client::now_ms();
+    // Sign everything first so the measurement is the server's work.
+    let mut work = Vec::new();
+    for c in 0..args.clients {
+        let mut reqs = Vec::with_capacity(args.requests);
+        for r in 0..args.requests {
+            let batch = (0..args.batch)
+                .map(|b| {
+                    let device = SigningKey::generate(Algorithm::Ed25519).public_key();
+                    client::register_device(
+                        &author,
+                        &format!("bench-{run_id}-{c}-{r}-{b}"),
+                        &device,
+                        vec![],
+                    )
+                })
+                .collect::<Vec<_>>();
+            reqs.push(batch);
+        }
+        work.push(reqs);
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for reqs in work {
+        let mut c = Client::connect(server)?;
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(reqs.len());
+            for batch in reqs {
+                let t = Instant::now();
+                c.append(batch).await?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, tonic::Status>(lat)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    let events = args.clients * args.requests * args.batch;
+    let p50 = percentile(&all, 0.50);
+    let p99 = percentile(&all, 0.99);
+    let rate = events as f64 / elapsed.as_secs_f64();
+    println!(
+        "{}",
+        json!({"clients": args.clients, "requests": all.len(), "batch": args.batch, "events": events,
+            "seconds": elapsed.as_secs_f64(), "events_per_second": rate,
+            "latency_ms_p50": p50.as_secs_f64() * 1e3, "latency_ms_p99": p99.as_secs_f64() * 1e3,
+            "latency_ms_max": all.last().copied().unwrap_or_default().as_secs_f64() * 1e3})
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("icsctl: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            match e.downcast_ref::<tonic::Status>() {
+                Some(s) => eprintln!("icsctl: error: {}: {}", code_name(s.code()), s.message()),
+                None => eprintln!("icsctl: error: {e:#}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `FailedPrecondition` → `failed_precondition`, as gRPC spells its codes.
+fn code_name(code: tonic::Code) -> String {
+    let mut out = String::new();
+    for (i, ch) in format!("{code:?}").chars().enumerate() {
+        if ch.is_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(ch.to_ascii_lowercase());
+    }
+    out
+}

@@ -552,6 +552,40 @@ impl<'a, V: StateView> Staged<'a, V> {
     pub fn into_changes(self) -> Changes {
         self.changes
     }
+
+    /// Stages a client's batch: all of its events or, on a refusal, none.
+    pub fn stage_batch(
+        &mut self,
+        events: &[Event],
+        limits: &EventLimits,
+    ) -> Result<Vec<Appended>, Refusal> {
+        if events.is_empty() {
+            return Err(Refusal::EmptyBatch);
+        }
+        if events.len() > limits.max_batch_events {
+            return Err(Refusal::BatchTooLarge {
+                count: events.len(),
+                limit: limits.max_batch_events,
+            });
+        }
+        let (out, changes) = {
+            let mut inner = Staged::new(&*self);
+            let mut out = Vec::with_capacity(events.len());
+            for event in events {
+                out.push(inner.stage(event, limits)?);
+            }
+            (out, inner.into_changes())
+        };
+        let c = &mut self.changes;
+        if changes.party.is_some() {
+            c.party = changes.party;
+        }
+        c.keys.extend(changes.keys);
+        c.subjects.extend(changes.subjects);
+        c.serials.extend(changes.serials);
+        c.events.extend(changes.events);
+        Ok(out)
+    }
 }
 
 impl<V: StateView> StateView for Staged<'_, V> {

@@ -1,0 +1,712 @@
+//! The gRPC edge: translates requests to domain calls and domain errors to
+//! gRPC statuses. Writes go through one writer task on the leader, which
+//! groups concurrent appends into one Raft entry (group commit); followers
+//! forward writes and linearizable reads to the leader.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use ics_proto::v1 as pb;
+use ics_proto::v1::cluster_server::Cluster;
+use ics_proto::v1::event_log_client::EventLogClient;
+use ics_proto::v1::event_log_server::EventLog;
+use openraft::{BasicNode, ChangeMembers, ReadPolicy, ServerState};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+use crate::codec;
+use crate::config::Config;
+use crate::domain::event::{Event, EventId};
+use crate::domain::projection::{Appended, Staged, StateView};
+use crate::domain::refusal::{Refusal, RefusalClass};
+use crate::metrics::Metrics;
+use crate::raft_types::{LogRequest, NodeId, Raft};
+use crate::store::{self, MAX_ENTRY_BYTES, Shared};
+
+/// Metadata key on requests a follower forwarded, so they are never forwarded twice.
+const FORWARDED: &str = "ics-forwarded";
+/// Metadata key naming the leader's address on a not-leader answer.
+pub const LEADER_HINT: &str = "ics-leader";
+
+pub fn refusal_status(r: &Refusal) -> Status {
+    let msg = r.to_string();
+    match r.class() {
+        RefusalClass::InvalidArgument => Status::invalid_argument(msg),
+        RefusalClass::Unauthenticated => Status::unauthenticated(msg),
+        RefusalClass::PermissionDenied => Status::permission_denied(msg),
+        RefusalClass::Conflict => Status::aborted(msg),
+        RefusalClass::FailedPrecondition => Status::failed_precondition(msg),
+        RefusalClass::AlreadyExists => Status::already_exists(msg),
+        RefusalClass::ResourceExhausted => Status::resource_exhausted(msg),
+    }
+}
+
+fn not_leader(leader: Option<(NodeId, String)>) -> Status {
+    match leader {
+        Some((id, addr)) => {
+            let mut s = Status::unavailable(format!(
+                "this node is not the leader; the leader is node {id} at {addr}"
+            ));
+            if let Ok(v) = addr.parse() {
+                s.metadata_mut().insert(LEADER_HINT, v);
+            }
+            s
+        }
+        None => Status::unavailable("no leader is elected yet; retry shortly"),
+    }
+}
+
+/// A snapshot of the Raft metrics.
+pub fn raft_metrics(raft: &Raft) -> openraft::RaftMetrics<crate::raft_types::TypeConfig> {
+    use openraft::async_runtime::WatchReceiver;
+    raft.metrics().borrow_watched().clone()
+}
+
+fn internal(context: &str, e: impl std::fmt::Display) -> Status {
+    Status::internal(format!("{context}: {e}"))
+}
+
+enum WriteError {
+    Refused(Refusal),
+    NotLeader(Option<(NodeId, String)>),
+    Raft(String),
+}
+
+struct WriteJob {
+    events: Vec<Event>,
+    bytes: usize,
+    reply: oneshot::Sender<Result<Vec<Appended>, WriteError>>,
+}
+
+pub struct Node {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub shared: Arc<Shared>,
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    writer: mpsc::Sender<WriteJob>,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Node {
+    pub fn new(
+        raft: Raft,
+        shared: Arc<Shared>,
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Node> {
+        let (tx, rx) = mpsc::channel(config.limits.max_pending_appends);
+        let node = Arc::new(Node {
+            id: config.node_id,
+            raft,
+            shared,
+            config,
+            metrics,
+            writer: tx,
+            channels: Mutex::new(HashMap::new()),
+        });
+        tokio::spawn(run_writer(node.clone(), rx));
+        node
+    }
+
+    fn now_ms() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    }
+
+    /// The leader's id and address, if one is known and it is not this node.
+    fn leader(&self) -> Option<(NodeId, String)> {
+        let m = raft_metrics(&self.raft);
+        let id = m.current_leader?;
+        let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
+        Some((id, addr))
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel, Status> {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| internal("leader address", e))?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        map.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    fn leader_client(
+        &self,
+        leader: Option<(NodeId, String)>,
+    ) -> Result<EventLogClient<Channel>, Status> {
+        let (_, addr) = leader.clone().ok_or_else(|| not_leader(None))?;
+        let max = self.config.limits.max_message_bytes;
+        Ok(EventLogClient::new(self.channel(&addr)?)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max))
+    }
+
+    fn forwarded<T>(inner: T) -> Request<T> {
+        let mut r = Request::new(inner);
+        r.metadata_mut()
+            .insert(FORWARDED, "1".parse().expect("ascii"));
+        r
+    }
+
+    /// Parses and checks an append request at the edge: decoding, sizes, clock skew.
+    fn parse_append(&self, req: &pb::AppendRequest) -> Result<(Vec<Event>, usize), Refusal> {
+        let limits = &self.config.limits;
+        if req.events.is_empty() {
+            return Err(Refusal::EmptyBatch);
+        }
+        if req.events.len() > limits.events.max_batch_events {
+            return Err(Refusal::BatchTooLarge {
+                count: req.events.len(),
+                limit: limits.events.max_batch_events,
+            });
+        }
+        let now = Self::now_ms();
+        let mut events = Vec::with_capacity(req.events.len());
+        let mut bytes = 0;
+        for e in &req.events {
+            let event = codec::parse_event(codec::envelope_from_pb(e.clone())?, &limits.events)?;
+            if (event.body.time_ms - now).abs() > limits.max_clock_skew_ms {
+                return Err(Refusal::ClockSkew {
+                    time_ms: event.body.time_ms,
+                    now_ms: now,
+                    skew_ms: limits.max_clock_skew_ms,
+                });
+            }
+            bytes += codec::envelope_to_bytes(&event.envelope).len() + 16;
+            events.push(event);
+        }
+        if bytes > limits.max_batch_bytes {
+            return Err(Refusal::InvalidField {
+                field: "events".to_string(),
+                reason: format!(
+                    "batch encodes to {bytes} bytes, over the limit of {}",
+                    limits.max_batch_bytes
+                ),
+            });
+        }
+        Ok((events, bytes))
+    }
+
+    /// Appends a batch through the leader's writer.
+    pub async fn append(
+        &self,
+        req: pb::AppendRequest,
+        forwarded: bool,
+    ) -> Result<pb::AppendResponse, Status> {
+        let started = Instant::now();
+        let (events, bytes) = self.parse_append(&req).map_err(|r| {
+            self.metrics.refused();
+            refusal_status(&r)
+        })?;
+        if !self.raft.is_leader() {
+            let leader = self.leader();
+            if forwarded || leader.is_none() {
+                return Err(not_leader(leader));
+            }
+            let mut client = self.leader_client(leader)?;
+            return client
+                .append(Self::forwarded(req))
+                .await
+                .map(Response::into_inner);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .try_send(WriteJob {
+                events,
+                bytes,
+                reply: tx,
+            })
+            .map_err(|_| Status::resource_exhausted("too many appends are waiting; retry later"))?;
+        let result = rx
+            .await
+            .map_err(|_| Status::unavailable("node is shutting down"))?;
+        match result {
+            Ok(appended) => {
+                self.metrics.appended(appended.len(), started.elapsed());
+                Ok(pb::AppendResponse {
+                    events: appended
+                        .into_iter()
+                        .map(|a| pb::AppendedEvent {
+                            index: a.index,
+                            event_id: a.event_id.0.to_vec(),
+                            duplicate: a.duplicate,
+                        })
+                        .collect(),
+                })
+            }
+            Err(WriteError::Refused(r)) => {
+                self.metrics.refused();
+                Err(refusal_status(&r))
+            }
+            Err(WriteError::NotLeader(leader)) => Err(not_leader(leader)),
+            Err(WriteError::Raft(e)) => {
+                Err(Status::unavailable(format!("write not committed: {e}")))
+            }
+        }
+    }
+
+    /// Waits until this node may answer a read of the given consistency.
+    /// `Ok(false)`: answer locally; `Ok(true)`: forward to the leader.
+    async fn read_gate(&self, consistency: i32, forwarded: bool) -> Result<bool, Status> {
+        if consistency == pb::ReadConsistency::Stale as i32 {
+            return Ok(false);
+        }
+        if consistency != pb::ReadConsistency::Linearizable as i32 {
+            return Err(Status::invalid_argument(format!(
+                "unknown read consistency {consistency}"
+            )));
+        }
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(_) => Ok(false),
+            Err(e) => match e.forward_to_leader() {
+                Some(_) if !forwarded && self.leader().is_some() => Ok(true),
+                Some(_) => Err(not_leader(self.leader())),
+                None => Err(Status::unavailable(format!(
+                    "linearizable read failed: {e}"
+                ))),
+            },
+        }
+    }
+
+    fn stored_event(&self, index: u64) -> Result<pb::StoredEvent, Status> {
+        let (id, env) = store::stored_event(&self.shared.db, index)
+            .map_err(|e| internal("read event", e))?
+            .ok_or_else(|| Status::not_found(format!("no event at index {index}")))?;
+        Ok(pb::StoredEvent {
+            index,
+            event_id: id.0.to_vec(),
+            event: Some(codec::envelope_to_pb(&env)),
+        })
+    }
+
+    /// Appends the party's genesis event signed by the root key in the data
+    /// dir (created now if missing), once a leader exists. Idempotent.
+    pub async fn ensure_genesis(self: Arc<Self>) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.shared.read().projection.party().is_some() {
+                return;
+            }
+            if self.leader().is_some() {
+                match self.append_genesis().await {
+                    Ok(()) => return,
+                    Err(e) if e.code() == tonic::Code::FailedPrecondition => return,
+                    Err(e) => tracing::warn!(error = %e.message(), "genesis not appended yet"),
+                }
+            }
+            if Instant::now() > deadline {
+                tracing::error!("gave up appending the party genesis after 60 s");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn append_genesis(&self) -> Result<(), Status> {
+        use crate::domain::event::{EventBody, Payload, SCHEMA_VERSION, SubjectKind, SubjectRef};
+        use crate::domain::keys::Algorithm;
+        let path = self.config.data_dir.join("root.key");
+        let (root, created) = crate::keyfile::load_or_create(&path, Algorithm::Ed25519)
+            .map_err(|e| internal("root key", format!("{e:#}")))?;
+        if created {
+            tracing::info!(path = %path.display(), key_id = %root.key_id(), "created the party root key");
+        }
+        let body = EventBody {
+            schema_version: SCHEMA_VERSION,
+            subject: SubjectRef::new(SubjectKind::Party, self.config.party.clone()),
+            sequence: 0,
+            previous: None,
+            author: root.key_id(),
+            time_ms: Self::now_ms(),
+            payload: Payload::PartyGenesis {
+                party_name: self.config.party.clone(),
+                role: self.config.role.name().to_string(),
+                root_key: root.public_key(),
+            },
+        };
+        let env = codec::sign(&body, &[&root]);
+        let req = pb::AppendRequest {
+            events: vec![codec::envelope_to_pb(&env)],
+        };
+        self.append(req, false).await?;
+        tracing::info!(party = %self.config.party, "party genesis appended");
+        Ok(())
+    }
+}
+
+/// The leader's single writer: groups waiting appends into one Raft entry,
+/// checks them against the applied state plus what the entry already holds,
+/// and replies with what the state machine decided.
+async fn run_writer(node: Arc<Node>, mut rx: mpsc::Receiver<WriteJob>) {
+    let limits = node.config.limits.events.clone();
+    let mut carry: Option<WriteJob> = None;
+    loop {
+        let first = match carry.take() {
+            Some(j) => j,
+            None => match rx.recv().await {
+                Some(j) => j,
+                None => return,
+            },
+        };
+        let mut bytes = first.bytes;
+        let mut jobs = vec![first];
+        while let Ok(j) = rx.try_recv() {
+            if bytes + j.bytes > MAX_ENTRY_BYTES {
+                carry = Some(j);
+                break;
+            }
+            bytes += j.bytes;
+            jobs.push(j);
+        }
+        let mut accepted = Vec::with_capacity(jobs.len());
+        {
+            let applied = node.shared.read();
+            let mut staged = Staged::new(&applied.projection);
+            for job in jobs {
+                match staged.stage_batch(&job.events, &limits) {
+                    Ok(_) => accepted.push(job),
+                    Err(r) => {
+                        let _ = job.reply.send(Err(WriteError::Refused(r)));
+                    }
+                }
+            }
+        }
+        if accepted.is_empty() {
+            continue;
+        }
+        let request = LogRequest {
+            batches: accepted
+                .iter()
+                .map(|j| {
+                    j.events
+                        .iter()
+                        .map(|e| codec::envelope_to_bytes(&e.envelope))
+                        .collect()
+                })
+                .collect(),
+        };
+        node.metrics.entry_written(accepted.len());
+        match node.raft.client_write(request).await {
+            Ok(resp) => {
+                let mut results = resp.data.results.into_iter();
+                for job in accepted {
+                    let r = results.next().unwrap_or_else(|| {
+                        Err(Refusal::Malformed("state machine gave no result".into()))
+                    });
+                    let _ = job.reply.send(r.map_err(WriteError::Refused));
+                }
+            }
+            Err(e) => {
+                let err = || match e.forward_to_leader() {
+                    Some(f) => WriteError::NotLeader(
+                        f.leader_id
+                            .and_then(|id| f.leader_node.as_ref().map(|n| (id, n.addr.clone()))),
+                    ),
+                    None => WriteError::Raft(e.to_string()),
+                };
+                for job in accepted {
+                    let _ = job.reply.send(Err(err()));
+                }
+            }
+        }
+    }
+}
+
+fn is_forwarded<T>(req: &Request<T>) -> bool {
+    req.metadata().get(FORWARDED).is_some()
+}
+
+/// The `EventLog` and `Cluster` gRPC services.
+#[derive(Clone)]
+pub struct Api {
+    pub node: Arc<Node>,
+}
+
+type EventStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::StoredEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl EventLog for Api {
+    async fn append(
+        &self,
+        req: Request<pb::AppendRequest>,
+    ) -> Result<Response<pb::AppendResponse>, Status> {
+        let forwarded = is_forwarded(&req);
+        self.node
+            .append(req.into_inner(), forwarded)
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_event(
+        &self,
+        req: Request<pb::GetEventRequest>,
+    ) -> Result<Response<pb::StoredEvent>, Status> {
+        let forwarded = is_forwarded(&req);
+        let r = req.into_inner();
+        let id = EventId::from_slice(&r.event_id)
+            .ok_or_else(|| Status::invalid_argument("event_id must be 32 bytes"))?;
+        if self.node.read_gate(r.consistency, forwarded).await? {
+            let mut c = self.node.leader_client(self.node.leader())?;
+            return c.get_event(Node::forwarded(r)).await;
+        }
+        let index = self
+            .node
+            .shared
+            .read()
+            .projection
+            .event_index(&id)
+            .ok_or_else(|| Status::not_found(format!("no event {id}")))?;
+        self.node.stored_event(index).map(Response::new)
+    }
+
+    type HistoryStream = EventStream;
+
+    async fn history(
+        &self,
+        req: Request<pb::HistoryRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let forwarded = is_forwarded(&req);
+        let r = req.into_inner();
+        let subject = codec::subject_from_pb(r.subject.clone()).map_err(|e| refusal_status(&e))?;
+        if self.node.read_gate(r.consistency, forwarded).await? {
+            let mut c = self.node.leader_client(self.node.leader())?;
+            let stream = c.history(Node::forwarded(r)).await?.into_inner();
+            return Ok(Response::new(Box::pin(stream)));
+        }
+        let indexes = self
+            .node
+            .shared
+            .read()
+            .projection
+            .subject(&subject)
+            .map(|s| s.history.clone())
+            .ok_or_else(|| Status::not_found(format!("no subject {subject}")))?;
+        let node = self.node.clone();
+        let stream = futures::stream::iter(indexes).map(move |i| node.stored_event(i));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    type WatchStream = EventStream;
+
+    async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<EventStream>, Status> {
+        let from = req.into_inner().from_index.max(1);
+        let (tx, rx) = mpsc::channel(64);
+        let node = self.node.clone();
+        let mut count_rx = node.shared.event_count.subscribe();
+        tokio::spawn(async move {
+            let mut next = from;
+            loop {
+                let count = *count_rx.borrow_and_update();
+                while next <= count {
+                    let item = node.stored_event(next);
+                    let failed = item.is_err();
+                    if tx.send(item).await.is_err() || failed {
+                        return;
+                    }
+                    next += 1;
+                }
+                tokio::select! {
+                    changed = count_rx.changed() => if changed.is_err() { return },
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_subject(
+        &self,
+        req: Request<pb::GetSubjectRequest>,
+    ) -> Result<Response<pb::SubjectState>, Status> {
+        let forwarded = is_forwarded(&req);
+        let r = req.into_inner();
+        let subject = codec::subject_from_pb(r.subject.clone()).map_err(|e| refusal_status(&e))?;
+        if self.node.read_gate(r.consistency, forwarded).await? {
+            let mut c = self.node.leader_client(self.node.leader())?;
+            return c.get_subject(Node::forwarded(r)).await;
+        }
+        let applied = self.node.shared.read();
+        let s = applied
+            .projection
+            .subject(&subject)
+            .ok_or_else(|| Status::not_found(format!("no subject {subject}")))?;
+        Ok(Response::new(pb::SubjectState {
+            subject: Some(codec::subject_to_pb(&subject)),
+            next_sequence: s.next_sequence,
+            last_event_id: s.last_event.0.to_vec(),
+            summary: s.summary(),
+            history: s.history.clone(),
+        }))
+    }
+}
+
+fn member_list(node: &Node) -> Vec<pb::NodeInfo> {
+    let m = raft_metrics(&node.raft);
+    let membership = m.membership_config.membership();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    membership
+        .nodes()
+        .map(|(id, n)| pb::NodeInfo {
+            id: *id,
+            address: n.addr.clone(),
+            voter: voters.contains(id),
+        })
+        .collect()
+}
+
+impl Api {
+    /// Runs a membership change on the leader, or says where the leader is.
+    fn require_leader(&self) -> Result<(), Status> {
+        if self.node.raft.is_leader() {
+            Ok(())
+        } else {
+            Err(not_leader(self.node.leader()))
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Cluster for Api {
+    async fn status(
+        &self,
+        _req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let node = &self.node;
+        let m = raft_metrics(&node.raft);
+        let leader = node.leader();
+        let applied = node.shared.read();
+        Ok(Response::new(pb::StatusResponse {
+            node_id: node.id,
+            role: node.config.role.name().to_string(),
+            state: match m.state {
+                ServerState::Leader => "leader",
+                ServerState::Follower => "follower",
+                ServerState::Candidate => "candidate",
+                ServerState::Learner => "learner",
+                ServerState::Shutdown => "shutdown",
+            }
+            .to_string(),
+            current_leader: leader.as_ref().map_or(0, |l| l.0),
+            leader_address: leader.map(|l| l.1).unwrap_or_default(),
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            last_applied_index: applied.last_applied.map_or(0, |l| l.index()),
+            event_count: applied.projection.event_count(),
+            log_hash: applied.projection.log_hash().to_vec(),
+            state_hash: applied.projection.state_hash().to_vec(),
+            members: member_list(node),
+            party: applied
+                .projection
+                .party()
+                .map(|p| p.name.clone())
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn initialize(
+        &self,
+        req: Request<pb::InitializeRequest>,
+    ) -> Result<Response<pb::InitializeResponse>, Status> {
+        let mut members = BTreeMap::new();
+        for m in req.into_inner().members {
+            if m.id == 0 || m.address.is_empty() {
+                return Err(Status::invalid_argument(
+                    "members need a positive id and an address",
+                ));
+            }
+            members.insert(m.id, BasicNode { addr: m.address });
+        }
+        if members.is_empty() {
+            members.insert(
+                self.node.id,
+                BasicNode {
+                    addr: self.node.config.advertise_address(),
+                },
+            );
+        }
+        if !members.contains_key(&self.node.id) {
+            return Err(Status::invalid_argument(format!(
+                "members must include this node ({})",
+                self.node.id
+            )));
+        }
+        self.node
+            .raft
+            .initialize(members)
+            .await
+            .map_err(|e| Status::failed_precondition(format!("cannot initialize: {e}")))?;
+        tokio::spawn(self.node.clone().ensure_genesis());
+        Ok(Response::new(pb::InitializeResponse {}))
+    }
+
+    async fn add_node(
+        &self,
+        req: Request<pb::AddNodeRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        self.require_leader()?;
+        let r = req.into_inner();
+        if r.id == 0 || r.address.is_empty() {
+            return Err(Status::invalid_argument(
+                "a node needs a positive id and an address",
+            ));
+        }
+        self.node
+            .raft
+            .add_learner(r.id, BasicNode { addr: r.address }, true)
+            .await
+            .map_err(|e| {
+                Status::failed_precondition(format!("cannot add learner {}: {e}", r.id))
+            })?;
+        if !r.learner_only {
+            self.node
+                .raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([r.id])), false)
+                .await
+                .map_err(|e| {
+                    Status::failed_precondition(format!("cannot make {} a voter: {e}", r.id))
+                })?;
+        }
+        Ok(Response::new(pb::MembershipResponse {
+            members: member_list(&self.node),
+        }))
+    }
+
+    async fn remove_node(
+        &self,
+        req: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        self.require_leader()?;
+        let id = req.into_inner().id;
+        let m = raft_metrics(&self.node.raft);
+        let membership = m.membership_config.membership();
+        if membership.get_node(&id).is_none() {
+            return Err(Status::not_found(format!("node {id} is not a member")));
+        }
+        let change = if membership.voter_ids().any(|v| v == id) {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        self.node
+            .raft
+            .change_membership(change, false)
+            .await
+            .map_err(|e| Status::failed_precondition(format!("cannot remove node {id}: {e}")))?;
+        Ok(Response::new(pb::MembershipResponse {
+            members: member_list(&self.node),
+        }))
+    }
+}

@@ -1,0 +1,182 @@
+//! A small client library: builds and signs events, talks to a node. Used by
+//! `icsctl`, the benchmark and the cluster tests.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::Context;
+use ics_proto::v1 as pb;
+use ics_proto::v1::cluster_client::ClusterClient;
+use ics_proto::v1::event_log_client::EventLogClient;
+use tonic::Status;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::codec;
+use crate::domain::event::{
+    DeviceStatus, Envelope, EventBody, EventId, EventKind, Payload, SCHEMA_VERSION, SubjectKind,
+    SubjectRef,
+};
+use crate::domain::keys::{PublicKey, SigningKey};
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Where a subject's next event goes: its sequence and previous id.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChainHead {
+    pub sequence: u64,
+    pub previous: Option<EventId>,
+}
+
+fn signed(author: &SigningKey, subject: SubjectRef, head: ChainHead, payload: Payload) -> Envelope {
+    let body = EventBody {
+        schema_version: SCHEMA_VERSION,
+        subject,
+        sequence: head.sequence,
+        previous: head.previous,
+        author: author.key_id(),
+        time_ms: now_ms(),
+        payload,
+    };
+    codec::sign(&body, &[author])
+}
+
+pub fn register_author(
+    root: &SigningKey,
+    key: &PublicKey,
+    label: &str,
+    kinds: BTreeSet<EventKind>,
+    not_after_ms: i64,
+) -> Envelope {
+    signed(
+        root,
+        SubjectRef::new(SubjectKind::AuthorKey, key.id().to_hex()),
+        ChainHead::default(),
+        Payload::AuthorKeyRegistered {
+            key: key.clone(),
+            label: label.to_string(),
+            allowed_kinds: kinds,
+            not_after_ms,
+        },
+    )
+}
+
+pub fn revoke_author(
+    root: &SigningKey,
+    key_id_hex: &str,
+    head: ChainHead,
+    reason: &str,
+) -> Envelope {
+    signed(
+        root,
+        SubjectRef::new(SubjectKind::AuthorKey, key_id_hex),
+        head,
+        Payload::AuthorKeyRevoked {
+            reason: reason.to_string(),
+        },
+    )
+}
+
+pub fn register_device(
+    author: &SigningKey,
+    serial: &str,
+    device_key: &PublicKey,
+    attributes: Vec<(String, String)>,
+) -> Envelope {
+    signed(
+        author,
+        SubjectRef::new(SubjectKind::Device, device_key.id().to_hex()),
+        ChainHead::default(),
+        Payload::DeviceRegistered {
+            serial: serial.to_string(),
+            device_key: device_key.clone(),
+            attributes,
+        },
+    )
+}
+
+pub fn change_status(
+    author: &SigningKey,
+    device_id_hex: &str,
+    head: ChainHead,
+    status: DeviceStatus,
+    reason: &str,
+) -> Envelope {
+    signed(
+        author,
+        SubjectRef::new(SubjectKind::Device, device_id_hex),
+        head,
+        Payload::DeviceStatusChanged {
+            status,
+            reason: reason.to_string(),
+        },
+    )
+}
+
+#[derive(Clone)]
+pub struct Client {
+    pub log: EventLogClient<Channel>,
+    pub cluster: ClusterClient<Channel>,
+}
+
+impl Client {
+    /// Connects lazily: the first call reports an unreachable node.
+    pub fn connect(address: &str) -> anyhow::Result<Client> {
+        let uri = if address.contains("://") {
+            address.to_string()
+        } else {
+            format!("http://{address}")
+        };
+        let channel = Endpoint::from_shared(uri.clone())
+            .with_context(|| format!("server address {address:?}"))?
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Ok(Client {
+            log: EventLogClient::new(channel.clone())
+                .max_decoding_message_size(8 << 20)
+                .max_encoding_message_size(8 << 20),
+            cluster: ClusterClient::new(channel),
+        })
+    }
+
+    pub async fn append(
+        &mut self,
+        events: Vec<Envelope>,
+    ) -> Result<Vec<pb::AppendedEvent>, Status> {
+        let req = pb::AppendRequest {
+            events: events.iter().map(codec::envelope_to_pb).collect(),
+        };
+        Ok(self.log.append(req).await?.into_inner().events)
+    }
+
+    pub async fn subject(&mut self, subject: &SubjectRef) -> Result<pb::SubjectState, Status> {
+        let req = pb::GetSubjectRequest {
+            subject: Some(codec::subject_to_pb(subject)),
+            consistency: pb::ReadConsistency::Linearizable as i32,
+        };
+        Ok(self.log.get_subject(req).await?.into_inner())
+    }
+
+    /// The position after the subject's last event.
+    pub async fn chain_head(&mut self, subject: &SubjectRef) -> Result<ChainHead, Status> {
+        let s = self.subject(subject).await?;
+        Ok(ChainHead {
+            sequence: s.next_sequence,
+            previous: EventId::from_slice(&s.last_event_id),
+        })
+    }
+
+    pub async fn status(&mut self) -> Result<pb::StatusResponse, Status> {
+        Ok(self
+            .cluster
+            .status(pb::StatusRequest {})
+            .await?
+            .into_inner())
+    }
+}

@@ -1,0 +1,290 @@
+//! The node's one config struct: TOML, then flags on top, validated once at
+//! start. Every limit has a name and a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::refusal::EventLimits;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Manufacturer,
+    Developer,
+    Maintenance,
+    Infield,
+    Certifier,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Manufacturer => "manufacturer",
+            Role::Developer => "developer",
+            Role::Maintenance => "maintenance",
+            Role::Infield => "infield",
+            Role::Certifier => "certifier",
+        }
+    }
+}
+
+/// How a node with an empty data dir joins a cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Bootstrap {
+    /// No peers: initialize a single-node cluster. With peers: the node with
+    /// the lowest id initializes the cluster of all of them.
+    Auto,
+    /// Wait for `icsctl cluster init` or to be added by a running cluster.
+    Manual,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    pub id: u64,
+    pub address: String,
+}
+
+impl std::str::FromStr for Peer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (id, address) = s
+            .split_once('=')
+            .ok_or_else(|| format!("peer {s:?} must be ID=HOST:PORT"))?;
+        let id = id
+            .parse()
+            .map_err(|_| format!("peer {s:?}: id {id:?} is not a number"))?;
+        Ok(Peer {
+            id,
+            address: address.to_string(),
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftTuning {
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many log entries since the last one.
+    pub snapshot_after_entries: u64,
+    /// Log entries kept behind a snapshot, for followers slightly behind.
+    pub entries_kept_after_snapshot: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        RaftTuning {
+            heartbeat_ms: 150,
+            election_timeout_min_ms: 750,
+            election_timeout_max_ms: 1500,
+            snapshot_after_entries: 5000,
+            entries_kept_after_snapshot: 500,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Rules of the state machine: must be equal on every node of a cluster.
+    pub events: EventLimits,
+    /// Encoded size of one append request's events.
+    pub max_batch_bytes: usize,
+    /// How far an event's time may be from this node's clock when it arrives.
+    pub max_clock_skew_ms: i64,
+    /// Largest gRPC message this node reads or writes.
+    pub max_message_bytes: usize,
+    /// Largest snapshot a follower accepts.
+    pub max_snapshot_bytes: usize,
+    /// Concurrent gRPC streams per connection.
+    pub max_concurrent_streams: u32,
+    /// Concurrent requests the node serves.
+    pub max_concurrent_requests: usize,
+    /// Append requests waiting for the writer.
+    pub max_pending_appends: usize,
+    /// sled page cache.
+    pub cache_bytes: u64,
+    pub request_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            events: EventLimits::default(),
+            max_batch_bytes: 1024 * 1024,
+            max_clock_skew_ms: 5 * 60 * 1000,
+            max_message_bytes: 4 * 1024 * 1024,
+            max_snapshot_bytes: 1024 * 1024 * 1024,
+            max_concurrent_streams: 256,
+            max_concurrent_requests: 1024,
+            max_pending_appends: 4096,
+            cache_bytes: 64 * 1024 * 1024,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub role: Role,
+    pub party: String,
+    pub node_id: u64,
+    pub data_dir: PathBuf,
+    /// gRPC: the client API and the Raft transport.
+    pub listen: SocketAddr,
+    /// Address peers and forwarded clients use to reach this node.
+    pub advertise: Option<String>,
+    /// HTTP: health, readiness, metrics.
+    pub http_listen: SocketAddr,
+    pub bootstrap: Bootstrap,
+    pub peers: Vec<Peer>,
+    pub raft: RaftTuning,
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            role: Role::Maintenance,
+            party: "maintenance".to_string(),
+            node_id: 1,
+            data_dir: PathBuf::from("ics-data"),
+            listen: "127.0.0.1:7400".parse().expect("literal address"),
+            advertise: None,
+            http_listen: "127.0.0.1:7480".parse().expect("literal address"),
+            bootstrap: Bootstrap::Auto,
+            peers: Vec::new(),
+            raft: RaftTuning::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("read config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parse config {}", path.display()))
+    }
+
+    pub fn advertise_address(&self) -> String {
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string())
+    }
+
+    /// Checks the whole config once; the node trusts it afterwards.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let Config {
+            role: _,
+            party,
+            node_id,
+            data_dir,
+            listen: _,
+            advertise,
+            http_listen: _,
+            bootstrap: _,
+            peers,
+            raft,
+            limits,
+        } = self;
+        if party.is_empty()
+            || party.len() > 64
+            || !party
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            bail!("party {party:?} must be 1-64 characters of [A-Za-z0-9-_.]");
+        }
+        if *node_id == 0 {
+            bail!("node_id must be positive");
+        }
+        if data_dir.as_os_str().is_empty() {
+            bail!("data_dir must not be empty");
+        }
+        if let Some(a) = advertise
+            && !a.contains(':')
+        {
+            bail!("advertise {a:?} must be HOST:PORT");
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for p in peers {
+            if !ids.insert(p.id) {
+                bail!("peer id {} is listed twice", p.id);
+            }
+            if p.id == *node_id && p.address != self.advertise_address() {
+                bail!(
+                    "peer {} is this node but its address {} differs from the advertised {}",
+                    p.id,
+                    p.address,
+                    self.advertise_address()
+                );
+            }
+        }
+        if raft.heartbeat_ms == 0 || raft.election_timeout_min_ms <= raft.heartbeat_ms * 2 {
+            bail!("raft.election_timeout_min_ms must be more than twice raft.heartbeat_ms");
+        }
+        if raft.election_timeout_max_ms <= raft.election_timeout_min_ms {
+            bail!("raft.election_timeout_max_ms must exceed raft.election_timeout_min_ms");
+        }
+        if raft.snapshot_after_entries == 0 {
+            bail!("raft.snapshot_after_entries must be positive");
+        }
+        let e = &limits.events;
+        if e.max_body_bytes == 0 || e.max_batch_events == 0 || e.max_signatures == 0 {
+            bail!(
+                "limits.events: max_body_bytes, max_batch_events and max_signatures must be positive"
+            );
+        }
+        if limits.max_batch_bytes > crate::store::MAX_ENTRY_BYTES {
+            bail!(
+                "limits.max_batch_bytes {} is over the log entry limit {}",
+                limits.max_batch_bytes,
+                crate::store::MAX_ENTRY_BYTES
+            );
+        }
+        if limits.max_message_bytes < limits.max_batch_bytes + 64 * 1024 {
+            bail!("limits.max_message_bytes must exceed limits.max_batch_bytes by 64 KiB");
+        }
+        if limits.max_clock_skew_ms <= 0 {
+            bail!("limits.max_clock_skew_ms must be positive");
+        }
+        if limits.max_pending_appends == 0 || limits.max_concurrent_requests == 0 {
+            bail!("limits.max_pending_appends and limits.max_concurrent_requests must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_round_trips_through_toml() {
+        let c = Config::default();
+        c.validate().unwrap();
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(toml::from_str::<Config>(&text).unwrap(), c);
+    }
+
+    #[test]
+    fn refuses_unknown_fields_and_bad_limits() {
+        assert!(toml::from_str::<Config>("nodeid = 3").is_err());
+        let mut c = Config::default();
+        c.raft.election_timeout_min_ms = c.raft.heartbeat_ms;
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.limits.max_batch_bytes = 10 * 1024 * 1024;
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.peers = vec!["1=10.0.0.1:1".parse().unwrap()];
+        assert!(c.validate().unwrap_err().to_string().contains("differs"));
+    }
+}

@@ -1,0 +1,251 @@
+//! Raft transport over tonic gRPC: the client side openraft calls, and the
+//! server side that hands peer messages to the local Raft.
+//!
+//! openraft's messages travel as postcard bytes in a protobuf envelope; the
+//! server answers `Result<T, String>` so a remote failure is reported, not
+//! mistaken for an unreachable peer.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use futures::StreamExt;
+use ics_proto::v1::raft_transport_client::RaftTransportClient;
+use ics_proto::v1::raft_transport_server::RaftTransport;
+use ics_proto::v1::{RaftMessage, SnapshotChunk};
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::RPCOption;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, RaftNetworkFactory, RaftNetworkV2};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::raft_types::{NodeId, Raft, Snapshot, SnapshotMeta, TypeConfig, Vote};
+
+const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Limits of the transport, from the node config.
+#[derive(Clone, Debug)]
+pub struct TransportLimits {
+    pub max_message_bytes: usize,
+    pub max_snapshot_bytes: usize,
+    pub connect_timeout: Duration,
+}
+
+pub struct Network {
+    pub limits: TransportLimits,
+}
+
+pub struct PeerClient {
+    target: NodeId,
+    client: RaftTransportClient<Channel>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+        let endpoint = Endpoint::from_shared(format!("http://{}", node.addr))
+            .unwrap_or_else(|_| Endpoint::from_static("http://0.0.0.0:1"))
+            .connect_timeout(self.limits.connect_timeout)
+            .tcp_nodelay(true);
+        let client = RaftTransportClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(self.limits.max_message_bytes)
+            .max_encoding_message_size(self.limits.max_message_bytes);
+        PeerClient { target, client }
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, io::Error> {
+    postcard::to_stdvec(v).map_err(io::Error::other)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, io::Error> {
+    postcard::from_bytes(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+fn status_to_rpc(target: NodeId, s: Status) -> RPCError<TypeConfig> {
+    let e = io::Error::other(format!("peer {target}: {}: {}", s.code(), s.message()));
+    match s.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+            RPCError::Unreachable(Unreachable::new(&e))
+        }
+        _ => RPCError::Network(NetworkError::new(&e)),
+    }
+}
+
+fn network_err(e: io::Error) -> RPCError<TypeConfig> {
+    RPCError::Network(NetworkError::new(&e))
+}
+
+impl PeerClient {
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &mut self,
+        kind: RpcKind,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        let mut request = Request::new(RaftMessage {
+            payload: encode(req).map_err(network_err)?,
+        });
+        request.set_timeout(option.hard_ttl());
+        let reply = match kind {
+            RpcKind::Append => self.client.append_entries(request).await,
+            RpcKind::Vote => self.client.vote(request).await,
+            RpcKind::PreVote => self.client.pre_vote(request).await,
+        }
+        .map_err(|s| status_to_rpc(self.target, s))?;
+        let result: Result<Resp, String> =
+            decode(&reply.into_inner().payload).map_err(network_err)?;
+        result.map_err(|remote| {
+            network_err(io::Error::other(format!("peer {}: {remote}", self.target)))
+        })
+    }
+}
+
+enum RpcKind {
+    Append,
+    Vote,
+    PreVote,
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(RpcKind::Append, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(RpcKind::Vote, &rpc, &option).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(RpcKind::PreVote, &rpc, &option).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let header = encode(&(vote, &snapshot.meta))
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let data = snapshot.snapshot;
+        let mut chunks = vec![SnapshotChunk {
+            header,
+            data: Vec::new(),
+        }];
+        chunks.extend(data.chunks(SNAPSHOT_CHUNK_BYTES).map(|c| SnapshotChunk {
+            header: Vec::new(),
+            data: c.to_vec(),
+        }));
+        let mut request = Request::new(futures::stream::iter(chunks));
+        request.set_timeout(option.hard_ttl());
+        let target = self.target;
+        let send = self.client.install_snapshot(request);
+        let reply = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            r = send => r,
+        };
+        let reply = reply.map_err(|s| match status_to_rpc(target, s) {
+            RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+            RPCError::Network(n) => StreamingError::Network(n),
+            other => StreamingError::Network(NetworkError::new(&other)),
+        })?;
+        let result: Result<SnapshotResponse<TypeConfig>, String> =
+            decode(&reply.into_inner().payload)
+                .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        result.map_err(|remote| {
+            StreamingError::Network(NetworkError::new(&io::Error::other(format!(
+                "peer {target}: {remote}"
+            ))))
+        })
+    }
+}
+
+/// The server side: peers' Raft messages into the local Raft.
+pub struct RaftService {
+    pub raft: Raft,
+    pub limits: TransportLimits,
+}
+
+fn reply<T: Serialize, E: std::fmt::Display>(
+    r: Result<T, E>,
+) -> Result<Response<RaftMessage>, Status> {
+    let r = r.map_err(|e| e.to_string());
+    let payload = encode(&r).map_err(|e| Status::internal(format!("encode reply: {e}")))?;
+    Ok(Response::new(RaftMessage { payload }))
+}
+
+fn parse<T: DeserializeOwned>(m: &RaftMessage, what: &str) -> Result<T, Status> {
+    decode(&m.payload).map_err(|e| Status::invalid_argument(format!("malformed {what}: {e}")))
+}
+
+#[tonic::async_trait]
+impl RaftTransport for RaftService {
+    async fn append_entries(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = parse(req.get_ref(), "append-entries request")?;
+        reply(self.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc: VoteRequest<TypeConfig> = parse(req.get_ref(), "vote request")?;
+        reply(self.raft.vote(rpc).await)
+    }
+
+    async fn pre_vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc: VoteRequest<TypeConfig> = parse(req.get_ref(), "pre-vote request")?;
+        reply(self.raft.pre_vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let mut stream = req.into_inner();
+        let first = stream
+            .next()
+            .await
+            .ok_or_else(|| Status::invalid_argument("snapshot stream is empty"))??;
+        let (vote, meta): (Vote, SnapshotMeta) = decode(&first.header)
+            .map_err(|e| Status::invalid_argument(format!("malformed snapshot header: {e}")))?;
+        let mut data = first.data;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if data.len() + chunk.data.len() > self.limits.max_snapshot_bytes {
+                return Err(Status::resource_exhausted(format!(
+                    "snapshot is over the limit of {} bytes",
+                    self.limits.max_snapshot_bytes
+                )));
+            }
+            data.extend_from_slice(&chunk.data);
+        }
+        let snapshot = Snapshot {
+            meta,
+            snapshot: data,
+        };
+        reply(self.raft.install_full_snapshot(vote, snapshot).await)
+    }
+}

@@ -1,0 +1,179 @@
+//! Starting a node: config → store → Raft → services → serve until shutdown.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ics_proto::v1::cluster_server::ClusterServer;
+use ics_proto::v1::event_log_server::EventLogServer;
+use ics_proto::v1::raft_transport_server::RaftTransportServer;
+use openraft::{BasicNode, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api::{Api, Node};
+use crate::config::{Bootstrap, Config};
+use crate::metrics::Metrics;
+use crate::network::{Network, RaftService, TransportLimits};
+use crate::raft_types::Raft;
+use crate::store;
+
+fn transport_limits(config: &Config) -> TransportLimits {
+    TransportLimits {
+        max_message_bytes: config.limits.max_message_bytes,
+        max_snapshot_bytes: config.limits.max_snapshot_bytes,
+        connect_timeout: Duration::from_secs(2),
+    }
+}
+
+/// Runs a node until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    config.validate().context("invalid config")?;
+    let config = Arc::new(config);
+    let (log, sm) = store::open(
+        &config.data_dir,
+        config.limits.events.clone(),
+        config.limits.cache_bytes,
+    )
+    .with_context(|| format!("open store in {}", config.data_dir.display()))?;
+    let shared = sm.shared();
+
+    let raft_config = openraft::Config {
+        cluster_name: config.party.clone(),
+        heartbeat_interval: config.raft.heartbeat_ms,
+        election_timeout_min: config.raft.election_timeout_min_ms,
+        election_timeout_max: config.raft.election_timeout_max_ms,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.raft.snapshot_after_entries),
+        max_in_snapshot_log_to_keep: config.raft.entries_kept_after_snapshot,
+        install_snapshot_timeout: 10_000,
+        ..Default::default()
+    }
+    .validate()
+    .context("raft config")?;
+    let network = Network {
+        limits: transport_limits(&config),
+    };
+    let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, sm)
+        .await
+        .context("start raft")?;
+
+    let metrics = Arc::new(Metrics::default());
+    let node = Node::new(raft.clone(), shared, config.clone(), metrics);
+    bootstrap(&node).await?;
+
+    let grpc_listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("bind gRPC on {}", config.listen))?;
+    let http_listener = TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("bind HTTP on {}", config.http_listen))?;
+    tracing::info!(
+        node_id = config.node_id,
+        role = config.role.name(),
+        grpc = %config.listen,
+        http = %config.http_listen,
+        data_dir = %config.data_dir.display(),
+        "icsd serving"
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let max = config.limits.max_message_bytes;
+    let api = Api { node: node.clone() };
+    let grpc = tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(config.limits.max_concurrent_requests)
+        .max_concurrent_streams(config.limits.max_concurrent_streams)
+        .tcp_nodelay(true)
+        .add_service(
+            RaftTransportServer::new(RaftService {
+                raft: raft.clone(),
+                limits: transport_limits(&config),
+            })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+        )
+        .add_service(
+            EventLogServer::new(api.clone())
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(ClusterServer::new(api))
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(grpc_listener),
+            stopped(stop_rx.clone()),
+        );
+    let http = axum::serve(http_listener, crate::metrics::router(node.clone()))
+        .with_graceful_shutdown(stopped(stop_rx.clone()));
+
+    let (g, h) = tokio::join!(grpc, http);
+    g.context("gRPC server")?;
+    h.context("HTTP server")?;
+    raft.shutdown()
+        .await
+        .map_err(|e| anyhow::anyhow!("raft shutdown: {e}"))?;
+    tracing::info!("icsd stopped");
+    Ok(())
+}
+
+/// Initializes a fresh cluster when this node is the one to do it.
+async fn bootstrap(node: &Arc<Node>) -> anyhow::Result<()> {
+    let config = &node.config;
+    if config.bootstrap == Bootstrap::Manual {
+        return Ok(());
+    }
+    let me = config.node_id;
+    let lowest = config
+        .peers
+        .iter()
+        .map(|p| p.id)
+        .chain([me])
+        .min()
+        .unwrap_or(me);
+    if lowest != me {
+        return Ok(());
+    }
+    if !node
+        .raft
+        .is_initialized()
+        .await
+        .context("read raft state")?
+    {
+        let mut members: BTreeMap<u64, BasicNode> = config
+            .peers
+            .iter()
+            .map(|p| {
+                (
+                    p.id,
+                    BasicNode {
+                        addr: p.address.clone(),
+                    },
+                )
+            })
+            .collect();
+        members.insert(
+            me,
+            BasicNode {
+                addr: config.advertise_address(),
+            },
+        );
+        tracing::info!(members = ?members.keys().collect::<Vec<_>>(), "initializing the cluster");
+        node.raft
+            .initialize(members)
+            .await
+            .map_err(|e| anyhow::anyhow!("initialize cluster: {e}"))?;
+    }
+    tokio::spawn(node.clone().ensure_genesis());
+    Ok(())
+}
