@@ -346,6 +346,41 @@ impl Node {
     }
 }
 
+/// Waits until this leader has applied an entry of its own term, and with it
+/// every entry committed before: until then the applied projection may lack
+/// events that clients already saw acknowledged, and checks against it would
+/// refuse valid writes.
+async fn leader_caught_up(node: &Node) -> Result<(), WriteError> {
+    use openraft::async_runtime::WatchReceiver;
+    let mut rx = node.raft.metrics();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (state, term, applied_term) = {
+            let m = rx.borrow_watched();
+            (
+                m.state,
+                m.current_term,
+                m.last_applied.map(|l| l.leader_id.term),
+            )
+        };
+        if state != ServerState::Leader {
+            return Err(WriteError::NotLeader(node.leader()));
+        }
+        if applied_term == Some(term) {
+            return Ok(());
+        }
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(WriteError::Raft("raft stopped".to_string())),
+            Err(_) => {
+                return Err(WriteError::Raft(
+                    "new leader is still applying the log".to_string(),
+                ));
+            }
+        }
+    }
+}
+
 /// The leader's single writer: groups waiting appends into one Raft entry,
 /// checks them against the applied state plus what the entry already holds,
 /// and replies with what the state machine decided.
@@ -369,6 +404,16 @@ async fn run_writer(node: Arc<Node>, mut rx: mpsc::Receiver<WriteJob>) {
             }
             bytes += j.bytes;
             jobs.push(j);
+        }
+        if let Err(e) = leader_caught_up(&node).await {
+            for job in jobs {
+                let _ = job.reply.send(Err(match &e {
+                    WriteError::NotLeader(l) => WriteError::NotLeader(l.clone()),
+                    WriteError::Raft(m) => WriteError::Raft(m.clone()),
+                    WriteError::Refused(r) => WriteError::Refused(r.clone()),
+                }));
+            }
+            continue;
         }
         let mut accepted = Vec::with_capacity(jobs.len());
         {

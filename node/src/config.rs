@@ -42,10 +42,25 @@ pub enum Bootstrap {
     Manual,
 }
 
+/// A cluster member, written `ID=HOST:PORT` in flags and TOML.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Peer {
     pub id: u64,
     pub address: String,
+}
+
+impl TryFrom<String> for Peer {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Peer> for String {
+    fn from(p: Peer) -> String {
+        format!("{}={}", p.id, p.address)
+    }
 }
 
 impl std::str::FromStr for Peer {
@@ -283,8 +298,8 @@ mod tests {
         let mut c = Config::default();
         c.limits.max_batch_bytes = 10 * 1024 * 1024;
         assert!(c.validate().is_err());
-        let mut c = Config::default();
-        c.peers = vec!["1=10.0.0.1:1".parse().unwrap()];
+        let c: Config = toml::from_str("peers = [\"1=10.0.0.1:1\", \"2=10.0.0.2:1\"]").unwrap();
+        assert_eq!(c.peers[1].address, "10.0.0.2:1");
         assert!(c.validate().unwrap_err().to_string().contains("differs"));
     }
 }

@@ -11,7 +11,7 @@ use ics_proto::v1::event_log_server::EventLogServer;
 use ics_proto::v1::raft_transport_server::RaftTransportServer;
 use openraft::{BasicNode, SnapshotPolicy};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::api::{Api, Node};
 use crate::config::{Bootstrap, Config};
@@ -95,7 +95,6 @@ pub async fn run(
     let grpc = tonic::transport::Server::builder()
         .concurrency_limit_per_connection(config.limits.max_concurrent_requests)
         .max_concurrent_streams(config.limits.max_concurrent_streams)
-        .tcp_nodelay(true)
         .add_service(
             RaftTransportServer::new(RaftService {
                 raft: raft.clone(),
@@ -111,7 +110,8 @@ pub async fn run(
         )
         .add_service(ClusterServer::new(api))
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(grpc_listener),
+            // Our own listener: tonic's tcp_nodelay applies only to sockets it binds.
+            TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
             stopped(stop_rx.clone()),
         );
     let http = axum::serve(http_listener, crate::metrics::router(node.clone()))

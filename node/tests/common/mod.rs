@@ -1,0 +1,261 @@
+//! Test fixture: clusters of real `icsd` processes on loopback.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ics_node::client::{self, Client};
+use ics_node::domain::event::EventKind;
+use ics_node::domain::keys::{Algorithm, SigningKey};
+use ics_node::keyfile;
+use ics_proto::v1 as pb;
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+pub struct TestNode {
+    pub id: u64,
+    pub dir: PathBuf,
+    pub grpc: String,
+    pub http: String,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+impl TestNode {
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "node {} already running", self.id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("node.log"))
+            .expect("open node log");
+        let child = Command::new(env!("CARGO_BIN_EXE_icsd"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("ICS_LOG", "info,openraft=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn icsd");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.grpc).expect("client")
+    }
+
+    pub async fn status(&self) -> Option<pb::StatusResponse> {
+        let mut c = self.client();
+        tokio::time::timeout(Duration::from_secs(2), c.status())
+            .await
+            .ok()?
+            .ok()
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Cluster {
+    pub nodes: Vec<TestNode>,
+    _dir: tempfile::TempDir,
+}
+
+/// Extra TOML appended to every node's config.
+pub fn start_cluster(size: usize, extra_toml: &str) -> Cluster {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+    let peers: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (g, _))| format!("\"{}=127.0.0.1:{g}\"", i + 1))
+        .collect();
+    let mut nodes = Vec::new();
+    for (i, (g, h)) in ports.iter().enumerate() {
+        let id = i as u64 + 1;
+        let node_dir = dir.path().join(format!("node{id}"));
+        std::fs::create_dir_all(&node_dir).expect("node dir");
+        let config = node_dir.join("icsd.toml");
+        let peers_line = if size > 1 {
+            format!("peers = [{}]", peers.join(", "))
+        } else {
+            String::new()
+        };
+        let mut text = format!(
+            "party = \"acme-maintenance\"\nnode_id = {id}\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:{g}\"\nhttp_listen = \"127.0.0.1:{h}\"\n{peers_line}\n",
+            node_dir.join("data").display()
+        );
+        text.push_str(extra_toml);
+        std::fs::write(&config, text).expect("write config");
+        let mut node = TestNode {
+            id,
+            dir: node_dir,
+            grpc: format!("127.0.0.1:{g}"),
+            http: format!("127.0.0.1:{h}"),
+            config,
+            child: None,
+        };
+        node.start();
+        nodes.push(node);
+    }
+    Cluster { nodes, _dir: dir }
+}
+
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+impl Cluster {
+    pub fn node(&self, id: u64) -> &TestNode {
+        &self.nodes[id as usize - 1]
+    }
+
+    pub fn node_mut(&mut self, id: u64) -> &mut TestNode {
+        &mut self.nodes[id as usize - 1]
+    }
+
+    /// The end of every node's log, for failure messages.
+    pub fn logs_tail(&self) -> String {
+        let mut out = String::new();
+        for n in &self.nodes {
+            let log = n.log();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            out.push_str(&format!("--- node {} ---\n", n.id));
+            for l in tail.iter().rev() {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    pub fn addresses(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.grpc.clone()).collect()
+    }
+
+    /// The leader agreed by a running node, once the party genesis is applied.
+    pub async fn wait_ready(&self, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for n in self.nodes.iter().filter(|n| n.is_running()) {
+                if let Some(s) = n.status().await
+                    && s.current_leader != 0
+                    && !s.party.is_empty()
+                    && self.node(s.current_leader).is_running()
+                {
+                    return s.current_leader;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no ready leader within {timeout:?}\n{}",
+                self.logs_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The party root key, created by node 1 when it appended the genesis.
+    pub fn root_key(&self) -> SigningKey {
+        keyfile::read(&self.node(1).dir.join("data").join("root.key")).expect("root key")
+    }
+
+    /// Registers a fresh author key allowed to write devices.
+    pub async fn device_author(&self) -> SigningKey {
+        register_author(&mut self.node(1).client(), &self.root_key(), device_kinds()).await
+    }
+
+    /// Waits until every running node has applied the same log.
+    pub async fn wait_converged(&self, timeout: Duration) -> Vec<pb::StatusResponse> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut all = Vec::new();
+            for n in &self.nodes {
+                if let Some(s) = n.status().await {
+                    all.push(s);
+                }
+            }
+            let same = all.len() == self.nodes.len()
+                && all.windows(2).all(|w| {
+                    w[0].event_count == w[1].event_count
+                        && w[0].log_hash == w[1].log_hash
+                        && w[0].last_applied_index == w[1].last_applied_index
+                });
+            if same {
+                return all;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replicas did not converge: {:?}",
+                all.iter()
+                    .map(|s| (s.node_id, s.event_count, s.last_applied_index))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+pub fn device_kinds() -> BTreeSet<EventKind> {
+    BTreeSet::from([EventKind::DeviceRegistered, EventKind::DeviceStatusChanged])
+}
+
+pub async fn register_author(
+    c: &mut Client,
+    root: &SigningKey,
+    kinds: BTreeSet<EventKind>,
+) -> SigningKey {
+    let author = SigningKey::generate(Algorithm::Ed25519);
+    let env = client::register_author(
+        root,
+        &author.public_key(),
+        "test",
+        kinds,
+        client::now_ms() + 86_400_000,
+    );
+    c.append(vec![env]).await.expect("register author");
+    author
+}
+
+pub fn data_dir(node: &TestNode) -> &Path {
+    &node.dir
+}

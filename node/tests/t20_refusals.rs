@@ -1,0 +1,337 @@
+//! Every refusal over gRPC: the status code, a message naming the problem,
+//! and a log that did not grow.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ics_node::client::{self, ChainHead, Client};
+use ics_node::codec;
+use ics_node::domain::event::{
+    DeviceStatus, Envelope, EventBody, EventId, EventKind, Payload, SCHEMA_VERSION, SubjectKind,
+    SubjectRef,
+};
+use ics_node::domain::keys::{Algorithm, SigningKey};
+use ics_proto::v1 as pb;
+use tonic::Code;
+
+async fn event_count(c: &mut Client) -> (u64, Vec<u8>) {
+    let s = c.status().await.expect("status");
+    (s.event_count, s.state_hash)
+}
+
+/// Sends `events`, expects `code` with `needle` in the message, and checks
+/// the log and the projections did not change.
+async fn refused(c: &mut Client, events: Vec<pb::SignedEvent>, code: Code, needle: &str) {
+    let before = event_count(c).await;
+    let err = c
+        .log
+        .append(pb::AppendRequest { events })
+        .await
+        .expect_err("append must be refused");
+    assert_eq!(err.code(), code, "{}", err.message());
+    assert!(
+        err.message().contains(needle),
+        "message {:?} does not name {needle:?}",
+        err.message()
+    );
+    assert_eq!(
+        before,
+        event_count(c).await,
+        "state changed after refusal: {}",
+        err.message()
+    );
+}
+
+fn pb_of(env: &Envelope) -> pb::SignedEvent {
+    codec::envelope_to_pb(env)
+}
+
+fn device_body(
+    author: &SigningKey,
+    head: ChainHead,
+    subject: &SubjectRef,
+    payload: Payload,
+) -> EventBody {
+    EventBody {
+        schema_version: SCHEMA_VERSION,
+        subject: subject.clone(),
+        sequence: head.sequence,
+        previous: head.previous,
+        author: author.key_id(),
+        time_ms: client::now_ms(),
+        payload,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_names_the_problem_and_appends_nothing() {
+    let cluster = start_cluster(1, "");
+    cluster.wait_ready(Duration::from_secs(30)).await;
+    let mut c = cluster.node(1).client();
+    let root = cluster.root_key();
+    let author = register_author(&mut c, &root, device_kinds()).await;
+
+    // A registered device to chain status changes on.
+    let device = SigningKey::generate(Algorithm::Ed25519).public_key();
+    let subject = SubjectRef::new(SubjectKind::Device, device.id().to_hex());
+    c.append(vec![client::register_device(
+        &author,
+        "SN-1",
+        &device,
+        vec![],
+    )])
+    .await
+    .unwrap();
+    let head = c.chain_head(&subject).await.unwrap();
+    let in_use = Payload::DeviceStatusChanged {
+        status: DeviceStatus::InUse,
+        reason: String::new(),
+    };
+
+    // Bad signature.
+    let mut env = codec::sign(
+        &device_body(&author, head, &subject, in_use.clone()),
+        &[&author],
+    );
+    env.signatures[0].bytes[5] ^= 1;
+    refused(
+        &mut c,
+        vec![pb_of(&env)],
+        Code::Unauthenticated,
+        "does not verify",
+    )
+    .await;
+
+    // Missing signature.
+    let mut env = codec::sign(
+        &device_body(&author, head, &subject, in_use.clone()),
+        &[&author],
+    );
+    env.signatures.clear();
+    refused(
+        &mut c,
+        vec![pb_of(&env)],
+        Code::InvalidArgument,
+        "no signature",
+    )
+    .await;
+
+    // Author key unknown to the party.
+    let stranger = SigningKey::generate(Algorithm::Ed25519);
+    let env = codec::sign(
+        &device_body(&stranger, head, &subject, in_use.clone()),
+        &[&stranger],
+    );
+    refused(
+        &mut c,
+        vec![pb_of(&env)],
+        Code::PermissionDenied,
+        "is not a key of this party",
+    )
+    .await;
+
+    // Author key not allowed to sign this kind.
+    let status_only = register_author(
+        &mut c,
+        &root,
+        [EventKind::DeviceStatusChanged].into_iter().collect(),
+    )
+    .await;
+    let other = SigningKey::generate(Algorithm::Ed25519).public_key();
+    let env = client::register_device(&status_only, "SN-2", &other, vec![]);
+    refused(
+        &mut c,
+        vec![pb_of(&env)],
+        Code::PermissionDenied,
+        "may not sign device-registered",
+    )
+    .await;
+
+    // Expired author key: its validity ended before the event's time.
+    let short = SigningKey::generate(Algorithm::Ed25519);
+    let now = client::now_ms();
+    c.append(vec![client::register_author(
+        &root,
+        &short.public_key(),
+        "short",
+        device_kinds(),
+        now + 1_000,
+    )])
+    .await
+    .unwrap();
+    let mut late = device_body(&short, head, &subject, in_use.clone());
+    late.time_ms = now + 2_000;
+    let env = codec::sign(&late, &[&short]);
+    refused(&mut c, vec![pb_of(&env)], Code::PermissionDenied, "expired").await;
+
+    // Revoked author key.
+    let revoked = register_author(&mut c, &root, device_kinds()).await;
+    let rk = SubjectRef::new(SubjectKind::AuthorKey, revoked.key_id().to_hex());
+    let rhead = c.chain_head(&rk).await.unwrap();
+    c.append(vec![client::revoke_author(
+        &root,
+        &revoked.key_id().to_hex(),
+        rhead,
+        "left",
+    )])
+    .await
+    .unwrap();
+    let env = codec::sign(
+        &device_body(&revoked, head, &subject, in_use.clone()),
+        &[&revoked],
+    );
+    refused(
+        &mut c,
+        vec![pb_of(&env)],
+        Code::PermissionDenied,
+        "is revoked",
+    )
+    .await;
+
+    // Broken chain: wrong sequence, then wrong previous id.
+    let wrong_seq = ChainHead {
+        sequence: head.sequence + 1,
+        previous: head.previous,
+    };
+    let env = codec::sign(
+        &device_body(&author, wrong_seq, &subject, in_use.clone()),
+        &[&author],
+    );
+    refused(
+        &mut c,
+        vec![pb_of(&env)],
+        Code::Aborted,
+        "expected sequence 1",
+    )
+    .await;
+    let wrong_prev = ChainHead {
+        sequence: head.sequence,
+        previous: Some(EventId([9; 32])),
+    };
+    let env = codec::sign(
+        &device_body(&author, wrong_prev, &subject, in_use.clone()),
+        &[&author],
+    );
+    refused(
+        &mut c,
+        vec![pb_of(&env)],
+        Code::Aborted,
+        "expected sequence 1 after event",
+    )
+    .await;
+
+    // Two concurrent writers to one subject: one wins, the loser gets a conflict.
+    let a = client::change_status(&author, &subject.id, head, DeviceStatus::InUse, "a");
+    let b = client::change_status(&author, &subject.id, head, DeviceStatus::Lost, "b");
+    let (mut c1, mut c2) = (c.clone(), c.clone());
+    let (ra, rb) = tokio::join!(c1.append(vec![a]), c2.append(vec![b]));
+    let (ok, err) = match (ra, rb) {
+        (Ok(ok), Err(err)) | (Err(err), Ok(ok)) => (ok, err),
+        other => panic!("exactly one concurrent writer must win: {other:?}"),
+    };
+    assert_eq!(ok.len(), 1);
+    assert_eq!(err.code(), Code::Aborted, "{}", err.message());
+    assert!(
+        err.message().contains("expected sequence 2"),
+        "{}",
+        err.message()
+    );
+
+    // Invalid status transition (in-use or lost → planned).
+    let head = c.chain_head(&subject).await.unwrap();
+    let env = client::change_status(&author, &subject.id, head, DeviceStatus::Planned, "");
+    refused(
+        &mut c,
+        vec![pb_of(&env)],
+        Code::FailedPrecondition,
+        "may not become planned",
+    )
+    .await;
+
+    // Unknown payload kind: a body whose payload field this build does not know.
+    let mut body = device_body(
+        &author,
+        head,
+        &subject,
+        Payload::AuthorKeyRevoked {
+            reason: String::new(),
+        },
+    );
+    body.subject = SubjectRef::new(SubjectKind::AuthorKey, author.key_id().to_hex());
+    let mut bytes = codec::encode_body(&body);
+    assert_eq!(bytes[bytes.len() - 2..], [0x62, 0x00]);
+    bytes.truncate(bytes.len() - 2);
+    bytes.extend_from_slice(&[0xfa, 0x01, 0x00]);
+    let sig = author.sign_event(&bytes);
+    let env = pb::SignedEvent {
+        body: bytes,
+        signatures: vec![pb::Signature {
+            key_id: author.key_id().0.to_vec(),
+            algorithm: pb::SignatureAlgorithm::Ed25519 as i32,
+            signature: sig,
+        }],
+    };
+    refused(
+        &mut c,
+        vec![env],
+        Code::InvalidArgument,
+        "payload kind is unknown",
+    )
+    .await;
+
+    // Unknown schema version.
+    let mut body = device_body(&author, head, &subject, in_use.clone());
+    body.schema_version = 7;
+    let env = codec::sign(&body, &[&author]);
+    refused(
+        &mut c,
+        vec![pb_of(&env)],
+        Code::InvalidArgument,
+        "schema version 7",
+    )
+    .await;
+
+    // Body over the size limit (default 64 KiB).
+    let mut body = device_body(&author, head, &subject, in_use.clone());
+    body.payload = Payload::DeviceStatusChanged {
+        status: DeviceStatus::Lost,
+        reason: "x".repeat(70 * 1024),
+    };
+    let env = codec::sign(&body, &[&author]);
+    refused(
+        &mut c,
+        vec![pb_of(&env)],
+        Code::ResourceExhausted,
+        "over the limit of 65536",
+    )
+    .await;
+
+    // Garbage bytes.
+    let env = pb::SignedEvent {
+        body: vec![0xff; 40],
+        signatures: vec![],
+    };
+    refused(&mut c, vec![env], Code::InvalidArgument, "not decodable").await;
+
+    // A batch with one bad event appends none of them.
+    let d2 = SigningKey::generate(Algorithm::Ed25519).public_key();
+    let good = client::register_device(&author, "SN-3", &d2, vec![]);
+    let bad = client::change_status(&author, &subject.id, head, DeviceStatus::Planned, "");
+    refused(
+        &mut c,
+        vec![pb_of(&good), pb_of(&bad)],
+        Code::FailedPrecondition,
+        "may not become planned",
+    )
+    .await;
+
+    // And a duplicate is idempotent: same index, nothing new.
+    let first = c.append(vec![good.clone()]).await.unwrap()[0].clone();
+    let before = event_count(&mut c).await;
+    let again = c.append(vec![good]).await.unwrap()[0].clone();
+    assert!(again.duplicate);
+    assert_eq!(again.index, first.index);
+    assert_eq!(before, event_count(&mut c).await);
+}
