@@ -658,6 +658,8 @@ impl Cluster for Api {
                 .party()
                 .map(|p| p.name.clone())
                 .unwrap_or_default(),
+            last_snapshot_index: m.snapshot.map_or(0, |l| l.index()),
+            last_purged_index: m.purged.map_or(0, |l| l.index()),
         }))
     }
 

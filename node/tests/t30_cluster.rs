@@ -238,8 +238,14 @@ async fn restarted_follower_catches_up_by_log_then_by_snapshot() {
 
     // By snapshot: enough single-event entries that the leader snapshots and
     // purges the log the follower would need.
+    let behind = cluster.node(follower).status().await.unwrap().last_log_index;
     cluster.node_mut(follower).kill();
     client_workload(addrs, 1, author.clone(), 80, acked.clone()).await;
+    wait_until("the leader to purge past the stopped follower", Duration::from_secs(60), || async {
+        let s = cluster.node(leader).status().await;
+        s.is_some_and(|s| s.last_purged_index > behind)
+    })
+    .await;
     cluster.node_mut(follower).start();
     let statuses = cluster.wait_converged(Duration::from_secs(60)).await;
     assert_same_state(&statuses);

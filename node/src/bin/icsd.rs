@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve: with no flags, a single-node maintenance ICS in ./ics-data on 127.0.0.1:7400.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the default config as TOML.
     DefaultConfig,
 }
@@ -115,7 +115,7 @@ fn main() -> ExitCode {
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
-            config_from(args).and_then(|config| {
+            config_from(*args).and_then(|config| {
                 tokio::runtime::Builder::new_multi_thread()
                     .enable_all()
                     .build()?

@@ -171,6 +171,13 @@ pub enum SigningKey {
     P256(p256::ecdsa::SigningKey),
 }
 
+/// Shows the key id only: a secret never reaches a log line.
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningKey({}, {:?})", self.algorithm().name(), self.key_id())
+    }
+}
+
 impl SigningKey {
     pub fn generate(algorithm: Algorithm) -> Self {
         loop {
