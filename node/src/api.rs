@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use ics_proto::v1 as pb;
+use ics_proto::v1::cluster_client::ClusterClient;
 use ics_proto::v1::cluster_server::Cluster;
 use ics_proto::v1::event_log_client::EventLogClient;
 use ics_proto::v1::event_log_server::EventLog;
@@ -22,7 +23,7 @@ use crate::codec;
 use crate::config::Config;
 use crate::domain::event::{Event, EventId};
 use crate::domain::projection::{Appended, Staged, StateView};
-use crate::domain::refusal::{Refusal, RefusalClass};
+use crate::domain::refusal::{EventLimits, Refusal, RefusalClass};
 use crate::metrics::Metrics;
 use crate::raft_types::{LogRequest, NodeId, Raft};
 use crate::store::{self, MAX_ENTRY_BYTES, Shared};
@@ -346,39 +347,14 @@ impl Node {
     }
 }
 
-/// Waits until this leader has applied an entry of its own term, and with it
-/// every entry committed before: until then the applied projection may lack
-/// events that clients already saw acknowledged, and checks against it would
-/// refuse valid writes.
-async fn leader_caught_up(node: &Node) -> Result<(), WriteError> {
-    use openraft::async_runtime::WatchReceiver;
-    let mut rx = node.raft.metrics();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let (state, term, applied_term) = {
-            let m = rx.borrow_watched();
-            (
-                m.state,
-                m.current_term,
-                m.last_applied.map(|l| l.leader_id.term),
-            )
-        };
-        if state != ServerState::Leader {
-            return Err(WriteError::NotLeader(node.leader()));
-        }
-        if applied_term == Some(term) {
-            return Ok(());
-        }
-        match tokio::time::timeout_at(deadline, rx.changed()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(WriteError::Raft("raft stopped".to_string())),
-            Err(_) => {
-                return Err(WriteError::Raft(
-                    "new leader is still applying the log".to_string(),
-                ));
-            }
-        }
-    }
+/// Checks each job against the applied state plus the jobs before it in
+/// the round; `Some` is the refusal.
+fn precheck(node: &Node, jobs: &[WriteJob], limits: &EventLimits) -> Vec<Option<Refusal>> {
+    let applied = node.shared.read();
+    let mut staged = Staged::new(&applied.projection);
+    jobs.iter()
+        .map(|job| staged.stage_batch(&job.events, limits).err())
+        .collect()
 }
 
 /// The leader's single writer: groups waiting appends into one Raft entry,
@@ -405,26 +381,31 @@ async fn run_writer(node: Arc<Node>, mut rx: mpsc::Receiver<WriteJob>) {
             bytes += j.bytes;
             jobs.push(j);
         }
-        if let Err(e) = leader_caught_up(&node).await {
-            for job in jobs {
-                let _ = job.reply.send(Err(match &e {
-                    WriteError::NotLeader(l) => WriteError::NotLeader(l.clone()),
-                    WriteError::Raft(m) => WriteError::Raft(m.clone()),
-                    WriteError::Refused(r) => WriteError::Refused(r.clone()),
-                }));
+        // A refusal is final only against current state: this node may be a
+        // leader that has not applied its predecessors' entries yet, or a
+        // restarted one that does not know it was deposed. So the first
+        // refusal in a round costs a read-index barrier (a quorum round trip
+        // that also waits for apply) and the round is checked again.
+        let mut verdicts = precheck(&node, &jobs, &limits);
+        if verdicts.iter().any(Option::is_some) {
+            if let Err(e) = node.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+                for job in jobs {
+                    let _ = job.reply.send(Err(match e.forward_to_leader() {
+                        Some(_) => WriteError::NotLeader(node.leader()),
+                        None => WriteError::Raft(e.to_string()),
+                    }));
+                }
+                continue;
             }
-            continue;
+            verdicts = precheck(&node, &jobs, &limits);
         }
         let mut accepted = Vec::with_capacity(jobs.len());
-        {
-            let applied = node.shared.read();
-            let mut staged = Staged::new(&applied.projection);
-            for job in jobs {
-                match staged.stage_batch(&job.events, &limits) {
-                    Ok(_) => accepted.push(job),
-                    Err(r) => {
-                        let _ = job.reply.send(Err(WriteError::Refused(r)));
-                    }
+        for (job, verdict) in jobs.into_iter().zip(verdicts) {
+            match verdict {
+                None => accepted.push(job),
+                Some(r) => {
+                    tracing::debug!(error = %r, "writer refused a batch");
+                    let _ = job.reply.send(Err(WriteError::Refused(r)));
                 }
             }
         }
@@ -613,12 +594,20 @@ fn member_list(node: &Node) -> Vec<pb::NodeInfo> {
 }
 
 impl Api {
-    /// Runs a membership change on the leader, or says where the leader is.
-    fn require_leader(&self) -> Result<(), Status> {
+    /// `None` on the leader; otherwise a client of the leader to forward a
+    /// membership change to, or where the leader is when it cannot forward.
+    fn leader_cluster_client(
+        &self,
+        forwarded: bool,
+    ) -> Result<Option<ClusterClient<Channel>>, Status> {
         if self.node.raft.is_leader() {
-            Ok(())
-        } else {
-            Err(not_leader(self.node.leader()))
+            return Ok(None);
+        }
+        match self.node.leader() {
+            Some((_, addr)) if !forwarded => {
+                Ok(Some(ClusterClient::new(self.node.channel(&addr)?)))
+            }
+            leader => Err(not_leader(leader)),
         }
     }
 }
@@ -703,7 +692,9 @@ impl Cluster for Api {
         &self,
         req: Request<pb::AddNodeRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
-        self.require_leader()?;
+        if let Some(mut leader) = self.leader_cluster_client(is_forwarded(&req))? {
+            return leader.add_node(Node::forwarded(req.into_inner())).await;
+        }
         let r = req.into_inner();
         if r.id == 0 || r.address.is_empty() {
             return Err(Status::invalid_argument(
@@ -735,7 +726,9 @@ impl Cluster for Api {
         &self,
         req: Request<pb::RemoveNodeRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
-        self.require_leader()?;
+        if let Some(mut leader) = self.leader_cluster_client(is_forwarded(&req))? {
+            return leader.remove_node(Node::forwarded(req.into_inner())).await;
+        }
         let id = req.into_inner().id;
         let m = raft_metrics(&self.node.raft);
         let membership = m.membership_config.membership();

@@ -484,7 +484,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         results: req
                             .batches
                             .iter()
-                            .map(|b| Self::apply_batch(&mut applied, b, &self.limits, &mut writes))
+                            .map(|b| {
+                                let r = Self::apply_batch(&mut applied, b, &self.limits, &mut writes);
+                                if let Err(e) = &r {
+                                    tracing::debug!(log_id = %entry.log_id, error = %e, "state machine refused a batch");
+                                }
+                                r
+                            })
                             .collect(),
                     },
                     EntryPayload::Membership(m) => {

@@ -238,13 +238,22 @@ async fn restarted_follower_catches_up_by_log_then_by_snapshot() {
 
     // By snapshot: enough single-event entries that the leader snapshots and
     // purges the log the follower would need.
-    let behind = cluster.node(follower).status().await.unwrap().last_log_index;
+    let behind = cluster
+        .node(follower)
+        .status()
+        .await
+        .unwrap()
+        .last_log_index;
     cluster.node_mut(follower).kill();
     client_workload(addrs, 1, author.clone(), 80, acked.clone()).await;
-    wait_until("the leader to purge past the stopped follower", Duration::from_secs(60), || async {
-        let s = cluster.node(leader).status().await;
-        s.is_some_and(|s| s.last_purged_index > behind)
-    })
+    wait_until(
+        "the leader to purge past the stopped follower",
+        Duration::from_secs(60),
+        || async {
+            let s = cluster.node(leader).status().await;
+            s.is_some_and(|s| s.last_purged_index > behind)
+        },
+    )
     .await;
     cluster.node_mut(follower).start();
     let statuses = cluster.wait_converged(Duration::from_secs(60)).await;
@@ -318,4 +327,65 @@ async fn data_dir_survives_sigkill_mid_write() {
         )])
         .await
         .expect("append after restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replace_a_node_through_membership_changes() {
+    let mut cluster = start_cluster(3, "");
+    let leader = cluster.wait_ready(Duration::from_secs(30)).await;
+    let author = Arc::new(cluster.device_author().await);
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    client_workload(cluster.addresses(), 0, author.clone(), 10, acked.clone()).await;
+
+    // Node 4 starts empty and waits; a follower is asked to add it (forwarded to the leader).
+    let new_addr = cluster.start_extra_node(4).grpc.clone();
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    let members = cluster
+        .node(follower)
+        .client()
+        .cluster
+        .add_node(pb::AddNodeRequest {
+            id: 4,
+            address: new_addr,
+            learner_only: false,
+        })
+        .await
+        .expect("add node 4")
+        .into_inner()
+        .members;
+    assert_eq!(members.iter().filter(|m| m.voter).count(), 4, "{members:?}");
+    assert_same_state(&cluster.wait_converged(Duration::from_secs(60)).await);
+
+    // Remove a follower that is not node 4, then stop it.
+    let gone = (1..=3)
+        .find(|&i| i != leader && i != follower)
+        .unwrap_or(follower);
+    let members = cluster
+        .node(leader)
+        .client()
+        .cluster
+        .remove_node(pb::RemoveNodeRequest { id: gone })
+        .await
+        .expect("remove node")
+        .into_inner()
+        .members;
+    assert!(members.iter().all(|m| m.id != gone), "{members:?}");
+    cluster.drop_node(gone);
+
+    // The three remaining voters keep taking writes and agree.
+    client_workload(cluster.addresses(), 1, author, 10, acked.clone()).await;
+    assert_same_state(&cluster.wait_converged(Duration::from_secs(60)).await);
+    let acked = acked.lock().unwrap().clone();
+    check_every_node_has(&cluster, &acked).await;
+
+    // Removing a node that is not a member names it.
+    let err = cluster
+        .node(leader)
+        .client()
+        .cluster
+        .remove_node(pb::RemoveNodeRequest { id: 99 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert!(err.message().contains("node 99"));
 }

@@ -174,7 +174,12 @@ pub enum SigningKey {
 /// Shows the key id only: a secret never reaches a log line.
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SigningKey({}, {:?})", self.algorithm().name(), self.key_id())
+        write!(
+            f,
+            "SigningKey({}, {:?})",
+            self.algorithm().name(),
+            self.key_id()
+        )
     }
 }
 

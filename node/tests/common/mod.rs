@@ -41,7 +41,7 @@ impl TestNode {
         let child = Command::new(env!("CARGO_BIN_EXE_icsd"))
             .args(["serve", "--config"])
             .arg(&self.config)
-            .env("ICS_LOG", "info,openraft=warn")
+            .env("ICS_LOG", "info,openraft=warn,ics_node=debug")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -89,6 +89,44 @@ pub struct Cluster {
     _dir: tempfile::TempDir,
 }
 
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Keep the data dirs and logs of a failed test for a post-mortem.
+        if std::thread::panicking() {
+            let keep = std::env::temp_dir().join(format!("ics-failed-{}", std::process::id()));
+            let _ = std::fs::rename(self._dir.path(), &keep);
+            eprintln!("node data and logs kept in {}", keep.display());
+        }
+    }
+}
+
+fn node_config(
+    dir: &Path,
+    id: u64,
+    grpc: u16,
+    http: u16,
+    peers_line: &str,
+    extra_toml: &str,
+) -> TestNode {
+    let node_dir = dir.join(format!("node{id}"));
+    std::fs::create_dir_all(&node_dir).expect("node dir");
+    let config = node_dir.join("icsd.toml");
+    let mut text = format!(
+        "party = \"acme-maintenance\"\nnode_id = {id}\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:{grpc}\"\nhttp_listen = \"127.0.0.1:{http}\"\n{peers_line}\n",
+        node_dir.join("data").display()
+    );
+    text.push_str(extra_toml);
+    std::fs::write(&config, text).expect("write config");
+    TestNode {
+        id,
+        dir: node_dir,
+        grpc: format!("127.0.0.1:{grpc}"),
+        http: format!("127.0.0.1:{http}"),
+        config,
+        child: None,
+    }
+}
+
 /// Extra TOML appended to every node's config.
 pub fn start_cluster(size: usize, extra_toml: &str) -> Cluster {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -100,29 +138,12 @@ pub fn start_cluster(size: usize, extra_toml: &str) -> Cluster {
         .collect();
     let mut nodes = Vec::new();
     for (i, (g, h)) in ports.iter().enumerate() {
-        let id = i as u64 + 1;
-        let node_dir = dir.path().join(format!("node{id}"));
-        std::fs::create_dir_all(&node_dir).expect("node dir");
-        let config = node_dir.join("icsd.toml");
         let peers_line = if size > 1 {
             format!("peers = [{}]", peers.join(", "))
         } else {
             String::new()
         };
-        let mut text = format!(
-            "party = \"acme-maintenance\"\nnode_id = {id}\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:{g}\"\nhttp_listen = \"127.0.0.1:{h}\"\n{peers_line}\n",
-            node_dir.join("data").display()
-        );
-        text.push_str(extra_toml);
-        std::fs::write(&config, text).expect("write config");
-        let mut node = TestNode {
-            id,
-            dir: node_dir,
-            grpc: format!("127.0.0.1:{g}"),
-            http: format!("127.0.0.1:{h}"),
-            config,
-            child: None,
-        };
+        let mut node = node_config(dir.path(), i as u64 + 1, *g, *h, &peers_line, extra_toml);
         node.start();
         nodes.push(node);
     }
@@ -145,12 +166,38 @@ where
 }
 
 impl Cluster {
+    /// Starts one more node that waits to be added (bootstrap = manual).
+    pub fn start_extra_node(&mut self, id: u64) -> &TestNode {
+        let mut node = node_config(
+            self._dir.path(),
+            id,
+            free_port(),
+            free_port(),
+            "bootstrap = \"manual\"",
+            "",
+        );
+        node.start();
+        self.nodes.push(node);
+        self.nodes.last().expect("just pushed")
+    }
+
+    /// Stops a node and forgets it.
+    pub fn drop_node(&mut self, id: u64) {
+        self.nodes.retain(|n| n.id != id);
+    }
+
     pub fn node(&self, id: u64) -> &TestNode {
-        &self.nodes[id as usize - 1]
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .expect("no such node")
     }
 
     pub fn node_mut(&mut self, id: u64) -> &mut TestNode {
-        &mut self.nodes[id as usize - 1]
+        self.nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .expect("no such node")
     }
 
     /// The end of every node's log, for failure messages.
