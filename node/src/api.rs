@@ -164,15 +164,7 @@ impl Node {
     /// Parses and checks an append request at the edge: decoding, sizes, clock skew.
     fn parse_append(&self, req: &pb::AppendRequest) -> Result<(Vec<Event>, usize), Refusal> {
         let limits = &self.config.limits;
-        if req.events.is_empty() {
-            return Err(Refusal::EmptyBatch);
-        }
-        if req.events.len() > limits.events.max_batch_events {
-            return Err(Refusal::BatchTooLarge {
-                count: req.events.len(),
-                limit: limits.events.max_batch_events,
-            });
-        }
+        limits.events.check_batch_len(req.events.len())?;
         let now = Self::now_ms();
         let mut events = Vec::with_capacity(req.events.len());
         let mut bytes = 0;

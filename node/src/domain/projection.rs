@@ -559,15 +559,7 @@ impl<'a, V: StateView> Staged<'a, V> {
         events: &[Event],
         limits: &EventLimits,
     ) -> Result<Vec<Appended>, Refusal> {
-        if events.is_empty() {
-            return Err(Refusal::EmptyBatch);
-        }
-        if events.len() > limits.max_batch_events {
-            return Err(Refusal::BatchTooLarge {
-                count: events.len(),
-                limit: limits.max_batch_events,
-            });
-        }
+        limits.check_batch_len(events.len())?;
         let (out, changes) = {
             let mut inner = Staged::new(&*self);
             let mut out = Vec::with_capacity(events.len());

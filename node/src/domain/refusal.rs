@@ -154,6 +154,22 @@ pub struct EventLimits {
     pub max_batch_events: usize,
 }
 
+impl EventLimits {
+    /// An append request holds at least one event and at most `max_batch_events`.
+    pub fn check_batch_len(&self, count: usize) -> Result<(), Refusal> {
+        if count == 0 {
+            return Err(Refusal::EmptyBatch);
+        }
+        if count > self.max_batch_events {
+            return Err(Refusal::BatchTooLarge {
+                count,
+                limit: self.max_batch_events,
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Default for EventLimits {
     fn default() -> Self {
         EventLimits {
