@@ -170,6 +170,8 @@ enum ClusterCmd {
         members: Vec<String>,
     },
     Status,
+    /// Exit 0 when the node knows a leader and has applied the party genesis (for health checks).
+    Ready,
     /// Add a node: learner first, then voter once caught up.
     Add {
         #[arg(long)]
@@ -604,6 +606,20 @@ async fn cluster(c: &mut Client, j: bool, cmd: ClusterCmd) -> anyhow::Result<()>
                     &hex::encode(&s.log_hash)[..16]
                 );
                 print_members(false, &s.members);
+            }
+        }
+        ClusterCmd::Ready => {
+            let s = c.status().await?;
+            if s.current_leader == 0 {
+                bail!("not ready: node {} knows no leader", s.node_id);
+            }
+            if s.party.is_empty() {
+                bail!("not ready: node {} has not applied the party genesis", s.node_id);
+            }
+            if j {
+                println!("{}", json!({"ready": true, "node_id": s.node_id, "leader": s.current_leader}));
+            } else {
+                println!("ready: node {} ({}), leader {}", s.node_id, s.state, s.current_leader);
             }
         }
         ClusterCmd::Add {
