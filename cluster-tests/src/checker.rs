@@ -32,7 +32,11 @@ impl Verdict {
 }
 
 /// Checks the record against every replica (`replicas`: node id → host address).
-pub async fn check(history: &History, replicas: &BTreeMap<u64, String>, author: &PublicKey) -> Verdict {
+pub async fn check(
+    history: &History,
+    replicas: &BTreeMap<u64, String>,
+    author: &PublicKey,
+) -> Verdict {
     let acks = history.acks.lock().expect("lock").clone();
     let reads = history.reads.lock().expect("lock").clone();
     let mut v = Verdict {
@@ -51,7 +55,10 @@ pub async fn check(history: &History, replicas: &BTreeMap<u64, String>, author: 
         if let Some(prev) = by_id.insert(a.event_id, a.index)
             && prev != a.index
         {
-            v.problem(format!("event {} acknowledged at {prev} and {}", a.event_id, a.index));
+            v.problem(format!(
+                "event {} acknowledged at {prev} and {}",
+                a.event_id, a.index
+            ));
         }
         if !indexes.insert(a.index) {
             v.problem(format!("index {} acknowledged for two events", a.index));
@@ -95,14 +102,20 @@ pub async fn check(history: &History, replicas: &BTreeMap<u64, String>, author: 
                     e.get_ref().index,
                     a.index
                 )),
-                Err(e) => v.problem(format!("node {id}: acknowledged event {} missing: {}", a.event_id, e.message())),
+                Err(e) => v.problem(format!(
+                    "node {id}: acknowledged event {} missing: {}",
+                    a.event_id,
+                    e.message()
+                )),
             }
         }
     }
     if let Some(first) = statuses.first() {
         v.event_count = first.event_count;
         for s in &statuses {
-            if (s.event_count, &s.log_hash, &s.state_hash) != (first.event_count, &first.log_hash, &first.state_hash) {
+            if (s.event_count, &s.log_hash, &s.state_hash)
+                != (first.event_count, &first.log_hash, &first.state_hash)
+            {
                 v.problem(format!(
                     "node {} differs from node {}: {} vs {} events, log hash {} vs {}, state hash {} vs {}",
                     s.node_id,
@@ -154,14 +167,18 @@ pub async fn check(history: &History, replicas: &BTreeMap<u64, String>, author: 
                     }
                 };
                 if body.sequence != expected_seq || body.previous != previous {
-                    v.problem(format!("{subject}: chain broken at sequence {}", body.sequence));
+                    v.problem(format!(
+                        "{subject}: chain broken at sequence {}",
+                        body.sequence
+                    ));
                 }
-                let signed = env
-                    .signatures
-                    .iter()
-                    .any(|s| s.key_id == author.id().0 && author.verify_event(&env.body, &s.signature));
+                let signed = env.signatures.iter().any(|s| {
+                    s.key_id == author.id().0 && author.verify_event(&env.body, &s.signature)
+                });
                 if !signed {
-                    v.problem(format!("{subject}: event {id} lacks a valid author signature"));
+                    v.problem(format!(
+                        "{subject}: event {id} lacks a valid author signature"
+                    ));
                 }
                 seen.insert(id);
                 expected_seq += 1;
@@ -169,7 +186,10 @@ pub async fn check(history: &History, replicas: &BTreeMap<u64, String>, author: 
             }
             for a in acked {
                 if !seen.contains(&a.event_id) {
-                    v.problem(format!("{subject}: acknowledged event {} not in its history", a.event_id));
+                    v.problem(format!(
+                        "{subject}: acknowledged event {} not in its history",
+                        a.event_id
+                    ));
                 }
             }
         }

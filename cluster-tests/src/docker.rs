@@ -10,7 +10,9 @@ use ics_node::client::Client;
 use ics_proto::v1 as pb;
 use testcontainers::bollard::Docker;
 use testcontainers::bollard::models::{NetworkConnectRequest, NetworkDisconnectRequest};
-use testcontainers::bollard::query_parameters::{KillContainerOptionsBuilder, RemoveVolumeOptionsBuilder};
+use testcontainers::bollard::query_parameters::{
+    KillContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+};
 use testcontainers::core::{IntoContainerPort, Mount, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
@@ -49,7 +51,12 @@ pub struct DockerCluster {
 
 fn peer_args(run_id: &str, ids: &[u64]) -> Vec<String> {
     ids.iter()
-        .flat_map(|i| ["--peer".to_string(), format!("{i}={}:{GRPC_PORT}", node_name(run_id, *i))])
+        .flat_map(|i| {
+            [
+                "--peer".to_string(),
+                format!("{i}={}:{GRPC_PORT}", node_name(run_id, *i)),
+            ]
+        })
         .collect()
 }
 
@@ -61,7 +68,8 @@ impl DockerCluster {
     /// Starts `size` nodes that bootstrap one cluster among themselves.
     pub async fn start(run_id: &str, size: u64) -> anyhow::Result<DockerCluster> {
         image::ensure().await;
-        let docker = Docker::connect_with_local_defaults().context("connect to the Docker engine")?;
+        let docker =
+            Docker::connect_with_local_defaults().context("connect to the Docker engine")?;
         let mut cluster = DockerCluster {
             run_id: run_id.to_string(),
             network: format!("{run_id}-net"),
@@ -72,7 +80,9 @@ impl DockerCluster {
         };
         let ids: Vec<u64> = (1..=size).collect();
         let peers = peer_args(run_id, &ids);
-        let starts = ids.iter().map(|id| cluster.create_node(*id, peers.clone(), false));
+        let starts = ids
+            .iter()
+            .map(|id| cluster.create_node(*id, peers.clone(), false));
         for node in futures::future::try_join_all(starts).await? {
             cluster.nodes.insert(node.id, node);
         }
@@ -154,7 +164,10 @@ impl DockerCluster {
 
     pub async fn status(&self, id: u64) -> Option<pb::StatusResponse> {
         let mut c = self.client(id).await?;
-        tokio::time::timeout(Duration::from_secs(2), c.status()).await.ok()?.ok()
+        tokio::time::timeout(Duration::from_secs(2), c.status())
+            .await
+            .ok()?
+            .ok()
     }
 
     /// The leader most up nodes agree on, if any.
@@ -171,7 +184,11 @@ impl DockerCluster {
     }
 
     /// Waits until a node other than `not` is leader, seen by itself.
-    pub async fn wait_new_leader(&self, not: Option<u64>, timeout: Duration) -> anyhow::Result<(u64, Duration)> {
+    pub async fn wait_new_leader(
+        &self,
+        not: Option<u64>,
+        timeout: Duration,
+    ) -> anyhow::Result<(u64, Duration)> {
         let started = Instant::now();
         loop {
             for id in self.ids() {
@@ -198,7 +215,9 @@ impl DockerCluster {
             let mut leaders = Vec::new();
             for id in self.ids() {
                 match self.status(id).await {
-                    Some(s) if s.current_leader != 0 && !s.party.is_empty() => leaders.push(s.current_leader),
+                    Some(s) if s.current_leader != 0 && !s.party.is_empty() => {
+                        leaders.push(s.current_leader)
+                    }
                     _ => break,
                 }
             }
@@ -217,7 +236,10 @@ impl DockerCluster {
     pub async fn kill(&mut self, id: u64) -> anyhow::Result<()> {
         let name = self.node(id)?.name.clone();
         self.docker
-            .kill_container(&name, Some(KillContainerOptionsBuilder::new().signal("SIGKILL").build()))
+            .kill_container(
+                &name,
+                Some(KillContainerOptionsBuilder::new().signal("SIGKILL").build()),
+            )
             .await
             .with_context(|| format!("kill {name}"))?;
         self.nodes.get_mut(&id).expect("checked").state = NodeState::Killed;
@@ -323,7 +345,10 @@ impl DockerCluster {
     pub fn save_logs(&self, dir: &std::path::Path) {
         let _ = std::fs::create_dir_all(dir);
         for n in self.nodes.values() {
-            if let Ok(out) = std::process::Command::new("docker").args(["logs", &n.name]).output() {
+            if let Ok(out) = std::process::Command::new("docker")
+                .args(["logs", &n.name])
+                .output()
+            {
                 let mut text = out.stdout;
                 text.extend_from_slice(&out.stderr);
                 let _ = std::fs::write(dir.join(format!("{}.log", n.name)), text);
@@ -344,7 +369,10 @@ impl DockerCluster {
         for v in &self.volumes {
             let _ = self
                 .docker
-                .remove_volume(v, Some(RemoveVolumeOptionsBuilder::new().force(true).build()))
+                .remove_volume(
+                    v,
+                    Some(RemoveVolumeOptionsBuilder::new().force(true).build()),
+                )
                 .await;
         }
         let _ = self.docker.remove_network(&self.network).await;

@@ -40,13 +40,18 @@ pub const PLAN: &[(Fault, usize)] = &[
     (Fault::ReplaceNode, 1),
 ];
 
-pub fn schedule(rng: &mut Rng) -> Vec<Fault> {
-    let mut faults: Vec<Fault> = PLAN
-        .iter()
-        .flat_map(|(f, n)| std::iter::repeat_n(*f, *n))
-        .collect();
-    rng.shuffle(&mut faults);
-    faults
+/// `rounds` times the plan, each round in its own seeded order.
+pub fn schedule(rng: &mut Rng, rounds: usize) -> Vec<Fault> {
+    let mut all = Vec::new();
+    for _ in 0..rounds {
+        let mut faults: Vec<Fault> = PLAN
+            .iter()
+            .flat_map(|(f, n)| std::iter::repeat_n(*f, *n))
+            .collect();
+        rng.shuffle(&mut faults);
+        all.extend(faults);
+    }
+    all
 }
 
 /// What injecting one fault measured.
@@ -61,14 +66,21 @@ fn hold(rng: &mut Rng) -> Duration {
 }
 
 /// Injects `fault`, keeps it for a while, heals it and waits for health.
-pub async fn inject(cluster: &mut DockerCluster, fault: Fault, rng: &mut Rng, next_id: &mut u64) -> anyhow::Result<Outcome> {
+pub async fn inject(
+    cluster: &mut DockerCluster,
+    fault: Fault,
+    rng: &mut Rng,
+    next_id: &mut u64,
+) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::default();
     let ids = cluster.ids();
     match fault {
         Fault::KillLeader => {
             let leader = cluster.leader().await.context("no leader to kill")?;
             cluster.kill(leader).await?;
-            let (_, took) = cluster.wait_new_leader(Some(leader), Duration::from_secs(30)).await?;
+            let (_, took) = cluster
+                .wait_new_leader(Some(leader), Duration::from_secs(30))
+                .await?;
             outcome.election = Some(took);
             tokio::time::sleep(hold(rng)).await;
             cluster.restart(leader).await?;
@@ -90,7 +102,9 @@ pub async fn inject(cluster: &mut DockerCluster, fault: Fault, rng: &mut Rng, ne
         Fault::SplitLeaderMinority => {
             let leader = cluster.leader().await.context("no leader")?;
             cluster.disconnect(leader).await?;
-            let (_, took) = cluster.wait_new_leader(Some(leader), Duration::from_secs(30)).await?;
+            let (_, took) = cluster
+                .wait_new_leader(Some(leader), Duration::from_secs(30))
+                .await?;
             outcome.election = Some(took);
             tokio::time::sleep(hold(rng)).await;
             cluster.reconnect(leader).await?;

@@ -84,25 +84,23 @@ async fn append_until_acked(
         if !cs.is_empty() {
             let n = cs.len();
             let c = &mut cs[attempt % n];
-            match tokio::time::timeout(Duration::from_secs(5), c.append(vec![env.clone()])).await {
+            match tokio::time::timeout(Duration::from_secs(2), c.append(vec![env.clone()])).await {
                 Ok(Ok(mut out)) => return Some(out.remove(0)),
                 Ok(Err(e)) if is_refusal(e.code()) => {
-                    history
-                        .refusals
-                        .lock()
-                        .expect("lock")
-                        .push(format!("writer {writer}: {:?} {}", e.code(), e.message()));
+                    history.refusals.lock().expect("lock").push(format!(
+                        "writer {writer}: {:?} {}",
+                        e.code(),
+                        e.message()
+                    ));
                     return None;
                 }
                 _ => {}
             }
         }
         if Instant::now() > deadline {
-            history
-                .refusals
-                .lock()
-                .expect("lock")
-                .push(format!("writer {writer}: no node acknowledged an append for 120 s"));
+            history.refusals.lock().expect("lock").push(format!(
+                "writer {writer}: no node acknowledged an append for 120 s"
+            ));
             return None;
         }
         attempt += 1;
@@ -110,18 +108,28 @@ async fn append_until_acked(
     }
 }
 
-async fn writer(id: usize, addresses: Addresses, author: Arc<SigningKey>, history: Arc<History>, stop: Arc<AtomicBool>) {
+async fn writer(
+    id: usize,
+    addresses: Addresses,
+    author: Arc<SigningKey>,
+    history: Arc<History>,
+    stop: Arc<AtomicBool>,
+) {
     let mut device = SubjectRef::new(SubjectKind::Device, "");
     let mut head = ChainHead::default();
     let mut i = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let env = if i % 6 == 0 {
+        let env = if i.is_multiple_of(6) {
             let key = SigningKey::generate(Algorithm::Ed25519).public_key();
             device = SubjectRef::new(SubjectKind::Device, key.id().to_hex());
             head = ChainHead::default();
             client::register_device(&author, &format!("w{id}-{i}"), &key, vec![])
         } else {
-            let status = if i % 2 == 1 { DeviceStatus::InUse } else { DeviceStatus::Lost };
+            let status = if i % 2 == 1 {
+                DeviceStatus::InUse
+            } else {
+                DeviceStatus::Lost
+            };
             client::change_status(&author, &device.id, head, status, "chaos")
         };
         let event_id = EventId::of_body(&env.body);
@@ -180,7 +188,8 @@ async fn reader(seed: u64, addresses: Addresses, history: Arc<History>, stop: Ar
         }
         let n = cs.len() as u64;
         let c = &mut cs[rng.below(n) as usize];
-        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(5), c.subject(&target.0)).await {
+        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(5), c.subject(&target.0)).await
+        {
             history.reads.lock().expect("lock").push(Read {
                 subject: target.0,
                 acked_sequence: target.1,
@@ -191,7 +200,13 @@ async fn reader(seed: u64, addresses: Addresses, history: Arc<History>, stop: Ar
 }
 
 impl Workload {
-    pub fn start(addresses: Addresses, author: Arc<SigningKey>, writers: usize, readers: usize, seed: u64) -> Workload {
+    pub fn start(
+        addresses: Addresses,
+        author: Arc<SigningKey>,
+        writers: usize,
+        readers: usize,
+        seed: u64,
+    ) -> Workload {
         let history = Arc::new(History::default());
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
@@ -212,7 +227,11 @@ impl Workload {
                 stop.clone(),
             )));
         }
-        Workload { history, stop, tasks }
+        Workload {
+            history,
+            stop,
+            tasks,
+        }
     }
 
     pub fn acked(&self) -> usize {

@@ -1,7 +1,7 @@
 //! A 3-node cluster in containers under continuous writes and reads, through a
 //! seeded schedule of faults; then the checker. `ICS_CHAOS_SEED=N` replays a
 //! schedule. A failing run prints its seed and keeps the container logs in
-//! `target/chaos-logs/seed-N/`.
+//! `target/chaos-logs/seed-N/`. `ICS_CHAOS_ROUNDS=N` runs the plan N times (a soak).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +24,13 @@ fn seed() -> u64 {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1),
     }
+}
+
+/// How many times the fault plan runs: 1 in CI; more for a soak.
+fn rounds() -> usize {
+    std::env::var("ICS_CHAOS_ROUNDS")
+        .map(|s| s.parse().expect("ICS_CHAOS_ROUNDS must be a number"))
+        .unwrap_or(1)
 }
 
 /// The party root key, created in node 1's volume when it appended the genesis.
@@ -55,8 +62,18 @@ async fn register_author(cluster: &DockerCluster, root: &SigningKey) -> anyhow::
         .collect(),
         client::now_ms() + 86_400_000,
     );
-    let addr = cluster.addresses.read().expect("lock").values().next().cloned().context("no node")?;
-    Client::connect(&addr)?.append(vec![env]).await.context("register author")?;
+    let addr = cluster
+        .addresses
+        .read()
+        .expect("lock")
+        .values()
+        .next()
+        .cloned()
+        .context("no node")?;
+    Client::connect(&addr)?
+        .append(vec![env])
+        .await
+        .context("register author")?;
     Ok(author)
 }
 
@@ -86,7 +103,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
         .unwrap_or_default()
 }
 
-async fn scenario(cluster: &mut DockerCluster, seed: u64, work: &std::path::Path) -> anyhow::Result<String> {
+async fn scenario(
+    cluster: &mut DockerCluster,
+    seed: u64,
+    work: &std::path::Path,
+) -> anyhow::Result<String> {
     let started = Instant::now();
     cluster.wait_healthy(Duration::from_secs(90)).await?;
     let root = copy_root_key(cluster, work)?;
@@ -100,7 +121,7 @@ async fn scenario(cluster: &mut DockerCluster, seed: u64, work: &std::path::Path
     }
 
     let mut rng = Rng::new(seed);
-    let faults = schedule::schedule(&mut rng);
+    let faults = schedule::schedule(&mut rng, rounds());
     let mut next_id = cluster.ids().into_iter().max().unwrap_or(0) + 1;
     let mut elections = Vec::new();
     let mut injected: BTreeMap<Fault, usize> = BTreeMap::new();
@@ -125,7 +146,11 @@ async fn scenario(cluster: &mut DockerCluster, seed: u64, work: &std::path::Path
     let replicas = cluster.addresses.read().expect("lock").clone();
     let verdict = checker::check(&history, &replicas, &author.public_key()).await;
     if !verdict.problems.is_empty() {
-        bail!("checker found {} problems:\n{}", verdict.problems.len(), verdict.problems.join("\n"));
+        bail!(
+            "checker found {} problems:\n{}",
+            verdict.problems.len(),
+            verdict.problems.join("\n")
+        );
     }
     elections.sort();
     Ok(format!(
@@ -149,7 +174,9 @@ async fn seeded_faults_under_continuous_writes_lose_nothing() {
     eprintln!("chaos seed {seed} (replay with ICS_CHAOS_SEED={seed})");
     image::ensure().await;
     let run_id = format!("icschaos{}", std::process::id());
-    let mut cluster = DockerCluster::start(&run_id, 3).await.expect("start the cluster");
+    let mut cluster = DockerCluster::start(&run_id, 3)
+        .await
+        .expect("start the cluster");
     let work = tempfile_dir(&run_id);
     let result = scenario(&mut cluster, seed, &work).await;
     if result.is_err() {
@@ -161,7 +188,9 @@ async fn seeded_faults_under_continuous_writes_lose_nothing() {
     let _ = std::fs::remove_dir_all(&work);
     match result {
         Ok(report) => eprintln!("{report}"),
-        Err(e) => panic!("chaos run failed with seed {seed} (replay with ICS_CHAOS_SEED={seed}): {e:#}"),
+        Err(e) => {
+            panic!("chaos run failed with seed {seed} (replay with ICS_CHAOS_SEED={seed}): {e:#}")
+        }
     }
 }
 

@@ -44,7 +44,13 @@ impl Drop for Project {
 
 fn icsctl_status(port: &str) -> Option<serde_json::Value> {
     let out = Command::new(image::icsctl())
-        .args(["--server", &format!("127.0.0.1:{port}"), "--json", "cluster", "status"])
+        .args([
+            "--server",
+            &format!("127.0.0.1:{port}"),
+            "--json",
+            "cluster",
+            "status",
+        ])
         .output()
         .ok()?;
     if !out.status.success() {
@@ -58,7 +64,11 @@ async fn compose_brings_up_the_demo_federation() {
     image::ensure().await;
     let project = Project(format!("icsdemo{}", std::process::id()));
     let up = project.compose(&["up", "-d"]);
-    assert!(up.status.success(), "compose up failed: {}", String::from_utf8_lossy(&up.stderr));
+    assert!(
+        up.status.success(),
+        "compose up failed: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
 
     for (port, party, role, members) in NODES {
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -97,7 +107,10 @@ async fn compose_brings_up_the_demo_federation() {
         if healthy == NODES.len() {
             break;
         }
-        assert!(Instant::now() < deadline, "not every service turned healthy:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "not every service turned healthy:\n{text}"
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

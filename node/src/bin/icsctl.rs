@@ -614,12 +614,21 @@ async fn cluster(c: &mut Client, j: bool, cmd: ClusterCmd) -> anyhow::Result<()>
                 bail!("not ready: node {} knows no leader", s.node_id);
             }
             if s.party.is_empty() {
-                bail!("not ready: node {} has not applied the party genesis", s.node_id);
+                bail!(
+                    "not ready: node {} has not applied the party genesis",
+                    s.node_id
+                );
             }
             if j {
-                println!("{}", json!({"ready": true, "node_id": s.node_id, "leader": s.current_leader}));
+                println!(
+                    "{}",
+                    json!({"ready": true, "node_id": s.node_id, "leader": s.current_leader})
+                );
             } else {
-                println!("ready: node {} ({}), leader {}", s.node_id, s.state, s.current_leader);
+                println!(
+                    "ready: node {} ({}), leader {}",
+                    s.node_id, s.state, s.current_leader
+                );
             }
         }
         ClusterCmd::Add {
