@@ -22,7 +22,9 @@ use tonic::{Request, Response, Status};
 use crate::codec;
 use crate::config::Config;
 use crate::domain::event::{Event, EventId};
-use crate::domain::projection::{Appended, Staged, StateView};
+use crate::domain::keys::KeyId;
+use crate::domain::projection::{Appended, Staged, StateView, SubjectState};
+use crate::domain::query::{SearchQuery, VerifyTarget, parse_page_token};
 use crate::domain::refusal::{EventLimits, Refusal, RefusalClass};
 use crate::metrics::Metrics;
 use crate::raft_types::{LogRequest, NodeId, Raft};
@@ -561,14 +563,148 @@ impl EventLog for Api {
             .projection
             .subject(&subject)
             .ok_or_else(|| Status::not_found(format!("no subject {subject}")))?;
-        Ok(Response::new(pb::SubjectState {
-            subject: Some(codec::subject_to_pb(&subject)),
-            next_sequence: s.next_sequence,
-            last_event_id: s.last_event.0.to_vec(),
-            summary: s.summary(),
-            history: s.history.clone(),
+        Ok(Response::new(subject_state_pb(&subject, s)))
+    }
+
+    async fn search(
+        &self,
+        req: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        let forwarded = is_forwarded(&req);
+        let r = req.into_inner();
+        let query = search_query(r.by.clone())?;
+        let limit = match r.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n > MAX_PAGE_SIZE => {
+                return Err(Status::invalid_argument(format!(
+                    "page_size {n} is over the limit of {MAX_PAGE_SIZE}"
+                )));
+            }
+            n => n,
+        } as usize;
+        let after = if r.page_token.is_empty() {
+            None
+        } else {
+            Some(parse_page_token(&r.page_token).ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "page_token {:?} is not one this node issued",
+                    r.page_token
+                ))
+            })?)
+        };
+        if self.node.read_gate(r.consistency, forwarded).await? {
+            let mut c = self.node.leader_client(self.node.leader())?;
+            return c.search(Node::forwarded(r)).await;
+        }
+        let applied = self.node.shared.read();
+        let page = applied.projection.search(&query, after.as_ref(), limit);
+        Ok(Response::new(pb::SearchResponse {
+            subjects: page
+                .subjects
+                .iter()
+                .map(|(r, s)| subject_state_pb(r, s))
+                .collect(),
+            next_page_token: page.next.map(|n| n.to_string()).unwrap_or_default(),
         }))
     }
+
+    async fn verify(
+        &self,
+        req: Request<pb::VerifyRequest>,
+    ) -> Result<Response<pb::VerifyResponse>, Status> {
+        use pb::verify_request::What;
+        let forwarded = is_forwarded(&req);
+        let r = req.into_inner();
+        let target = match r.what.clone() {
+            Some(What::PublicKey(k)) => {
+                let alg = codec::algorithm_from_pb(k.algorithm, "public_key.algorithm")
+                    .map_err(|e| refusal_status(&e))?;
+                let key = crate::domain::keys::PublicKey::new(alg, k.key)
+                    .map_err(|e| Status::invalid_argument(format!("public_key: {e}")))?;
+                VerifyTarget::Key(key.id())
+            }
+            Some(What::KeyFingerprint(f)) => VerifyTarget::Key(
+                KeyId::from_slice(&f)
+                    .ok_or_else(|| Status::invalid_argument("key_fingerprint must be 32 bytes"))?,
+            ),
+            Some(What::CodeDigest(d)) => VerifyTarget::CodeDigest(
+                d.as_slice()
+                    .try_into()
+                    .map_err(|_| Status::invalid_argument("code_digest must be 32 bytes"))?,
+            ),
+            None => {
+                return Err(Status::invalid_argument(
+                    "verify needs public_key, key_fingerprint or code_digest",
+                ));
+            }
+        };
+        if self.node.read_gate(r.consistency, forwarded).await? {
+            let mut c = self.node.leader_client(self.node.leader())?;
+            return c.verify(Node::forwarded(r)).await;
+        }
+        let applied = self.node.shared.read();
+        let t = applied.projection.verify(&target, Node::now_ms());
+        Ok(Response::new(pb::VerifyResponse {
+            trusted: t.trusted,
+            reason: t.reason,
+            subject: t.subject.as_ref().map(codec::subject_to_pb),
+            status: t.status.unwrap_or_default().to_string(),
+            registered_by: t.registered_by.map(|k| k.0.to_vec()).unwrap_or_default(),
+            party: t.party.unwrap_or_default(),
+            registered_at_index: t.registered_at_index.unwrap_or(0),
+            as_of_index: applied.last_applied.map_or(0, |l| l.index()),
+        }))
+    }
+}
+
+fn subject_state_pb(
+    subject: &crate::domain::event::SubjectRef,
+    s: &SubjectState,
+) -> pb::SubjectState {
+    pb::SubjectState {
+        subject: Some(codec::subject_to_pb(subject)),
+        next_sequence: s.next_sequence,
+        last_event_id: s.last_event.0.to_vec(),
+        summary: s.summary(),
+        history: s.history.clone(),
+        status: s.status().unwrap_or_default().to_string(),
+        registered_by: s.registered_by.0.to_vec(),
+    }
+}
+
+const MAX_PAGE_SIZE: u32 = 1000;
+const DEFAULT_PAGE_SIZE: u32 = 100;
+
+fn search_query(by: Option<pb::search_request::By>) -> Result<SearchQuery, Status> {
+    use pb::search_request::By;
+    let digest = |b: &[u8], name: &str| -> Result<[u8; 32], Status> {
+        b.try_into().map_err(|_| {
+            Status::invalid_argument(format!("{name} must be 32 bytes, got {}", b.len()))
+        })
+    };
+    Ok(
+        match by.ok_or_else(|| {
+            Status::invalid_argument(
+                "search needs one of serial, attribute, code_name, code_digest, key_fingerprint",
+            )
+        })? {
+            By::Serial(s) => SearchQuery::Serial(s),
+            By::Attribute(a) => {
+                let (name, value) = a.split_once('=').ok_or_else(|| {
+                    Status::invalid_argument(format!("attribute {a:?} must be NAME=VALUE"))
+                })?;
+                SearchQuery::Attribute {
+                    name: name.to_string(),
+                    value: value.to_string(),
+                }
+            }
+            By::CodeName(n) => SearchQuery::CodeName(n),
+            By::CodeDigest(d) => SearchQuery::CodeDigest(digest(&d, "code_digest")?),
+            By::KeyFingerprint(f) => {
+                SearchQuery::KeyFingerprint(KeyId(digest(&f, "key_fingerprint")?))
+            }
+        },
+    )
 }
 
 fn member_list(node: &Node) -> Vec<pb::NodeInfo> {

@@ -13,8 +13,8 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::codec;
 use crate::domain::event::{
-    DeviceStatus, Envelope, EventBody, EventId, EventKind, Payload, SCHEMA_VERSION, SubjectKind,
-    SubjectRef,
+    CodeIdentity, CodeStatus, DeviceStatus, Envelope, EventBody, EventId, EventKind, Payload,
+    SCHEMA_VERSION, SubjectKind, SubjectRef,
 };
 use crate::domain::keys::{PublicKey, SigningKey};
 
@@ -179,4 +179,48 @@ impl Client {
             .await?
             .into_inner())
     }
+}
+
+/// A code identity for an artifact's bytes: its blake3 and SHA-256 digests.
+pub fn code_identity(
+    name: &str,
+    version: &str,
+    artifact: &[u8],
+    suit_manifest_uri: Option<String>,
+) -> CodeIdentity {
+    use sha2::Digest;
+    CodeIdentity {
+        name: name.to_string(),
+        version: version.to_string(),
+        blake3: *blake3::hash(artifact).as_bytes(),
+        sha256: sha2::Sha256::digest(artifact).into(),
+        suit_manifest_uri,
+    }
+}
+
+pub fn release_code(author: &SigningKey, identity: CodeIdentity) -> Envelope {
+    signed(
+        author,
+        SubjectRef::new(SubjectKind::Code, hex::encode(identity.blake3)),
+        ChainHead::default(),
+        Payload::CodeReleased(identity),
+    )
+}
+
+pub fn change_code_status(
+    author: &SigningKey,
+    code_id_hex: &str,
+    head: ChainHead,
+    status: CodeStatus,
+    reason: &str,
+) -> Envelope {
+    signed(
+        author,
+        SubjectRef::new(SubjectKind::Code, code_id_hex),
+        head,
+        Payload::CodeStatusChanged {
+            status,
+            reason: reason.to_string(),
+        },
+    )
 }

@@ -8,8 +8,8 @@ use ics_proto::v1 as pb;
 use prost::Message;
 
 use crate::domain::event::{
-    DeviceStatus, Envelope, Event, EventBody, EventId, EventKind, Payload, Signature, SubjectKind,
-    SubjectRef,
+    CodeIdentity, CodeStatus, DeviceStatus, Envelope, Event, EventBody, EventId, EventKind,
+    Payload, Signature, SubjectKind, SubjectRef,
 };
 use crate::domain::keys::{Algorithm, KeyId, PublicKey};
 use crate::domain::refusal::{EventLimits, Refusal};
@@ -54,6 +54,7 @@ pub fn subject_kind_from_pb(value: i32) -> Result<SubjectKind, Refusal> {
         Ok(pb::SubjectKind::Party) => Ok(SubjectKind::Party),
         Ok(pb::SubjectKind::AuthorKey) => Ok(SubjectKind::AuthorKey),
         Ok(pb::SubjectKind::Device) => Ok(SubjectKind::Device),
+        Ok(pb::SubjectKind::Code) => Ok(SubjectKind::Code),
         _ => Err(field(
             "subject.kind",
             format!("unknown subject kind {value}"),
@@ -66,6 +67,7 @@ pub fn subject_kind_to_pb(k: SubjectKind) -> i32 {
         SubjectKind::Party => pb::SubjectKind::Party as i32,
         SubjectKind::AuthorKey => pb::SubjectKind::AuthorKey as i32,
         SubjectKind::Device => pb::SubjectKind::Device as i32,
+        SubjectKind::Code => pb::SubjectKind::Code as i32,
     }
 }
 
@@ -93,6 +95,8 @@ fn event_kind_from_pb(value: i32) -> Result<EventKind, Refusal> {
         Ok(K::AuthorKeyRevoked) => Ok(EventKind::AuthorKeyRevoked),
         Ok(K::DeviceRegistered) => Ok(EventKind::DeviceRegistered),
         Ok(K::DeviceStatusChanged) => Ok(EventKind::DeviceStatusChanged),
+        Ok(K::CodeReleased) => Ok(EventKind::CodeReleased),
+        Ok(K::CodeStatusChanged) => Ok(EventKind::CodeStatusChanged),
         _ => Err(field(
             "allowed_kinds",
             format!("unknown event kind {value}"),
@@ -108,6 +112,8 @@ fn event_kind_to_pb(k: EventKind) -> i32 {
         EventKind::AuthorKeyRevoked => K::AuthorKeyRevoked,
         EventKind::DeviceRegistered => K::DeviceRegistered,
         EventKind::DeviceStatusChanged => K::DeviceStatusChanged,
+        EventKind::CodeReleased => K::CodeReleased,
+        EventKind::CodeStatusChanged => K::CodeStatusChanged,
     }) as i32
 }
 
@@ -134,6 +140,31 @@ fn status_to_pb(s: DeviceStatus) -> i32 {
         DeviceStatus::Stolen => S::Stolen,
         DeviceStatus::Lost => S::Lost,
     }) as i32
+}
+
+fn code_status_from_pb(value: i32) -> Result<CodeStatus, Refusal> {
+    use pb::CodeStatus as S;
+    match S::try_from(value) {
+        Ok(S::Released) => Ok(CodeStatus::Released),
+        Ok(S::Deprecated) => Ok(CodeStatus::Deprecated),
+        Ok(S::Withdrawn) => Ok(CodeStatus::Withdrawn),
+        _ => Err(field("status", format!("unknown code status {value}"))),
+    }
+}
+
+fn code_status_to_pb(s: CodeStatus) -> i32 {
+    use pb::CodeStatus as S;
+    (match s {
+        CodeStatus::Released => S::Released,
+        CodeStatus::Deprecated => S::Deprecated,
+        CodeStatus::Withdrawn => S::Withdrawn,
+    }) as i32
+}
+
+fn digest(bytes: &[u8], name: &str) -> Result<[u8; 32], Refusal> {
+    bytes
+        .try_into()
+        .map_err(|_| field(name, format!("must be 32 bytes, got {}", bytes.len())))
 }
 
 fn payload_from_pb(p: Option<pb::event_body::Payload>) -> Result<Payload, Refusal> {
@@ -166,6 +197,17 @@ fn payload_from_pb(p: Option<pb::event_body::Payload>) -> Result<Payload, Refusa
         },
         P::DeviceStatusChanged(s) => Payload::DeviceStatusChanged {
             status: status_from_pb(s.status)?,
+            reason: s.reason,
+        },
+        P::CodeReleased(c) => Payload::CodeReleased(CodeIdentity {
+            name: c.name,
+            version: c.version,
+            blake3: digest(&c.blake3, "blake3")?,
+            sha256: digest(&c.sha256, "sha256")?,
+            suit_manifest_uri: (!c.suit_manifest_uri.is_empty()).then_some(c.suit_manifest_uri),
+        }),
+        P::CodeStatusChanged(s) => Payload::CodeStatusChanged {
+            status: code_status_from_pb(s.status)?,
             reason: s.reason,
         },
     })
@@ -215,6 +257,19 @@ fn payload_to_pb(p: &Payload) -> pb::event_body::Payload {
         Payload::DeviceStatusChanged { status, reason } => {
             P::DeviceStatusChanged(pb::DeviceStatusChanged {
                 status: status_to_pb(*status),
+                reason: reason.clone(),
+            })
+        }
+        Payload::CodeReleased(c) => P::CodeReleased(pb::CodeReleased {
+            name: c.name.clone(),
+            version: c.version.clone(),
+            blake3: c.blake3.to_vec(),
+            sha256: c.sha256.to_vec(),
+            suit_manifest_uri: c.suit_manifest_uri.clone().unwrap_or_default(),
+        }),
+        Payload::CodeStatusChanged { status, reason } => {
+            P::CodeStatusChanged(pb::CodeStatusChanged {
+                status: code_status_to_pb(*status),
                 reason: reason.clone(),
             })
         }

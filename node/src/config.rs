@@ -9,27 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::refusal::EventLimits;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Manufacturer,
-    Developer,
-    Maintenance,
-    Infield,
-    Certifier,
-}
-
-impl Role {
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Manufacturer => "manufacturer",
-            Role::Developer => "developer",
-            Role::Maintenance => "maintenance",
-            Role::Infield => "infield",
-            Role::Certifier => "certifier",
-        }
-    }
-}
+pub use crate::domain::roles::Role;
 
 /// How a node with an empty data dir joins a cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

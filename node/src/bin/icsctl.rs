@@ -10,7 +10,9 @@ use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
 use ics_node::client::{self, ChainHead, Client};
 use ics_node::codec;
-use ics_node::domain::event::{DeviceStatus, EventBody, EventKind, SubjectKind, SubjectRef};
+use ics_node::domain::event::{
+    CodeStatus, DeviceStatus, EventBody, EventKind, SubjectKind, SubjectRef,
+};
 use ics_node::domain::keys::{Algorithm, PublicKey, SigningKey};
 use ics_node::keyfile;
 use ics_proto::v1 as pb;
@@ -46,6 +48,13 @@ enum Command {
     /// Device identities and status.
     #[command(subcommand)]
     Device(DeviceCmd),
+    /// Code identities (developer parties) and their status.
+    #[command(subcommand)]
+    Code(CodeCmd),
+    /// Find subjects by serial, attribute, code name or digest, or key fingerprint.
+    Search(SearchArgs),
+    /// Is a device key, public key or artifact trusted now, and why?
+    Verify(VerifyArgs),
     /// A subject's current state.
     Subject(SubjectArgs),
     /// A subject's history, in order, with signatures.
@@ -70,6 +79,8 @@ enum Command {
     Cluster(ClusterCmd),
     /// Measure append latency and throughput against the server.
     Bench(BenchArgs),
+    /// Measure Verify latency and throughput against the server.
+    BenchVerify(BenchVerifyArgs),
 }
 
 #[derive(Subcommand)]
@@ -152,9 +163,101 @@ enum DeviceCmd {
     },
 }
 
+#[derive(Subcommand)]
+enum CodeCmd {
+    /// Release a code identity: the artifact's blake3 and SHA-256 digests, signed.
+    Release {
+        #[arg(long)]
+        signer: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        version: String,
+        /// The artifact file; only its digests are sent.
+        #[arg(long)]
+        artifact: PathBuf,
+        /// Reference to the artifact's SUIT manifest.
+        #[arg(long)]
+        suit_manifest: Option<String>,
+    },
+    /// Change a code identity's status.
+    Status {
+        #[arg(long)]
+        signer: PathBuf,
+        /// Code id (the artifact's blake3, hex).
+        #[arg(long)]
+        code: String,
+        /// released, deprecated or withdrawn.
+        #[arg(long)]
+        status: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false, id = "by")]
+struct SearchArgs {
+    #[arg(long, group = "by")]
+    serial: Option<String>,
+    /// NAME=VALUE, e.g. model=thermo-3.
+    #[arg(long, group = "by")]
+    attr: Option<String>,
+    #[arg(long, group = "by")]
+    code_name: Option<String>,
+    /// blake3 or SHA-256 of an artifact (hex).
+    #[arg(long, group = "by")]
+    code_digest: Option<String>,
+    /// Fingerprint of a device or author key (hex).
+    #[arg(long, group = "by")]
+    fingerprint: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    page_size: u32,
+    /// Follow every page.
+    #[arg(long)]
+    all: bool,
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false, id = "what")]
+struct VerifyArgs {
+    /// A public key as ALGORITHM:HEX.
+    #[arg(long, group = "what")]
+    public_key: Option<String>,
+    /// A key file (its public key is checked).
+    #[arg(long, group = "what")]
+    key_file: Option<PathBuf>,
+    /// A key fingerprint (hex).
+    #[arg(long, group = "what")]
+    fingerprint: Option<String>,
+    /// An artifact file (its blake3 is checked).
+    #[arg(long, group = "what")]
+    artifact: Option<PathBuf>,
+    /// An artifact's blake3 or SHA-256 (hex).
+    #[arg(long, group = "what")]
+    code_digest: Option<String>,
+    #[arg(long)]
+    stale: bool,
+}
+
+fn hex_arg(name: &str, value: &str) -> anyhow::Result<Vec<u8>> {
+    hex::decode(value).with_context(|| format!("--{name} is not hex"))
+}
+
+fn parse_public_key(p: &str) -> anyhow::Result<PublicKey> {
+    let (alg, hexkey) = p
+        .split_once(':')
+        .context("a public key must be ALGORITHM:HEX")?;
+    let alg = Algorithm::from_name(alg).with_context(|| format!("unknown algorithm {alg:?}"))?;
+    Ok(PublicKey::new(
+        alg,
+        hex::decode(hexkey).context("public key is not hex")?,
+    )?)
+}
+
 #[derive(Args)]
 struct SubjectArgs {
-    /// party, author-key or device.
+    /// party, author-key, device or code.
     #[arg(long, default_value = "device")]
     kind: String,
     id: String,
@@ -201,6 +304,20 @@ struct BenchArgs {
     /// Events per request.
     #[arg(long, default_value_t = 1)]
     batch: usize,
+}
+
+#[derive(Args)]
+struct BenchVerifyArgs {
+    /// Key fingerprint to verify (hex), e.g. a registered device's id.
+    #[arg(long)]
+    fingerprint: String,
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    #[arg(long, default_value_t = 2000)]
+    requests: usize,
+    /// Stale reads (this node's state) instead of read-index.
+    #[arg(long)]
+    stale: bool,
 }
 
 fn consistency(stale: bool) -> i32 {
@@ -278,6 +395,13 @@ fn payload_json(b: &EventBody) -> serde_json::Value {
             "attributes": attributes.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
         }),
         P::DeviceStatusChanged { status, reason } => {
+            json!({"status": status.name(), "reason": reason})
+        }
+        P::CodeReleased(c) => json!({
+            "name": c.name, "version": c.version, "blake3": hex::encode(c.blake3),
+            "sha256": hex::encode(c.sha256), "suit_manifest_uri": c.suit_manifest_uri,
+        }),
+        P::CodeStatusChanged { status, reason } => {
             json!({"status": status.name(), "reason": reason})
         }
     }
@@ -412,17 +536,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let author = keyfile::read(&signer)?;
             let public = match (device_key, device_public) {
                 (Some(f), _) => keyfile::read(&f)?.public_key(),
-                (None, Some(p)) => {
-                    let (alg, hexkey) = p
-                        .split_once(':')
-                        .context("--device-public must be ALGORITHM:HEX")?;
-                    let alg = Algorithm::from_name(alg)
-                        .with_context(|| format!("unknown algorithm {alg:?}"))?;
-                    PublicKey::new(
-                        alg,
-                        hex::decode(hexkey).context("--device-public key is not hex")?,
-                    )?
-                }
+                (None, Some(p)) => parse_public_key(&p).context("--device-public")?,
                 (None, None) => bail!("give the device's key with --device-key or --device-public"),
             };
             let attrs = attributes
@@ -461,6 +575,147 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 )])
                 .await?;
             print_appended(j, status.name(), &subject, &out);
+        }
+        Command::Code(CodeCmd::Release {
+            signer,
+            name,
+            version,
+            artifact,
+            suit_manifest,
+        }) => {
+            let author = keyfile::read(&signer)?;
+            let bytes = std::fs::read(&artifact)
+                .with_context(|| format!("read artifact {}", artifact.display()))?;
+            let identity = client::code_identity(&name, &version, &bytes, suit_manifest);
+            let subject = SubjectRef::new(SubjectKind::Code, hex::encode(identity.blake3));
+            let out = c
+                .append(vec![client::release_code(&author, identity)])
+                .await?;
+            print_appended(j, "released", &subject, &out);
+        }
+        Command::Code(CodeCmd::Status {
+            signer,
+            code,
+            status,
+            reason,
+        }) => {
+            let author = keyfile::read(&signer)?;
+            let status = CodeStatus::from_name(&status).with_context(|| {
+                format!("unknown code status {status:?} (released, deprecated, withdrawn)")
+            })?;
+            let subject = SubjectRef::new(SubjectKind::Code, code.clone());
+            let head = c.chain_head(&subject).await?;
+            let out = c
+                .append(vec![client::change_code_status(
+                    &author, &code, head, status, &reason,
+                )])
+                .await?;
+            print_appended(j, status.name(), &subject, &out);
+        }
+        Command::Search(args) => {
+            use pb::search_request::By;
+            let by = if let Some(v) = args.serial {
+                By::Serial(v)
+            } else if let Some(v) = args.attr {
+                By::Attribute(v)
+            } else if let Some(v) = args.code_name {
+                By::CodeName(v)
+            } else if let Some(v) = args.code_digest {
+                By::CodeDigest(hex_arg("code-digest", &v)?)
+            } else if let Some(v) = args.fingerprint {
+                By::KeyFingerprint(hex_arg("fingerprint", &v)?)
+            } else {
+                bail!("give one of --serial, --attr, --code-name, --code-digest, --fingerprint")
+            };
+            let mut token = String::new();
+            loop {
+                let page = c
+                    .log
+                    .search(pb::SearchRequest {
+                        by: Some(by.clone()),
+                        page_size: args.page_size,
+                        page_token: token.clone(),
+                        consistency: pb::ReadConsistency::Linearizable as i32,
+                    })
+                    .await?
+                    .into_inner();
+                for s in &page.subjects {
+                    let subject = s.subject.clone().unwrap_or_default();
+                    let kind = codec::subject_kind_from_pb(subject.kind)
+                        .map(|k| k.name())
+                        .unwrap_or("?");
+                    if j {
+                        println!(
+                            "{}",
+                            json!({"subject": format!("{kind}/{}", subject.id), "status": s.status, "summary": s.summary,
+                                "events": s.next_sequence, "registered_by": hex::encode(&s.registered_by)})
+                        );
+                    } else {
+                        println!("{kind}/{}  {}", subject.id, s.summary);
+                    }
+                }
+                if page.next_page_token.is_empty() || !args.all {
+                    if !page.next_page_token.is_empty() && !j {
+                        println!("(more: --all follows every page)");
+                    }
+                    break;
+                }
+                token = page.next_page_token;
+            }
+        }
+        Command::Verify(args) => {
+            use pb::verify_request::What;
+            let what = if let Some(p) = args.public_key {
+                let k = parse_public_key(&p)?;
+                What::KeyFingerprint(k.id().0.to_vec())
+            } else if let Some(f) = args.key_file {
+                What::KeyFingerprint(keyfile::read(&f)?.key_id().0.to_vec())
+            } else if let Some(f) = args.fingerprint {
+                What::KeyFingerprint(hex_arg("fingerprint", &f)?)
+            } else if let Some(f) = args.artifact {
+                let bytes =
+                    std::fs::read(&f).with_context(|| format!("read artifact {}", f.display()))?;
+                What::CodeDigest(blake3::hash(&bytes).as_bytes().to_vec())
+            } else if let Some(d) = args.code_digest {
+                What::CodeDigest(hex_arg("code-digest", &d)?)
+            } else {
+                bail!(
+                    "give one of --public-key, --key-file, --fingerprint, --artifact, --code-digest"
+                )
+            };
+            let v = c
+                .log
+                .verify(pb::VerifyRequest {
+                    what: Some(what),
+                    consistency: consistency(args.stale),
+                })
+                .await?
+                .into_inner();
+            let subject = v.subject.clone().map(|s| {
+                let kind = codec::subject_kind_from_pb(s.kind)
+                    .map(|k| k.name())
+                    .unwrap_or("?");
+                format!("{kind}/{}", s.id)
+            });
+            if j {
+                println!(
+                    "{}",
+                    json!({"trusted": v.trusted, "reason": v.reason, "subject": subject, "status": v.status,
+                        "registered_by": hex::encode(&v.registered_by), "party": v.party,
+                        "registered_at_index": v.registered_at_index, "as_of_index": v.as_of_index})
+                );
+            } else {
+                println!(
+                    "{}: {} (party {}, as of log index {})",
+                    if v.trusted { "trusted" } else { "NOT trusted" },
+                    v.reason,
+                    v.party,
+                    v.as_of_index
+                );
+            }
+            if !v.trusted {
+                std::process::exit(2);
+            }
         }
         Command::Subject(args) => {
             let subject = subject_of(&args)?;
@@ -540,6 +795,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Cluster(cmd) => cluster(&mut c, j, cmd).await?,
         Command::Bench(args) => bench(&cli.server, args).await?,
+        Command::BenchVerify(args) => bench_verify(&cli.server, args).await?,
     }
     Ok(())
 }
@@ -724,6 +980,48 @@ async fn bench(server: &str, args: BenchArgs) -> anyhow::Result<()> {
             "seconds": elapsed.as_secs_f64(), "events_per_second": rate,
             "latency_ms_p50": p50.as_secs_f64() * 1e3, "latency_ms_p99": p99.as_secs_f64() * 1e3,
             "latency_ms_max": all.last().copied().unwrap_or_default().as_secs_f64() * 1e3})
+    );
+    Ok(())
+}
+
+/// Verify requests from concurrent clients; p50/p99 and requests per second.
+async fn bench_verify(server: &str, args: BenchVerifyArgs) -> anyhow::Result<()> {
+    if args.clients == 0 || args.requests == 0 {
+        bail!("--clients and --requests must be positive");
+    }
+    let fpr = hex_arg("fingerprint", &args.fingerprint)?;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.clients {
+        let mut c = Client::connect(server)?;
+        let (fpr, n, consistency) = (fpr.clone(), args.requests, consistency(args.stale));
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(n);
+            for _ in 0..n {
+                let t = Instant::now();
+                c.log
+                    .verify(pb::VerifyRequest {
+                        what: Some(pb::verify_request::What::KeyFingerprint(fpr.clone())),
+                        consistency,
+                    })
+                    .await?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, tonic::Status>(lat)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    println!(
+        "{}",
+        json!({"clients": args.clients, "requests": all.len(), "stale": args.stale,
+            "requests_per_second": all.len() as f64 / elapsed.as_secs_f64(),
+            "latency_ms_p50": percentile(&all, 0.50).as_secs_f64() * 1e3,
+            "latency_ms_p99": percentile(&all, 0.99).as_secs_f64() * 1e3})
     );
     Ok(())
 }

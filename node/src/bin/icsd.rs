@@ -27,7 +27,8 @@ struct ServeArgs {
     /// TOML config file; flags override it.
     #[arg(long, short)]
     config: Option<PathBuf>,
-    #[arg(long, value_enum)]
+    /// manufacturer, developer, maintenance, infield or certifier.
+    #[arg(long)]
     role: Option<Role>,
     /// The party's name, recorded in its genesis event.
     #[arg(long)]

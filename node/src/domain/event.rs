@@ -45,6 +45,7 @@ pub enum SubjectKind {
     Party,
     AuthorKey,
     Device,
+    Code,
 }
 
 impl SubjectKind {
@@ -53,6 +54,7 @@ impl SubjectKind {
             SubjectKind::Party => "party",
             SubjectKind::AuthorKey => "author-key",
             SubjectKind::Device => "device",
+            SubjectKind::Code => "code",
         }
     }
 
@@ -61,6 +63,7 @@ impl SubjectKind {
             "party" => Some(SubjectKind::Party),
             "author-key" => Some(SubjectKind::AuthorKey),
             "device" => Some(SubjectKind::Device),
+            "code" => Some(SubjectKind::Code),
             _ => None,
         }
     }
@@ -94,15 +97,19 @@ pub enum EventKind {
     AuthorKeyRevoked,
     DeviceRegistered,
     DeviceStatusChanged,
+    CodeReleased,
+    CodeStatusChanged,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::PartyGenesis,
         EventKind::AuthorKeyRegistered,
         EventKind::AuthorKeyRevoked,
         EventKind::DeviceRegistered,
         EventKind::DeviceStatusChanged,
+        EventKind::CodeReleased,
+        EventKind::CodeStatusChanged,
     ];
 
     pub fn name(self) -> &'static str {
@@ -112,6 +119,8 @@ impl EventKind {
             EventKind::AuthorKeyRevoked => "author-key-revoked",
             EventKind::DeviceRegistered => "device-registered",
             EventKind::DeviceStatusChanged => "device-status-changed",
+            EventKind::CodeReleased => "code-released",
+            EventKind::CodeStatusChanged => "code-status-changed",
         }
     }
 
@@ -125,6 +134,7 @@ impl EventKind {
             EventKind::PartyGenesis => SubjectKind::Party,
             EventKind::AuthorKeyRegistered | EventKind::AuthorKeyRevoked => SubjectKind::AuthorKey,
             EventKind::DeviceRegistered | EventKind::DeviceStatusChanged => SubjectKind::Device,
+            EventKind::CodeReleased | EventKind::CodeStatusChanged => SubjectKind::Code,
         }
     }
 
@@ -132,7 +142,10 @@ impl EventKind {
     pub fn creates_subject(self) -> bool {
         matches!(
             self,
-            EventKind::PartyGenesis | EventKind::AuthorKeyRegistered | EventKind::DeviceRegistered
+            EventKind::PartyGenesis
+                | EventKind::AuthorKeyRegistered
+                | EventKind::DeviceRegistered
+                | EventKind::CodeReleased
         )
     }
 }
@@ -187,6 +200,56 @@ impl DeviceStatus {
     }
 }
 
+/// A code identity's lifecycle: a deprecated release may be reinstated; a
+/// withdrawn one is final.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum CodeStatus {
+    Released,
+    Deprecated,
+    Withdrawn,
+}
+
+impl CodeStatus {
+    pub const ALL: [CodeStatus; 3] = [
+        CodeStatus::Released,
+        CodeStatus::Deprecated,
+        CodeStatus::Withdrawn,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CodeStatus::Released => "released",
+            CodeStatus::Deprecated => "deprecated",
+            CodeStatus::Withdrawn => "withdrawn",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    pub fn may_become(self, next: CodeStatus) -> bool {
+        use CodeStatus::*;
+        matches!(
+            (self, next),
+            (Released, Deprecated)
+                | (Released, Withdrawn)
+                | (Deprecated, Released)
+                | (Deprecated, Withdrawn)
+        )
+    }
+}
+
+/// A code identity: digests of an artifact, no key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeIdentity {
+    pub name: String,
+    pub version: String,
+    pub blake3: [u8; 32],
+    pub sha256: [u8; 32],
+    pub suit_manifest_uri: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Payload {
     PartyGenesis {
@@ -212,6 +275,11 @@ pub enum Payload {
         status: DeviceStatus,
         reason: String,
     },
+    CodeReleased(CodeIdentity),
+    CodeStatusChanged {
+        status: CodeStatus,
+        reason: String,
+    },
 }
 
 impl Payload {
@@ -222,6 +290,8 @@ impl Payload {
             Payload::AuthorKeyRevoked { .. } => EventKind::AuthorKeyRevoked,
             Payload::DeviceRegistered { .. } => EventKind::DeviceRegistered,
             Payload::DeviceStatusChanged { .. } => EventKind::DeviceStatusChanged,
+            Payload::CodeReleased(_) => EventKind::CodeReleased,
+            Payload::CodeStatusChanged { .. } => EventKind::CodeStatusChanged,
         }
     }
 }

@@ -4,7 +4,9 @@
 pub mod event;
 pub mod keys;
 pub mod projection;
+pub mod query;
 pub mod refusal;
+pub mod roles;
 
 #[cfg(test)]
 mod tests;

@@ -10,9 +10,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::event::{DeviceStatus, Event, EventId, EventKind, Payload, SCHEMA_VERSION, SubjectRef};
+use super::event::{
+    CodeIdentity, CodeStatus, DeviceStatus, Event, EventId, EventKind, Payload, SCHEMA_VERSION,
+    SubjectRef,
+};
 use super::keys::{KeyId, PublicKey};
 use super::refusal::{EventLimits, Refusal};
+use super::roles::Role;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartyState {
@@ -55,18 +59,33 @@ pub enum SubjectDetail {
         attributes: Vec<(String, String)>,
         status: DeviceStatus,
     },
+    Code {
+        identity: CodeIdentity,
+        status: CodeStatus,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubjectState {
     pub next_sequence: u64,
     pub last_event: EventId,
+    /// Key that signed the subject's first event.
+    pub registered_by: KeyId,
     /// Log indexes of the subject's events, in chain order.
     pub history: Vec<u64>,
     pub detail: SubjectDetail,
 }
 
 impl SubjectState {
+    /// The device's or code's current status, by name.
+    pub fn status(&self) -> Option<&'static str> {
+        match &self.detail {
+            SubjectDetail::Device { status, .. } => Some(status.name()),
+            SubjectDetail::Code { status, .. } => Some(status.name()),
+            SubjectDetail::Party | SubjectDetail::AuthorKey { .. } => None,
+        }
+    }
+
     pub fn summary(&self) -> String {
         match &self.detail {
             SubjectDetail::Party => "party".to_string(),
@@ -87,8 +106,25 @@ impl SubjectState {
                 .trim_end()
                 .to_string()
             }
+            SubjectDetail::Code { identity, status } => format!(
+                "code {}@{} status={} sha256={}",
+                identity.name,
+                identity.version,
+                status.name(),
+                hex::encode(identity.sha256)
+            ),
         }
     }
+}
+
+/// Unique-name key of a device serial.
+pub fn serial_key(serial: &str) -> String {
+    format!("serial:{serial}")
+}
+
+/// Unique-name key of a code name and version.
+pub fn code_key(name: &str, version: &str) -> String {
+    format!("code:{name}@{version}")
 }
 
 /// Read access to the state the rules need.
@@ -96,7 +132,9 @@ pub trait StateView {
     fn party(&self) -> Option<&PartyState>;
     fn key(&self, id: &KeyId) -> Option<&KeyState>;
     fn subject(&self, subject: &SubjectRef) -> Option<&SubjectState>;
-    fn serial_owner(&self, serial: &str) -> Option<&SubjectRef>;
+    /// Owner of a unique name: a device serial or a code name and version
+    /// (see [`serial_key`] and [`code_key`]).
+    fn name_owner(&self, key: &str) -> Option<&SubjectRef>;
     fn event_index(&self, id: &EventId) -> Option<u64>;
     /// Index the next accepted event gets.
     fn next_index(&self) -> u64;
@@ -110,7 +148,8 @@ pub struct Effects {
     pub subject_state: SubjectState,
     pub party: Option<PartyState>,
     pub key: Option<(KeyId, KeyState)>,
-    pub serial: Option<String>,
+    /// A unique name the event claims.
+    pub claim: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,6 +201,18 @@ fn check_name(field: &str, value: &str) -> Result<(), Refusal> {
             reason: format!("{value:?} must be 1-128 characters of [A-Za-z0-9-_.:]"),
         })
     }
+}
+
+/// A status change the subject's lifecycle allows, or the refusal naming it.
+fn check_transition(subject: String, allowed: bool, from: &str, to: &str) -> Result<(), Refusal> {
+    if allowed {
+        return Ok(());
+    }
+    Err(Refusal::InvalidTransition {
+        subject,
+        from: from.to_string(),
+        to: to.to_string(),
+    })
 }
 
 fn chain_text(id: Option<&EventId>) -> String {
@@ -274,6 +325,20 @@ pub fn decide(
         }
     }
 
+    // The party's role decides which records it authors.
+    if let Some(party) = view.party() {
+        let role = Role::from_name(&party.role).ok_or_else(|| Refusal::InvalidField {
+            field: "role".to_string(),
+            reason: format!("the party's role {:?} is unknown", party.role),
+        })?;
+        if !role.may_author(kind) {
+            return Err(Refusal::RoleMayNotAuthor {
+                role: role.name().to_string(),
+                kind: kind.name().to_string(),
+            });
+        }
+    }
+
     // The subject's hash chain.
     let subject_text = body.subject.to_string();
     let current = view.subject(&body.subject);
@@ -320,12 +385,13 @@ pub fn decide(
         subject_state: SubjectState {
             next_sequence: body.sequence + 1,
             last_event: event.id,
+            registered_by: current.map_or(body.author, |s| s.registered_by),
             history: current.map(|s| s.history.clone()).unwrap_or_default(),
             detail: SubjectDetail::Party,
         },
         party: None,
         key: None,
-        serial: None,
+        claim: None,
     };
     effects.subject_state.history.push(view.next_index());
     match &body.payload {
@@ -335,7 +401,14 @@ pub fn decide(
             root_key,
         } => {
             check_name("party_name", party_name)?;
-            check_name("role", role)?;
+            if Role::from_name(role).is_none() {
+                return Err(Refusal::InvalidField {
+                    field: "role".to_string(),
+                    reason: format!(
+                        "{role:?} is not a role (manufacturer, developer, maintenance, infield, certifier)"
+                    ),
+                });
+            }
             if &body.subject.id != party_name {
                 return Err(Refusal::InvalidSubject {
                     subject: subject_text,
@@ -450,13 +523,13 @@ pub fn decide(
                 check_name("attributes.name", name)?;
                 check_text("attributes.value", value, limits)?;
             }
-            if let Some(owner) = view.serial_owner(serial) {
+            if let Some(owner) = view.name_owner(&serial_key(serial)) {
                 return Err(Refusal::SerialTaken {
                     serial: serial.clone(),
                     subject: owner.to_string(),
                 });
             }
-            effects.serial = Some(serial.clone());
+            effects.claim = Some(serial_key(serial));
             effects.subject_state.detail = SubjectDetail::Device {
                 serial: serial.clone(),
                 device_key: device_key.clone(),
@@ -475,17 +548,65 @@ pub fn decide(
             else {
                 return Err(Refusal::UnknownSubject(subject_text));
             };
-            if !from.may_become(*status) {
-                return Err(Refusal::InvalidTransition {
-                    subject: subject_text,
-                    from: from.name().to_string(),
-                    to: status.name().to_string(),
-                });
-            }
+            check_transition(
+                subject_text,
+                from.may_become(*status),
+                from.name(),
+                status.name(),
+            )?;
             effects.subject_state.detail = SubjectDetail::Device {
                 serial: serial.clone(),
                 device_key: device_key.clone(),
                 attributes: attributes.clone(),
+                status: *status,
+            };
+        }
+        Payload::CodeReleased(identity) => {
+            check_name("name", &identity.name)?;
+            check_name("version", &identity.version)?;
+            if let Some(uri) = &identity.suit_manifest_uri {
+                check_text("suit_manifest_uri", uri, limits)?;
+            }
+            if body.subject.id != hex::encode(identity.blake3) {
+                return Err(Refusal::InvalidSubject {
+                    subject: subject_text,
+                    reason: format!(
+                        "code subject id must be the artifact's blake3 digest {}",
+                        hex::encode(identity.blake3)
+                    ),
+                });
+            }
+            let claim = code_key(&identity.name, &identity.version);
+            if let Some(owner) = view.name_owner(&claim) {
+                return Err(Refusal::CodeVersionTaken {
+                    name: identity.name.clone(),
+                    version: identity.version.clone(),
+                    subject: owner.to_string(),
+                });
+            }
+            effects.claim = Some(claim);
+            effects.subject_state.detail = SubjectDetail::Code {
+                identity: identity.clone(),
+                status: CodeStatus::Released,
+            };
+        }
+        Payload::CodeStatusChanged { status, reason } => {
+            check_text("reason", reason, limits)?;
+            let Some(SubjectDetail::Code {
+                identity,
+                status: from,
+            }) = current.map(|s| &s.detail)
+            else {
+                return Err(Refusal::UnknownSubject(subject_text));
+            };
+            check_transition(
+                subject_text,
+                from.may_become(*status),
+                from.name(),
+                status.name(),
+            )?;
+            effects.subject_state.detail = SubjectDetail::Code {
+                identity: identity.clone(),
                 status: *status,
             };
         }
@@ -499,7 +620,7 @@ pub struct Changes {
     party: Option<PartyState>,
     keys: BTreeMap<KeyId, KeyState>,
     subjects: BTreeMap<SubjectRef, SubjectState>,
-    serials: BTreeMap<String, SubjectRef>,
+    names: BTreeMap<String, SubjectRef>,
     /// Accepted events in order.
     events: Vec<EventId>,
 }
@@ -535,8 +656,8 @@ impl<'a, V: StateView> Staged<'a, V> {
                 if let Some((id, k)) = effects.key {
                     c.keys.insert(id, k);
                 }
-                if let Some(serial) = effects.serial {
-                    c.serials.insert(serial, effects.subject.clone());
+                if let Some(name) = effects.claim {
+                    c.names.insert(name, effects.subject.clone());
                 }
                 c.subjects.insert(effects.subject, effects.subject_state);
                 c.events.push(effects.event_id);
@@ -574,7 +695,7 @@ impl<'a, V: StateView> Staged<'a, V> {
         }
         c.keys.extend(changes.keys);
         c.subjects.extend(changes.subjects);
-        c.serials.extend(changes.serials);
+        c.names.extend(changes.names);
         c.events.extend(changes.events);
         Ok(out)
     }
@@ -593,11 +714,11 @@ impl<V: StateView> StateView for Staged<'_, V> {
             .get(subject)
             .or_else(|| self.base.subject(subject))
     }
-    fn serial_owner(&self, serial: &str) -> Option<&SubjectRef> {
+    fn name_owner(&self, key: &str) -> Option<&SubjectRef> {
         self.changes
-            .serials
-            .get(serial)
-            .or_else(|| self.base.serial_owner(serial))
+            .names
+            .get(key)
+            .or_else(|| self.base.name_owner(key))
     }
     fn event_index(&self, id: &EventId) -> Option<u64> {
         let base_next = self.base.next_index();
@@ -619,7 +740,7 @@ pub struct Projection {
     party: Option<PartyState>,
     keys: BTreeMap<KeyId, KeyState>,
     subjects: BTreeMap<SubjectRef, SubjectState>,
-    serials: BTreeMap<String, SubjectRef>,
+    names: BTreeMap<String, SubjectRef>,
     by_fingerprint: BTreeMap<KeyId, SubjectRef>,
     event_ids: HashMap<EventId, u64>,
     event_count: u64,
@@ -636,8 +757,8 @@ impl StateView for Projection {
     fn subject(&self, subject: &SubjectRef) -> Option<&SubjectState> {
         self.subjects.get(subject)
     }
-    fn serial_owner(&self, serial: &str) -> Option<&SubjectRef> {
-        self.serials.get(serial)
+    fn name_owner(&self, key: &str) -> Option<&SubjectRef> {
+        self.names.get(key)
     }
     fn event_index(&self, id: &EventId) -> Option<u64> {
         self.event_ids.get(id).copied()
@@ -686,7 +807,7 @@ impl Projection {
             }
             self.subjects.insert(subject, state);
         }
-        self.serials.extend(changes.serials);
+        self.names.extend(changes.names);
         for id in changes.events {
             self.event_count += 1;
             self.event_ids.insert(id, self.event_count);
@@ -724,7 +845,7 @@ impl Projection {
             &self.party,
             &self.keys,
             &self.subjects,
-            &self.serials,
+            &self.names,
             &self.by_fingerprint,
             self.event_count,
             self.log_hash,
@@ -740,5 +861,30 @@ impl Projection {
 
     pub fn subjects(&self) -> impl Iterator<Item = (&SubjectRef, &SubjectState)> {
         self.subjects.iter()
+    }
+
+    /// Subjects after `after` in key order.
+    pub(crate) fn subjects_after(
+        &self,
+        after: Option<&SubjectRef>,
+    ) -> impl Iterator<Item = (&SubjectRef, &SubjectState)> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(s) => Bound::Excluded(s.clone()),
+            None => Bound::Unbounded,
+        };
+        self.subjects.range((start, Bound::Unbounded))
+    }
+
+    /// The subject's key and state, borrowed from the projection.
+    pub(crate) fn subject_entry(
+        &self,
+        subject: &SubjectRef,
+    ) -> Option<(&SubjectRef, &SubjectState)> {
+        self.subjects.get_key_value(subject)
+    }
+
+    pub fn party_state(&self) -> Option<&PartyState> {
+        self.party.as_ref()
     }
 }

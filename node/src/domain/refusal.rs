@@ -79,11 +79,19 @@ pub enum Refusal {
     UnknownSubject(String),
     #[error("subject {subject}: {reason}")]
     InvalidSubject { subject: String, reason: String },
-    #[error("device {subject}: status {from} may not become {to}")]
+    #[error("{subject}: status {from} may not become {to}")]
     InvalidTransition {
         subject: String,
         from: String,
         to: String,
+    },
+    #[error("a {role} party may not author {kind} events")]
+    RoleMayNotAuthor { role: String, kind: String },
+    #[error("code {name} version {version} is already registered as {subject}")]
+    CodeVersionTaken {
+        name: String,
+        version: String,
+        subject: String,
     },
     #[error("author key {0} is already revoked")]
     AlreadyRevoked(String),
@@ -125,14 +133,15 @@ impl Refusal {
             | AuthorRevoked(_)
             | AuthorExpired { .. }
             | AuthorNotYetValid { .. }
-            | AuthorNotAllowed { .. } => RefusalClass::PermissionDenied,
+            | AuthorNotAllowed { .. }
+            | RoleMayNotAuthor { .. } => RefusalClass::PermissionDenied,
             ChainConflict { .. } => RefusalClass::Conflict,
             UnknownSubject(_)
             | InvalidTransition { .. }
             | AlreadyRevoked(_)
             | NoGenesis
             | GenesisExists => RefusalClass::FailedPrecondition,
-            SerialTaken { .. } => RefusalClass::AlreadyExists,
+            SerialTaken { .. } | CodeVersionTaken { .. } => RefusalClass::AlreadyExists,
             BodyTooLarge { .. }
             | TooManySignatures { .. }
             | TooManyRecords { .. }

@@ -41,6 +41,10 @@ fn body(
 
 impl Party {
     fn new() -> Self {
+        Self::with_role("maintenance")
+    }
+
+    fn with_role(role: &str) -> Self {
         let root = SigningKey::generate(Algorithm::Ed25519);
         let mut p = Party {
             root,
@@ -54,7 +58,7 @@ impl Party {
             p.root.key_id(),
             Payload::PartyGenesis {
                 party_name: "acme".into(),
-                role: "maintenance".into(),
+                role: role.into(),
                 root_key: p.root.public_key(),
             },
         );
@@ -174,7 +178,7 @@ fn device_lifecycle_with_both_algorithms() {
                 ..
             }
         ));
-        assert_eq!(p.proj.serial_owner("SN-1"), Some(&subject));
+        assert_eq!(p.proj.name_owner(&serial_key("SN-1")), Some(&subject));
     }
 }
 
@@ -494,4 +498,242 @@ fn codec_refuses_garbage_unknown_payload_schema_and_size() {
         codec::parse_event(big, &limits),
         Err(Refusal::BodyTooLarge { .. })
     ));
+}
+
+const CODE_KINDS: &[EventKind] = &[EventKind::CodeReleased, EventKind::CodeStatusChanged];
+
+fn code_body(
+    author: &SigningKey,
+    name: &str,
+    version: &str,
+    artifact: &[u8],
+) -> (EventBody, SubjectRef) {
+    let identity = crate::client::code_identity(
+        name,
+        version,
+        artifact,
+        Some("https://example.test/suit/1".into()),
+    );
+    let subject = SubjectRef::new(SubjectKind::Code, hex::encode(identity.blake3));
+    (
+        body(
+            subject.clone(),
+            0,
+            None,
+            author.key_id(),
+            Payload::CodeReleased(identity),
+        ),
+        subject,
+    )
+}
+
+#[test]
+fn developer_releases_code_and_moves_it_through_its_lifecycle() {
+    let mut p = Party::with_role("developer");
+    let author = p.register_author(Algorithm::EcdsaP256Sha256, CODE_KINDS, T0 + 10_000_000);
+    let (b, subject) = code_body(&author, "thermo-fw", "1.2.0", b"firmware image");
+    p.apply(&event(&b, &[&author])).unwrap();
+    let status = |p: &Party, to: CodeStatus| {
+        let (seq, prev) = p.last(&subject);
+        body(
+            subject.clone(),
+            seq,
+            prev,
+            author.key_id(),
+            Payload::CodeStatusChanged {
+                status: to,
+                reason: String::new(),
+            },
+        )
+    };
+    for to in [
+        CodeStatus::Deprecated,
+        CodeStatus::Released,
+        CodeStatus::Withdrawn,
+    ] {
+        p.apply(&event(&status(&p, to), &[&author])).unwrap();
+    }
+    // Withdrawn is final.
+    let e = event(&status(&p, CodeStatus::Released), &[&author]);
+    assert!(matches!(p.refuse(&e), Refusal::InvalidTransition { .. }));
+    assert!(
+        p.proj
+            .subject(&subject)
+            .unwrap()
+            .summary()
+            .contains("status=withdrawn")
+    );
+
+    // The same name and version cannot name a second artifact.
+    let (b2, _) = code_body(&author, "thermo-fw", "1.2.0", b"another image");
+    assert!(matches!(
+        p.refuse(&event(&b2, &[&author])),
+        Refusal::CodeVersionTaken { .. }
+    ));
+
+    // The subject id must be the artifact's blake3 digest.
+    let (mut b3, _) = code_body(&author, "thermo-fw", "1.3.0", b"third image");
+    b3.subject.id = "00".repeat(32);
+    assert!(matches!(
+        p.refuse(&event(&b3, &[&author])),
+        Refusal::InvalidSubject { .. }
+    ));
+}
+
+#[test]
+fn the_party_role_decides_which_records_it_authors() {
+    // A maintenance party cannot release code, even with a key allowed to.
+    let mut m = Party::new();
+    let author = m.register_author(Algorithm::Ed25519, CODE_KINDS, T0 + 10_000_000);
+    let (b, _) = code_body(&author, "fw", "1", b"x");
+    assert_eq!(
+        m.refuse(&event(&b, &[&author])),
+        Refusal::RoleMayNotAuthor {
+            role: "maintenance".into(),
+            kind: "code-released".into()
+        }
+    );
+    // A developer party cannot register devices.
+    let mut d = Party::with_role("developer");
+    let author = d.register_author(Algorithm::Ed25519, DEVICE_KINDS, T0 + 10_000_000);
+    let (b, _) = d.device_body(&author, "SN-1");
+    assert!(matches!(
+        d.refuse(&event(&b, &[&author])),
+        Refusal::RoleMayNotAuthor { .. }
+    ));
+}
+
+#[test]
+fn genesis_with_an_unknown_role_is_refused() {
+    let root = SigningKey::generate(Algorithm::Ed25519);
+    let g = body(
+        SubjectRef::new(SubjectKind::Party, "x"),
+        0,
+        None,
+        root.key_id(),
+        Payload::PartyGenesis {
+            party_name: "x".into(),
+            role: "overlord".into(),
+            root_key: root.public_key(),
+        },
+    );
+    let mut proj = Projection::default();
+    let err = proj
+        .apply_batch(&[event(&g, &[&root])], &EventLimits::default())
+        .unwrap_err();
+    assert!(
+        matches!(err, Refusal::InvalidField { ref field, .. } if field == "role"),
+        "{err}"
+    );
+    assert_eq!(proj.event_count(), 0);
+}
+
+#[test]
+fn search_pages_through_attributes_and_finds_by_serial_digest_and_fingerprint() {
+    use super::query::{SearchQuery, parse_page_token};
+    let mut p = Party::new();
+    let author = p.register_author(Algorithm::Ed25519, DEVICE_KINDS, T0 + 10_000_000);
+    let mut devices = Vec::new();
+    for i in 0..5 {
+        let device = SigningKey::generate(Algorithm::Ed25519);
+        let subject = SubjectRef::new(SubjectKind::Device, device.key_id().to_hex());
+        let model = if i < 3 { "thermo-3" } else { "valve-1" };
+        let b = body(
+            subject.clone(),
+            0,
+            None,
+            author.key_id(),
+            Payload::DeviceRegistered {
+                serial: format!("SN-{i}"),
+                device_key: device.public_key(),
+                attributes: vec![("model".into(), model.into())],
+            },
+        );
+        p.apply(&event(&b, &[&author])).unwrap();
+        devices.push((device, subject));
+    }
+    let q = SearchQuery::Attribute {
+        name: "model".into(),
+        value: "thermo-3".into(),
+    };
+    let first = p.proj.search(&q, None, 2);
+    assert_eq!(first.subjects.len(), 2);
+    let token = first.next.clone().expect("a second page").to_string();
+    let after = parse_page_token(&token).unwrap();
+    let second = p.proj.search(&q, Some(&after), 2);
+    assert_eq!(second.subjects.len(), 1);
+    assert!(second.next.is_none());
+
+    let by_serial = p.proj.search(&SearchQuery::Serial("SN-4".into()), None, 10);
+    assert_eq!(by_serial.subjects[0].0, &devices[4].1);
+    let by_fpr = p.proj.search(
+        &SearchQuery::KeyFingerprint(devices[1].0.key_id()),
+        None,
+        10,
+    );
+    assert_eq!(by_fpr.subjects[0].0, &devices[1].1);
+    assert!(
+        p.proj
+            .search(&SearchQuery::Serial("nope".into()), None, 10)
+            .subjects
+            .is_empty()
+    );
+}
+
+#[test]
+fn verify_says_why_a_key_or_digest_is_trusted_or_not() {
+    use super::query::VerifyTarget;
+    let mut p = Party::new();
+    let author = p.register_author(Algorithm::Ed25519, DEVICE_KINDS, T0 + 10_000_000);
+    let (b, subject) = p.device_body(&author, "SN-1");
+    p.apply(&event(&b, &[&author])).unwrap();
+    let device_key = match &p.proj.subject(&subject).unwrap().detail {
+        SubjectDetail::Device { device_key, .. } => device_key.id(),
+        other => panic!("{other:?}"),
+    };
+    let t = p.proj.verify(&VerifyTarget::Key(device_key), T0 + 2_000);
+    assert!(t.trusted, "{t:?}");
+    assert_eq!(t.registered_by, Some(author.key_id()));
+    assert_eq!(t.registered_at_index, Some(3));
+    assert!(t.reason.contains("status planned"), "{}", t.reason);
+
+    p.apply(&event(
+        &p.status_body(&author, &subject, DeviceStatus::Stolen),
+        &[&author],
+    ))
+    .unwrap();
+    let t = p.proj.verify(&VerifyTarget::Key(device_key), T0 + 2_000);
+    assert!(!t.trusted);
+    assert_eq!(t.status, Some("stolen"));
+
+    // An author key is trusted until it expires.
+    let t = p
+        .proj
+        .verify(&VerifyTarget::Key(author.key_id()), T0 + 2_000);
+    assert!(t.trusted, "{t:?}");
+    let t = p
+        .proj
+        .verify(&VerifyTarget::Key(author.key_id()), T0 + 20_000_000);
+    assert!(!t.trusted && t.reason.contains("expired"), "{t:?}");
+
+    // The root key, and a key nobody registered.
+    assert!(
+        p.proj
+            .verify(&VerifyTarget::Key(p.root.key_id()), T0)
+            .trusted
+    );
+    let stranger = SigningKey::generate(Algorithm::Ed25519).key_id();
+    let t = p.proj.verify(&VerifyTarget::Key(stranger), T0);
+    assert!(!t.trusted && t.reason.contains("not registered"));
+
+    // Code by either digest.
+    let mut d = Party::with_role("developer");
+    let dev = d.register_author(Algorithm::Ed25519, CODE_KINDS, T0 + 10_000_000);
+    let (b, _) = code_body(&dev, "fw", "2.0.0", b"image-2");
+    d.apply(&event(&b, &[&dev])).unwrap();
+    let id = crate::client::code_identity("fw", "2.0.0", b"image-2", None);
+    for digest in [id.blake3, id.sha256] {
+        let t = d.proj.verify(&VerifyTarget::CodeDigest(digest), T0);
+        assert!(t.trusted && t.reason.contains("fw@2.0.0"), "{t:?}");
+    }
 }

@@ -1,0 +1,95 @@
+//! Party roles and what each may author. The table is data: the rules in
+//! `decide` look it up, and no handler branches on a role.
+
+use serde::{Deserialize, Serialize};
+
+use super::event::EventKind;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Manufacturer,
+    Developer,
+    Maintenance,
+    Infield,
+    Certifier,
+}
+
+/// Kinds every party authors about itself: its genesis and its author keys.
+const PARTY_KINDS: [EventKind; 3] = [
+    EventKind::PartyGenesis,
+    EventKind::AuthorKeyRegistered,
+    EventKind::AuthorKeyRevoked,
+];
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        Role::from_name(s).ok_or_else(|| {
+            format!("unknown role {s:?} (manufacturer, developer, maintenance, infield, certifier)")
+        })
+    }
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Manufacturer,
+        Role::Developer,
+        Role::Maintenance,
+        Role::Infield,
+        Role::Certifier,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Manufacturer => "manufacturer",
+            Role::Developer => "developer",
+            Role::Maintenance => "maintenance",
+            Role::Infield => "infield",
+            Role::Certifier => "certifier",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Role> {
+        Self::ALL.into_iter().find(|r| r.name() == name)
+    }
+
+    /// Record kinds a party of this role authors, beside its own genesis and keys.
+    ///
+    /// Manufacturers register the devices they make; maintainers and infield
+    /// gateways register devices whose keys are made at setup time, and track
+    /// status; developers release code; certification bodies, for now, only
+    /// keep their keys (endorsements come with the endorsement records).
+    pub fn record_kinds(self) -> &'static [EventKind] {
+        match self {
+            Role::Manufacturer | Role::Maintenance | Role::Infield => {
+                &[EventKind::DeviceRegistered, EventKind::DeviceStatusChanged]
+            }
+            Role::Developer => &[EventKind::CodeReleased, EventKind::CodeStatusChanged],
+            Role::Certifier => &[],
+        }
+    }
+
+    pub fn may_author(self, kind: EventKind) -> bool {
+        PARTY_KINDS.contains(&kind) || self.record_kinds().contains(&kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_role_keeps_its_own_keys_and_names_round_trip() {
+        for role in Role::ALL {
+            assert_eq!(Role::from_name(role.name()), Some(role));
+            for k in PARTY_KINDS {
+                assert!(role.may_author(k), "{role:?} {k:?}");
+            }
+        }
+        assert!(Role::Developer.may_author(EventKind::CodeReleased));
+        assert!(!Role::Developer.may_author(EventKind::DeviceRegistered));
+        assert!(!Role::Manufacturer.may_author(EventKind::CodeReleased));
+        assert!(!Role::Certifier.may_author(EventKind::DeviceStatusChanged));
+    }
+}

@@ -1,0 +1,226 @@
+//! Code identities, roles, search and Verify over gRPC against real nodes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ics_node::client::{self, ChainHead};
+use ics_node::codec;
+use ics_node::domain::event::{CodeStatus, DeviceStatus, EventKind, SubjectKind, SubjectRef};
+use ics_node::domain::keys::{Algorithm, SigningKey};
+use ics_proto::v1 as pb;
+use tonic::Code;
+
+fn code_kinds() -> std::collections::BTreeSet<EventKind> {
+    [EventKind::CodeReleased, EventKind::CodeStatusChanged]
+        .into_iter()
+        .collect()
+}
+
+async fn verify(
+    c: &mut ics_node::client::Client,
+    what: pb::verify_request::What,
+) -> pb::VerifyResponse {
+    c.log
+        .verify(pb::VerifyRequest {
+            what: Some(what),
+            consistency: pb::ReadConsistency::Linearizable as i32,
+        })
+        .await
+        .expect("verify")
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn developer_releases_code_and_verify_follows_its_status() {
+    let cluster = start_cluster(1, "role = \"developer\"\n");
+    cluster.wait_ready(Duration::from_secs(30)).await;
+    let mut c = cluster.node(1).client();
+    let author = register_author(&mut c, &cluster.root_key(), code_kinds()).await;
+
+    let identity = client::code_identity("thermo-fw", "1.0.0", b"firmware 1.0.0", None);
+    let subject = SubjectRef::new(SubjectKind::Code, hex::encode(identity.blake3));
+    c.append(vec![client::release_code(&author, identity.clone())])
+        .await
+        .unwrap();
+
+    let v = verify(
+        &mut c,
+        pb::verify_request::What::CodeDigest(identity.sha256.to_vec()),
+    )
+    .await;
+    assert!(v.trusted, "{v:?}");
+    assert!(v.reason.contains("thermo-fw@1.0.0"), "{}", v.reason);
+    assert_eq!(v.registered_by, author.key_id().0.to_vec());
+    assert_eq!(v.party, "acme-maintenance");
+
+    let head = c.chain_head(&subject).await.unwrap();
+    c.append(vec![client::change_code_status(
+        &author,
+        &subject.id,
+        head,
+        CodeStatus::Withdrawn,
+        "CVE",
+    )])
+    .await
+    .unwrap();
+    let v = verify(
+        &mut c,
+        pb::verify_request::What::CodeDigest(identity.blake3.to_vec()),
+    )
+    .await;
+    assert!(!v.trusted);
+    assert_eq!(v.status, "withdrawn");
+
+    // Search by name finds it; a second artifact under the same version is refused.
+    let found = c
+        .log
+        .search(pb::SearchRequest {
+            by: Some(pb::search_request::By::CodeName("thermo-fw".into())),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.subjects.len(), 1);
+    let before = c.status().await.unwrap().event_count;
+    let other = client::code_identity("thermo-fw", "1.0.0", b"a different build", None);
+    let err = c
+        .append(vec![client::release_code(&author, other)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{}", err.message());
+    assert!(
+        err.message().contains("thermo-fw version 1.0.0"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(before, c.status().await.unwrap().event_count);
+
+    // A developer party registers no devices.
+    let dev_author = register_author(&mut c, &cluster.root_key(), device_kinds()).await;
+    let key = SigningKey::generate(Algorithm::Ed25519).public_key();
+    let before = c.status().await.unwrap().event_count;
+    let err = c
+        .append(vec![client::register_device(
+            &dev_author,
+            "SN-1",
+            &key,
+            vec![],
+        )])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(
+        err.message()
+            .contains("a developer party may not author device-registered"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(before, c.status().await.unwrap().event_count);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_pages_and_verify_tracks_a_stolen_device() {
+    let cluster = start_cluster(1, "");
+    cluster.wait_ready(Duration::from_secs(30)).await;
+    let mut c = cluster.node(1).client();
+    let author = cluster.device_author().await;
+    let mut keys = Vec::new();
+    for i in 0..5 {
+        let key = SigningKey::generate(Algorithm::EcdsaP256Sha256).public_key();
+        let attrs = vec![("model".to_string(), "thermo-3".to_string())];
+        c.append(vec![client::register_device(
+            &author,
+            &format!("SN-{i}"),
+            &key,
+            attrs,
+        )])
+        .await
+        .unwrap();
+        keys.push(key);
+    }
+
+    // Three pages of two, one, ... by attribute.
+    let mut token = String::new();
+    let mut seen = 0;
+    let mut pages = 0;
+    loop {
+        let page = c
+            .log
+            .search(pb::SearchRequest {
+                by: Some(pb::search_request::By::Attribute("model=thermo-3".into())),
+                page_size: 2,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        seen += page.subjects.len();
+        pages += 1;
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!((seen, pages), (5, 3));
+
+    // Bad search input names the problem.
+    let err = c
+        .log
+        .search(pb::SearchRequest {
+            by: Some(pb::search_request::By::Serial("SN-1".into())),
+            page_size: 5000,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("page_size 5000"));
+    let err = c
+        .log
+        .search(pb::SearchRequest {
+            by: Some(pb::search_request::By::CodeDigest(vec![1, 2, 3])),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("code_digest must be 32 bytes"),
+        "{}",
+        err.message()
+    );
+
+    // Verify a device key: trusted while planned, not once stolen.
+    let key = &keys[2];
+    let what = || {
+        pb::verify_request::What::PublicKey(pb::PublicKey {
+            algorithm: pb::SignatureAlgorithm::EcdsaP256Sha256 as i32,
+            key: key.bytes().to_vec(),
+        })
+    };
+    let v = verify(&mut c, what()).await;
+    assert!(v.trusted, "{v:?}");
+    assert!(v.as_of_index >= v.registered_at_index);
+    let subject = SubjectRef::new(SubjectKind::Device, key.id().to_hex());
+    let head: ChainHead = c.chain_head(&subject).await.unwrap();
+    c.append(vec![client::change_status(
+        &author,
+        &subject.id,
+        head,
+        DeviceStatus::Stolen,
+        "site report",
+    )])
+    .await
+    .unwrap();
+    let v = verify(&mut c, what()).await;
+    assert!(!v.trusted);
+    assert_eq!(v.status, "stolen");
+    assert_eq!(
+        v.subject
+            .map(|s| codec::subject_kind_from_pb(s.kind).unwrap()),
+        Some(SubjectKind::Device)
+    );
+}
