@@ -8,8 +8,8 @@ use ics_proto::v1 as pb;
 use prost::Message;
 
 use crate::domain::event::{
-    CodeIdentity, CodeStatus, DeviceStatus, Envelope, Event, EventBody, EventId, EventKind,
-    Payload, Signature, SubjectKind, SubjectRef,
+    CodeIdentity, CodeStatus, DeviceStatus, EndorsementKind, Envelope, Event, EventBody, EventId,
+    EventKind, Payload, Signature, SubjectKind, SubjectRef,
 };
 use crate::domain::keys::{Algorithm, KeyId, PublicKey};
 use crate::domain::refusal::{EventLimits, Refusal};
@@ -97,6 +97,10 @@ fn event_kind_from_pb(value: i32) -> Result<EventKind, Refusal> {
         Ok(K::DeviceStatusChanged) => Ok(EventKind::DeviceStatusChanged),
         Ok(K::CodeReleased) => Ok(EventKind::CodeReleased),
         Ok(K::CodeStatusChanged) => Ok(EventKind::CodeStatusChanged),
+        Ok(K::PartyRecognized) => Ok(EventKind::PartyRecognized),
+        Ok(K::AccessGranted) => Ok(EventKind::AccessGranted),
+        Ok(K::Endorsed) => Ok(EventKind::Endorsed),
+        Ok(K::EndorsementWithdrawn) => Ok(EventKind::EndorsementWithdrawn),
         _ => Err(field(
             "allowed_kinds",
             format!("unknown event kind {value}"),
@@ -114,6 +118,10 @@ fn event_kind_to_pb(k: EventKind) -> i32 {
         EventKind::DeviceStatusChanged => K::DeviceStatusChanged,
         EventKind::CodeReleased => K::CodeReleased,
         EventKind::CodeStatusChanged => K::CodeStatusChanged,
+        EventKind::PartyRecognized => K::PartyRecognized,
+        EventKind::AccessGranted => K::AccessGranted,
+        EventKind::Endorsed => K::Endorsed,
+        EventKind::EndorsementWithdrawn => K::EndorsementWithdrawn,
     }) as i32
 }
 
@@ -158,6 +166,25 @@ fn code_status_to_pb(s: CodeStatus) -> i32 {
         CodeStatus::Released => S::Released,
         CodeStatus::Deprecated => S::Deprecated,
         CodeStatus::Withdrawn => S::Withdrawn,
+    }) as i32
+}
+
+fn endorsement_kind_from_pb(value: i32) -> Result<EndorsementKind, Refusal> {
+    use pb::EndorsementKind as E;
+    match E::try_from(value) {
+        Ok(E::IntegratorApproval) => Ok(EndorsementKind::IntegratorApproval),
+        Ok(E::Maintainer) => Ok(EndorsementKind::Maintainer),
+        Ok(E::TrustLabel) => Ok(EndorsementKind::TrustLabel),
+        _ => Err(field("kind", format!("unknown endorsement kind {value}"))),
+    }
+}
+
+fn endorsement_kind_to_pb(k: EndorsementKind) -> i32 {
+    use pb::EndorsementKind as E;
+    (match k {
+        EndorsementKind::IntegratorApproval => E::IntegratorApproval,
+        EndorsementKind::Maintainer => E::Maintainer,
+        EndorsementKind::TrustLabel => E::TrustLabel,
     }) as i32
 }
 
@@ -209,6 +236,28 @@ fn payload_from_pb(p: Option<pb::event_body::Payload>) -> Result<Payload, Refusa
         P::CodeStatusChanged(s) => Payload::CodeStatusChanged {
             status: code_status_from_pb(s.status)?,
             reason: s.reason,
+        },
+        P::PartyRecognized(r) => Payload::PartyRecognized {
+            role: r.role,
+            root_key: public_key_from_pb(r.root_key, "root_key")?,
+        },
+        P::AccessGranted(g) => Payload::AccessGranted {
+            party: g.party,
+            kinds: g
+                .kinds
+                .into_iter()
+                .map(event_kind_from_pb)
+                .collect::<Result<BTreeSet<_>, _>>()?,
+        },
+        P::Endorsed(e) => Payload::Endorsed {
+            kind: endorsement_kind_from_pb(e.kind)?,
+            scope: e.scope,
+            not_after_ms: e.not_after_unix_ms,
+        },
+        P::EndorsementWithdrawn(w) => Payload::EndorsementWithdrawn {
+            endorsement: EventId::from_slice(&w.endorsement_id)
+                .ok_or_else(|| field("endorsement_id", "must be 32 bytes"))?,
+            reason: w.reason,
         },
     })
 }
@@ -273,6 +322,30 @@ fn payload_to_pb(p: &Payload) -> pb::event_body::Payload {
                 reason: reason.clone(),
             })
         }
+        Payload::PartyRecognized { role, root_key } => P::PartyRecognized(pb::PartyRecognized {
+            role: role.clone(),
+            root_key: Some(public_key_to_pb(root_key)),
+        }),
+        Payload::AccessGranted { party, kinds } => P::AccessGranted(pb::AccessGranted {
+            party: party.clone(),
+            kinds: kinds.iter().map(|k| event_kind_to_pb(*k)).collect(),
+        }),
+        Payload::Endorsed {
+            kind,
+            scope,
+            not_after_ms,
+        } => P::Endorsed(pb::Endorsed {
+            kind: endorsement_kind_to_pb(*kind),
+            scope: scope.clone(),
+            not_after_unix_ms: *not_after_ms,
+        }),
+        Payload::EndorsementWithdrawn {
+            endorsement,
+            reason,
+        } => P::EndorsementWithdrawn(pb::EndorsementWithdrawn {
+            endorsement_id: endorsement.0.to_vec(),
+            reason: reason.clone(),
+        }),
     }
 }
 

@@ -404,6 +404,23 @@ fn payload_json(b: &EventBody) -> serde_json::Value {
         P::CodeStatusChanged { status, reason } => {
             json!({"status": status.name(), "reason": reason})
         }
+        P::PartyRecognized { role, root_key } => {
+            json!({"role": role, "root_key": root_key.id().to_hex()})
+        }
+        P::AccessGranted { party, kinds } => json!({
+            "party": party, "kinds": kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        }),
+        P::Endorsed {
+            kind,
+            scope,
+            not_after_ms,
+        } => json!({"kind": kind.name(), "scope": scope, "not_after_unix_ms": not_after_ms}),
+        P::EndorsementWithdrawn {
+            endorsement,
+            reason,
+        } => {
+            json!({"endorsement": endorsement.to_hex(), "reason": reason})
+        }
     }
 }
 

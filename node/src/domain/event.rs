@@ -99,10 +99,14 @@ pub enum EventKind {
     DeviceStatusChanged,
     CodeReleased,
     CodeStatusChanged,
+    PartyRecognized,
+    AccessGranted,
+    Endorsed,
+    EndorsementWithdrawn,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::PartyGenesis,
         EventKind::AuthorKeyRegistered,
         EventKind::AuthorKeyRevoked,
@@ -110,6 +114,10 @@ impl EventKind {
         EventKind::DeviceStatusChanged,
         EventKind::CodeReleased,
         EventKind::CodeStatusChanged,
+        EventKind::PartyRecognized,
+        EventKind::AccessGranted,
+        EventKind::Endorsed,
+        EventKind::EndorsementWithdrawn,
     ];
 
     pub fn name(self) -> &'static str {
@@ -121,6 +129,10 @@ impl EventKind {
             EventKind::DeviceStatusChanged => "device-status-changed",
             EventKind::CodeReleased => "code-released",
             EventKind::CodeStatusChanged => "code-status-changed",
+            EventKind::PartyRecognized => "party-recognized",
+            EventKind::AccessGranted => "access-granted",
+            EventKind::Endorsed => "endorsed",
+            EventKind::EndorsementWithdrawn => "endorsement-withdrawn",
         }
     }
 
@@ -128,13 +140,19 @@ impl EventKind {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
 
-    /// The kind of subject events of this kind are about.
-    pub fn subject_kind(self) -> SubjectKind {
+    /// The kinds of subject events of this kind may be about.
+    pub fn subject_kinds(self) -> &'static [SubjectKind] {
         match self {
-            EventKind::PartyGenesis => SubjectKind::Party,
-            EventKind::AuthorKeyRegistered | EventKind::AuthorKeyRevoked => SubjectKind::AuthorKey,
-            EventKind::DeviceRegistered | EventKind::DeviceStatusChanged => SubjectKind::Device,
-            EventKind::CodeReleased | EventKind::CodeStatusChanged => SubjectKind::Code,
+            EventKind::PartyGenesis | EventKind::PartyRecognized => &[SubjectKind::Party],
+            EventKind::AuthorKeyRegistered | EventKind::AuthorKeyRevoked => {
+                &[SubjectKind::AuthorKey]
+            }
+            EventKind::DeviceRegistered | EventKind::DeviceStatusChanged => &[SubjectKind::Device],
+            EventKind::CodeReleased | EventKind::CodeStatusChanged => &[SubjectKind::Code],
+            // Records other parties may attach to an identity.
+            EventKind::AccessGranted | EventKind::Endorsed | EventKind::EndorsementWithdrawn => {
+                &[SubjectKind::Device, SubjectKind::Code]
+            }
         }
     }
 
@@ -143,6 +161,7 @@ impl EventKind {
         matches!(
             self,
             EventKind::PartyGenesis
+                | EventKind::PartyRecognized
                 | EventKind::AuthorKeyRegistered
                 | EventKind::DeviceRegistered
                 | EventKind::CodeReleased
@@ -240,6 +259,36 @@ impl CodeStatus {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum EndorsementKind {
+    /// The integrator approves the component for the system.
+    IntegratorApproval,
+    /// The party maintains the component.
+    Maintainer,
+    /// A certification body's trust label.
+    TrustLabel,
+}
+
+impl EndorsementKind {
+    pub const ALL: [EndorsementKind; 3] = [
+        EndorsementKind::IntegratorApproval,
+        EndorsementKind::Maintainer,
+        EndorsementKind::TrustLabel,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EndorsementKind::IntegratorApproval => "integrator-approval",
+            EndorsementKind::Maintainer => "maintainer",
+            EndorsementKind::TrustLabel => "trust-label",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
 /// A code identity: digests of an artifact, no key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeIdentity {
@@ -280,6 +329,23 @@ pub enum Payload {
         status: CodeStatus,
         reason: String,
     },
+    PartyRecognized {
+        role: String,
+        root_key: PublicKey,
+    },
+    AccessGranted {
+        party: String,
+        kinds: BTreeSet<EventKind>,
+    },
+    Endorsed {
+        kind: EndorsementKind,
+        scope: String,
+        not_after_ms: i64,
+    },
+    EndorsementWithdrawn {
+        endorsement: EventId,
+        reason: String,
+    },
 }
 
 impl Payload {
@@ -292,6 +358,10 @@ impl Payload {
             Payload::DeviceStatusChanged { .. } => EventKind::DeviceStatusChanged,
             Payload::CodeReleased(_) => EventKind::CodeReleased,
             Payload::CodeStatusChanged { .. } => EventKind::CodeStatusChanged,
+            Payload::PartyRecognized { .. } => EventKind::PartyRecognized,
+            Payload::AccessGranted { .. } => EventKind::AccessGranted,
+            Payload::Endorsed { .. } => EventKind::Endorsed,
+            Payload::EndorsementWithdrawn { .. } => EventKind::EndorsementWithdrawn,
         }
     }
 }

@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::event::{
-    CodeIdentity, CodeStatus, DeviceStatus, Event, EventId, EventKind, Payload, SCHEMA_VERSION,
-    SubjectRef,
+    CodeIdentity, CodeStatus, DeviceStatus, EndorsementKind, Event, EventId, EventKind, Payload,
+    SCHEMA_VERSION, SubjectRef,
 };
 use super::keys::{KeyId, PublicKey};
 use super::refusal::{EventLimits, Refusal};
@@ -29,6 +29,8 @@ pub struct PartyState {
 /// A key that may sign for the party: the root key or a registered author key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyState {
+    /// The party the key signs for: this party, or one it recognized.
+    pub party: String,
     pub public_key: PublicKey,
     pub label: String,
     /// `None` for the root key, which may sign every kind.
@@ -50,6 +52,11 @@ impl KeyState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SubjectDetail {
     Party,
+    /// Another party this one recognizes.
+    ForeignParty {
+        role: String,
+        root_key: KeyId,
+    },
     AuthorKey {
         key_id: KeyId,
     },
@@ -74,6 +81,20 @@ pub struct SubjectState {
     /// Log indexes of the subject's events, in chain order.
     pub history: Vec<u64>,
     pub detail: SubjectDetail,
+    /// Other parties' rights to attach records, by party name.
+    pub grants: BTreeMap<String, BTreeSet<EventKind>>,
+    pub endorsements: Vec<Endorsement>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endorsement {
+    /// The event that made it.
+    pub id: EventId,
+    pub party: String,
+    pub kind: EndorsementKind,
+    pub scope: String,
+    pub not_after_ms: i64,
+    pub withdrawn: bool,
 }
 
 impl SubjectState {
@@ -82,13 +103,18 @@ impl SubjectState {
         match &self.detail {
             SubjectDetail::Device { status, .. } => Some(status.name()),
             SubjectDetail::Code { status, .. } => Some(status.name()),
-            SubjectDetail::Party | SubjectDetail::AuthorKey { .. } => None,
+            SubjectDetail::Party
+            | SubjectDetail::ForeignParty { .. }
+            | SubjectDetail::AuthorKey { .. } => None,
         }
     }
 
     pub fn summary(&self) -> String {
         match &self.detail {
             SubjectDetail::Party => "party".to_string(),
+            SubjectDetail::ForeignParty { role, root_key } => {
+                format!("recognized {role} party, root key {root_key}")
+            }
             SubjectDetail::AuthorKey { key_id } => format!("author key {key_id}"),
             SubjectDetail::Device {
                 serial,
@@ -240,13 +266,14 @@ pub fn decide(
         return Err(Refusal::UnsupportedSchema(body.schema_version));
     }
     let kind = body.payload.kind();
-    if body.subject.kind != kind.subject_kind() {
+    if !kind.subject_kinds().contains(&body.subject.kind) {
+        let kinds: Vec<&str> = kind.subject_kinds().iter().map(|k| k.name()).collect();
         return Err(Refusal::InvalidSubject {
             subject: body.subject.to_string(),
             reason: format!(
                 "{} events are about {} subjects",
                 kind.name(),
-                kind.subject_kind().name()
+                kinds.join(" or ")
             ),
         });
     }
@@ -323,19 +350,32 @@ pub fn decide(
                 kind: kind.name().to_string(),
             });
         }
-    }
-
-    // The party's role decides which records it authors.
-    if let Some(party) = view.party() {
-        let role = Role::from_name(&party.role).ok_or_else(|| Refusal::InvalidField {
-            field: "role".to_string(),
-            reason: format!("the party's role {:?} is unknown", party.role),
-        })?;
-        if !role.may_author(kind) {
-            return Err(Refusal::RoleMayNotAuthor {
-                role: role.name().to_string(),
-                kind: kind.name().to_string(),
-            });
+        let party = view.party().expect("checked above");
+        if author.party == party.name {
+            // The party's role decides which records it authors.
+            let role = Role::from_name(&party.role).ok_or_else(|| Refusal::InvalidField {
+                field: "role".to_string(),
+                reason: format!("the party's role {:?} is unknown", party.role),
+            })?;
+            if !role.may_author(kind) {
+                return Err(Refusal::RoleMayNotAuthor {
+                    role: role.name().to_string(),
+                    kind: kind.name().to_string(),
+                });
+            }
+        } else {
+            // Another party attaches only what the subject's registrant granted it.
+            let granted = view
+                .subject(&body.subject)
+                .and_then(|s| s.grants.get(&author.party))
+                .is_some_and(|kinds| kinds.contains(&kind));
+            if !granted {
+                return Err(Refusal::NoGrant {
+                    party: author.party.clone(),
+                    subject: body.subject.to_string(),
+                    kind: kind.name().to_string(),
+                });
+            }
         }
     }
 
@@ -382,12 +422,23 @@ pub fn decide(
     let mut effects = Effects {
         event_id: event.id,
         subject: body.subject.clone(),
-        subject_state: SubjectState {
-            next_sequence: body.sequence + 1,
-            last_event: event.id,
-            registered_by: current.map_or(body.author, |s| s.registered_by),
-            history: current.map(|s| s.history.clone()).unwrap_or_default(),
-            detail: SubjectDetail::Party,
+        // The subject as it was (or new), moved one event on; arms below
+        // change what their payload changes.
+        subject_state: match current {
+            Some(s) => SubjectState {
+                next_sequence: body.sequence + 1,
+                last_event: event.id,
+                ..s.clone()
+            },
+            None => SubjectState {
+                next_sequence: body.sequence + 1,
+                last_event: event.id,
+                registered_by: body.author,
+                history: Vec::new(),
+                detail: SubjectDetail::Party,
+                grants: BTreeMap::new(),
+                endorsements: Vec::new(),
+            },
         },
         party: None,
         key: None,
@@ -424,6 +475,7 @@ pub fn decide(
             effects.key = Some((
                 root_key.id(),
                 KeyState {
+                    party: party_name.clone(),
                     public_key: root_key.clone(),
                     label: "root".to_string(),
                     allowed_kinds: None,
@@ -469,6 +521,7 @@ pub fn decide(
             effects.key = Some((
                 key_id,
                 KeyState {
+                    party: view.party().map(|p| p.name.clone()).unwrap_or_default(),
                     public_key: key.clone(),
                     label: label.clone(),
                     allowed_kinds: Some(allowed_kinds.clone()),
@@ -609,6 +662,144 @@ pub fn decide(
                 identity: identity.clone(),
                 status: *status,
             };
+        }
+        Payload::PartyRecognized { role, root_key } => {
+            let own = view.party().map(|p| p.name.as_str());
+            if own == Some(body.subject.id.as_str()) {
+                return Err(Refusal::InvalidSubject {
+                    subject: subject_text,
+                    reason: "a party does not recognize itself".to_string(),
+                });
+            }
+            check_name("party", &body.subject.id)?;
+            if Role::from_name(role).is_none() {
+                return Err(Refusal::InvalidField {
+                    field: "role".to_string(),
+                    reason: format!("{role:?} is not a role"),
+                });
+            }
+            if view.key(&root_key.id()).is_some() {
+                return Err(Refusal::InvalidField {
+                    field: "root_key".to_string(),
+                    reason: "the key already signs for a known party".to_string(),
+                });
+            }
+            effects.subject_state.detail = SubjectDetail::ForeignParty {
+                role: role.clone(),
+                root_key: root_key.id(),
+            };
+            effects.key = Some((
+                root_key.id(),
+                KeyState {
+                    party: body.subject.id.clone(),
+                    public_key: root_key.clone(),
+                    label: format!("root of {}", body.subject.id),
+                    allowed_kinds: None,
+                    registered_ms: body.time_ms,
+                    not_after_ms: None,
+                    revoked: false,
+                },
+            ));
+        }
+        Payload::AccessGranted { party, kinds } => {
+            let known = view
+                .subject(&SubjectRef::new(
+                    super::event::SubjectKind::Party,
+                    party.clone(),
+                ))
+                .is_some_and(|s| matches!(s.detail, SubjectDetail::ForeignParty { .. }));
+            if !known {
+                return Err(Refusal::InvalidField {
+                    field: "party".to_string(),
+                    reason: format!("{party:?} is not a party this one recognizes"),
+                });
+            }
+            let attachable = [
+                EventKind::Endorsed,
+                EventKind::EndorsementWithdrawn,
+                EventKind::DeviceStatusChanged,
+                EventKind::CodeStatusChanged,
+            ];
+            if kinds.is_empty() || kinds.iter().any(|k| !attachable.contains(k)) {
+                return Err(Refusal::InvalidField {
+                    field: "kinds".to_string(),
+                    reason: "grants name endorsed, endorsement-withdrawn or status kinds only"
+                        .to_string(),
+                });
+            }
+            if view
+                .party()
+                .is_some_and(|p| view.key(&body.author).is_some_and(|k| k.party != p.name))
+            {
+                // Only the registrant's party hands out rights on its subject.
+                return Err(Refusal::NoGrant {
+                    party: view
+                        .key(&body.author)
+                        .map(|k| k.party.clone())
+                        .unwrap_or_default(),
+                    subject: subject_text,
+                    kind: kind.name().to_string(),
+                });
+            }
+            effects
+                .subject_state
+                .grants
+                .entry(party.clone())
+                .or_default()
+                .extend(kinds.iter().copied());
+        }
+        Payload::Endorsed {
+            kind: endorsement_kind,
+            scope,
+            not_after_ms,
+        } => {
+            check_text("scope", scope, limits)?;
+            if *not_after_ms <= body.time_ms {
+                return Err(Refusal::InvalidField {
+                    field: "not_after_unix_ms".to_string(),
+                    reason: "must be later than the event time".to_string(),
+                });
+            }
+            let party = view
+                .key(&body.author)
+                .map(|k| k.party.clone())
+                .unwrap_or_default();
+            effects.subject_state.endorsements.push(Endorsement {
+                id: event.id,
+                party,
+                kind: *endorsement_kind,
+                scope: scope.clone(),
+                not_after_ms: *not_after_ms,
+                withdrawn: false,
+            });
+        }
+        Payload::EndorsementWithdrawn {
+            endorsement,
+            reason,
+        } => {
+            check_text("reason", reason, limits)?;
+            let party = view
+                .key(&body.author)
+                .map(|k| k.party.clone())
+                .unwrap_or_default();
+            let not_withdrawable = |why: &str| Refusal::NotWithdrawable {
+                subject: subject_text.clone(),
+                endorsement: endorsement.to_hex(),
+                reason: why.to_string(),
+            };
+            let e = effects
+                .subject_state
+                .endorsements
+                .iter_mut()
+                .find(|e| e.id == *endorsement)
+                .ok_or_else(|| not_withdrawable("no such endorsement on this subject"))?;
+            if e.withdrawn {
+                return Err(not_withdrawable("it is already withdrawn"));
+            }
+            if e.party != party {
+                return Err(not_withdrawable("only the endorsing party withdraws it"));
+            }
+            e.withdrawn = true;
         }
     }
     Ok(Decision::Accept(Box::new(effects)))

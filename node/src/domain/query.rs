@@ -151,7 +151,20 @@ impl Projection {
                 ),
                 None => (false, "author key unknown".to_string()),
             },
-            SubjectDetail::Party => (false, "a party is not a key".to_string()),
+            SubjectDetail::Party | SubjectDetail::ForeignParty { .. } => {
+                (false, "a party is not a key".to_string())
+            }
+        };
+        let endorsed: Vec<String> = state
+            .endorsements
+            .iter()
+            .filter(|e| !e.withdrawn && e.not_after_ms >= now_ms)
+            .map(|e| format!("{} by {} ({})", e.kind.name(), e.party, e.scope))
+            .collect();
+        let reason = if endorsed.is_empty() {
+            reason
+        } else {
+            format!("{reason}; endorsed: {}", endorsed.join(", "))
         };
         Trust {
             trusted,

@@ -93,6 +93,18 @@ pub enum Refusal {
         version: String,
         subject: String,
     },
+    #[error("party {party} has no grant to attach {kind} records to {subject}")]
+    NoGrant {
+        party: String,
+        subject: String,
+        kind: String,
+    },
+    #[error("endorsement {endorsement} on {subject} cannot be withdrawn: {reason}")]
+    NotWithdrawable {
+        subject: String,
+        endorsement: String,
+        reason: String,
+    },
     #[error("author key {0} is already revoked")]
     AlreadyRevoked(String),
     #[error("serial {serial} is already registered as {subject}")]
@@ -134,11 +146,13 @@ impl Refusal {
             | AuthorExpired { .. }
             | AuthorNotYetValid { .. }
             | AuthorNotAllowed { .. }
-            | RoleMayNotAuthor { .. } => RefusalClass::PermissionDenied,
+            | RoleMayNotAuthor { .. }
+            | NoGrant { .. } => RefusalClass::PermissionDenied,
             ChainConflict { .. } => RefusalClass::Conflict,
             UnknownSubject(_)
             | InvalidTransition { .. }
             | AlreadyRevoked(_)
+            | NotWithdrawable { .. }
             | NoGenesis
             | GenesisExists => RefusalClass::FailedPrecondition,
             SerialTaken { .. } | CodeVersionTaken { .. } => RefusalClass::AlreadyExists,

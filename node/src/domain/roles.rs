@@ -15,11 +15,16 @@ pub enum Role {
     Certifier,
 }
 
-/// Kinds every party authors about itself: its genesis and its author keys.
-const PARTY_KINDS: [EventKind; 3] = [
+/// Kinds every party authors: its genesis and author keys, the other parties
+/// it recognizes and the access it grants them, and withdrawing its own
+/// endorsements.
+const PARTY_KINDS: [EventKind; 6] = [
     EventKind::PartyGenesis,
     EventKind::AuthorKeyRegistered,
     EventKind::AuthorKeyRevoked,
+    EventKind::PartyRecognized,
+    EventKind::AccessGranted,
+    EventKind::EndorsementWithdrawn,
 ];
 
 impl std::str::FromStr for Role {
@@ -58,15 +63,20 @@ impl Role {
     ///
     /// Manufacturers register the devices they make; maintainers and infield
     /// gateways register devices whose keys are made at setup time, and track
-    /// status; developers release code; certification bodies, for now, only
-    /// keep their keys (endorsements come with the endorsement records).
+    /// status, and endorse (integrator approval, maintainership); developers
+    /// release code; certification bodies endorse with trust labels.
     pub fn record_kinds(self) -> &'static [EventKind] {
         match self {
-            Role::Manufacturer | Role::Maintenance | Role::Infield => {
+            Role::Manufacturer | Role::Infield => {
                 &[EventKind::DeviceRegistered, EventKind::DeviceStatusChanged]
             }
+            Role::Maintenance => &[
+                EventKind::DeviceRegistered,
+                EventKind::DeviceStatusChanged,
+                EventKind::Endorsed,
+            ],
             Role::Developer => &[EventKind::CodeReleased, EventKind::CodeStatusChanged],
-            Role::Certifier => &[],
+            Role::Certifier => &[EventKind::Endorsed],
         }
     }
 
@@ -91,5 +101,6 @@ mod tests {
         assert!(!Role::Developer.may_author(EventKind::DeviceRegistered));
         assert!(!Role::Manufacturer.may_author(EventKind::CodeReleased));
         assert!(!Role::Certifier.may_author(EventKind::DeviceStatusChanged));
+        assert!(Role::Certifier.may_author(EventKind::Endorsed));
     }
 }

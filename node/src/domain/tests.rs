@@ -737,3 +737,164 @@ fn verify_says_why_a_key_or_digest_is_trusted_or_not() {
         assert!(t.trusted && t.reason.contains("fw@2.0.0"), "{t:?}");
     }
 }
+
+impl Party {
+    /// Recognizes another party by its root key.
+    fn recognize(&mut self, name: &str, role: &str) -> SigningKey {
+        let root = SigningKey::generate(Algorithm::Ed25519);
+        let mut b = body(
+            SubjectRef::new(SubjectKind::Party, name),
+            0,
+            None,
+            self.root.key_id(),
+            Payload::PartyRecognized {
+                role: role.into(),
+                root_key: root.public_key(),
+            },
+        );
+        b.time_ms = T0 + 200;
+        self.apply(&event(&b, &[&self.root]))
+            .expect("party recognized");
+        root
+    }
+
+    fn on_subject(&self, s: &SubjectRef, signer: &SigningKey, payload: Payload) -> Event {
+        let (seq, prev) = self.last(s);
+        event(
+            &body(s.clone(), seq, prev, signer.key_id(), payload),
+            &[signer],
+        )
+    }
+}
+
+fn grant(party: &str, kinds: &[EventKind]) -> Payload {
+    Payload::AccessGranted {
+        party: party.into(),
+        kinds: kinds.iter().copied().collect(),
+    }
+}
+
+fn endorse(kind: EndorsementKind, scope: &str) -> Payload {
+    Payload::Endorsed {
+        kind,
+        scope: scope.into(),
+        not_after_ms: T0 + 5_000_000,
+    }
+}
+
+#[test]
+fn other_parties_attach_only_what_the_registrant_granted() {
+    let mut p = Party::new();
+    let author = p.register_author(Algorithm::Ed25519, DEVICE_KINDS, T0 + 10_000_000);
+    let (b, device) = p.device_body(&author, "SN-1");
+    p.apply(&event(&b, &[&author])).unwrap();
+    let tuv = p.recognize("tuv", "certifier");
+    let evil = p.recognize("evil", "certifier");
+
+    // Nothing is open by default.
+    let e = p.on_subject(
+        &device,
+        &tuv,
+        endorse(EndorsementKind::TrustLabel, "medical"),
+    );
+    assert!(matches!(p.refuse(&e), Refusal::NoGrant { ref party, .. } if party == "tuv"));
+
+    // A foreign party cannot hand out rights, nor create subjects.
+    let e = p.on_subject(&device, &tuv, grant("tuv", &[EventKind::Endorsed]));
+    assert!(matches!(p.refuse(&e), Refusal::NoGrant { .. }));
+    let (b, _) = p.device_body(&tuv, "SN-2");
+    assert!(matches!(
+        p.refuse(&event(&b, &[&tuv])),
+        Refusal::NoGrant { .. }
+    ));
+
+    // Grants name recognized parties and attachable kinds only.
+    let e = p.on_subject(&device, &p.root, grant("nobody", &[EventKind::Endorsed]));
+    assert!(matches!(p.refuse(&e), Refusal::InvalidField { ref field, .. } if field == "party"));
+    let e = p.on_subject(
+        &device,
+        &p.root,
+        grant("tuv", &[EventKind::DeviceRegistered]),
+    );
+    assert!(matches!(p.refuse(&e), Refusal::InvalidField { ref field, .. } if field == "kinds"));
+
+    // The registrant grants; the certifier endorses; Verify says so.
+    for party in ["tuv", "evil"] {
+        let e = p.on_subject(
+            &device,
+            &p.root,
+            grant(
+                party,
+                &[EventKind::Endorsed, EventKind::EndorsementWithdrawn],
+            ),
+        );
+        p.apply(&e).unwrap();
+    }
+    let label = p.on_subject(
+        &device,
+        &tuv,
+        endorse(EndorsementKind::TrustLabel, "medical"),
+    );
+    p.apply(&label).unwrap();
+    let key = match &p.proj.subject(&device).unwrap().detail {
+        SubjectDetail::Device { device_key, .. } => device_key.id(),
+        other => panic!("{other:?}"),
+    };
+    let t = p
+        .proj
+        .verify(&super::query::VerifyTarget::Key(key), T0 + 2_000);
+    assert!(
+        t.reason.contains("trust-label by tuv (medical)"),
+        "{}",
+        t.reason
+    );
+
+    // Only the endorsing party withdraws, once.
+    let withdraw = |p: &Party, signer: &SigningKey| {
+        p.on_subject(
+            &device,
+            signer,
+            Payload::EndorsementWithdrawn {
+                endorsement: label.id,
+                reason: "expired audit".into(),
+            },
+        )
+    };
+    let e = withdraw(&p, &evil);
+    assert!(matches!(p.refuse(&e), Refusal::NotWithdrawable { .. }));
+    p.apply(&withdraw(&p, &tuv)).unwrap();
+    let e = withdraw(&p, &tuv);
+    assert!(
+        matches!(p.refuse(&e), Refusal::NotWithdrawable { ref reason, .. } if reason.contains("already withdrawn"))
+    );
+    let t = p
+        .proj
+        .verify(&super::query::VerifyTarget::Key(key), T0 + 2_000);
+    assert!(!t.reason.contains("endorsed"), "{}", t.reason);
+}
+
+#[test]
+fn a_maintainer_reports_a_manufacturers_device_stolen_when_granted() {
+    let mut m = Party::with_role("manufacturer");
+    let author = m.register_author(Algorithm::Ed25519, DEVICE_KINDS, T0 + 10_000_000);
+    let (b, device) = m.device_body(&author, "SN-9");
+    m.apply(&event(&b, &[&author])).unwrap();
+    let maintainer = m.recognize("acme-maintenance", "maintenance");
+    let stolen = Payload::DeviceStatusChanged {
+        status: DeviceStatus::Stolen,
+        reason: "site report".into(),
+    };
+    let e = m.on_subject(&device, &maintainer, stolen.clone());
+    assert!(matches!(m.refuse(&e), Refusal::NoGrant { .. }));
+    m.apply(&m.on_subject(
+        &device,
+        &m.root,
+        grant("acme-maintenance", &[EventKind::DeviceStatusChanged]),
+    ))
+    .unwrap();
+    m.apply(&m.on_subject(&device, &maintainer, stolen))
+        .unwrap();
+    assert_eq!(m.proj.subject(&device).unwrap().status(), Some("stolen"));
+    // The report is the maintainer's: its signature, in the device's chain.
+    assert_eq!(m.proj.subject(&device).unwrap().next_sequence, 3);
+}
