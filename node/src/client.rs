@@ -32,7 +32,13 @@ pub struct ChainHead {
     pub previous: Option<EventId>,
 }
 
-fn signed(author: &SigningKey, subject: SubjectRef, head: ChainHead, payload: Payload) -> Envelope {
+/// Signs `payload` as the next event of `subject`, timed now.
+pub fn signed(
+    author: &SigningKey,
+    subject: SubjectRef,
+    head: ChainHead,
+    payload: Payload,
+) -> Envelope {
     let body = EventBody {
         schema_version: SCHEMA_VERSION,
         subject,

@@ -11,7 +11,8 @@ use futures::StreamExt;
 use ics_node::client::{self, ChainHead, Client};
 use ics_node::codec;
 use ics_node::domain::event::{
-    CodeStatus, DeviceStatus, EventBody, EventKind, SubjectKind, SubjectRef,
+    CodeStatus, DeviceStatus, EndorsementKind, EventBody, EventKind, Payload, SubjectKind,
+    SubjectRef,
 };
 use ics_node::domain::keys::{Algorithm, PublicKey, SigningKey};
 use ics_node::keyfile;
@@ -51,6 +52,56 @@ enum Command {
     /// Code identities (developer parties) and their status.
     #[command(subcommand)]
     Code(CodeCmd),
+    /// Recognize another party by its root public key.
+    Recognize {
+        #[arg(long)]
+        signer: PathBuf,
+        /// The other party's name.
+        #[arg(long)]
+        party: String,
+        #[arg(long)]
+        role: String,
+        /// Its root public key as ALGORITHM:HEX.
+        #[arg(long)]
+        root_public: String,
+    },
+    /// Let a recognized party attach records to one of this party's subjects.
+    Grant {
+        #[arg(long)]
+        signer: PathBuf,
+        #[command(flatten)]
+        subject: SubjectRefArgs,
+        #[arg(long)]
+        party: String,
+        /// Kinds it may attach: endorsed, endorsement-withdrawn, device-status-changed, code-status-changed.
+        #[arg(long, value_delimiter = ',')]
+        kinds: Vec<String>,
+    },
+    /// Endorse a subject: integrator-approval, maintainer or trust-label.
+    Endorse {
+        #[arg(long)]
+        signer: PathBuf,
+        #[command(flatten)]
+        subject: SubjectRefArgs,
+        #[arg(long)]
+        endorsement: String,
+        #[arg(long, default_value = "")]
+        scope: String,
+        #[arg(long, default_value_t = 365)]
+        valid_days: u32,
+    },
+    /// Withdraw an endorsement this signer's party made.
+    Withdraw {
+        #[arg(long)]
+        signer: PathBuf,
+        #[command(flatten)]
+        subject: SubjectRefArgs,
+        /// Id of the event that made the endorsement (hex).
+        #[arg(long)]
+        endorsement: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     /// Find subjects by serial, attribute, code name or digest, or key fingerprint.
     Search(SearchArgs),
     /// Is a device key, public key or artifact trusted now, and why?
@@ -253,6 +304,24 @@ fn parse_public_key(p: &str) -> anyhow::Result<PublicKey> {
         alg,
         hex::decode(hexkey).context("public key is not hex")?,
     )?)
+}
+
+#[derive(Args)]
+struct SubjectRefArgs {
+    /// device or code.
+    #[arg(long, default_value = "device")]
+    kind: String,
+    /// The subject's id.
+    #[arg(long)]
+    id: String,
+}
+
+impl SubjectRefArgs {
+    fn subject(&self) -> anyhow::Result<SubjectRef> {
+        let kind = SubjectKind::from_name(&self.kind)
+            .with_context(|| format!("unknown subject kind {:?}", self.kind))?;
+        Ok(SubjectRef::new(kind, self.id.clone()))
+    }
 }
 
 #[derive(Args)]
@@ -628,6 +697,95 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 )])
                 .await?;
             print_appended(j, status.name(), &subject, &out);
+        }
+        Command::Recognize {
+            signer,
+            party,
+            role,
+            root_public,
+        } => {
+            let root = keyfile::read(&signer)?;
+            let subject = SubjectRef::new(SubjectKind::Party, party.clone());
+            let payload = Payload::PartyRecognized {
+                role,
+                root_key: parse_public_key(&root_public).context("--root-public")?,
+            };
+            let out = c
+                .append(vec![client::signed(
+                    &root,
+                    subject.clone(),
+                    ChainHead::default(),
+                    payload,
+                )])
+                .await?;
+            print_appended(j, "recognized", &subject, &out);
+        }
+        Command::Grant {
+            signer,
+            subject,
+            party,
+            kinds,
+        } => {
+            let key = keyfile::read(&signer)?;
+            let subject = subject.subject()?;
+            let kinds = kinds
+                .iter()
+                .map(|k| {
+                    EventKind::from_name(k).with_context(|| format!("unknown event kind {k:?}"))
+                })
+                .collect::<anyhow::Result<BTreeSet<_>>>()?;
+            let head = c.chain_head(&subject).await?;
+            let payload = Payload::AccessGranted { party, kinds };
+            let out = c
+                .append(vec![client::signed(&key, subject.clone(), head, payload)])
+                .await?;
+            print_appended(j, "granted on", &subject, &out);
+        }
+        Command::Endorse {
+            signer,
+            subject,
+            endorsement,
+            scope,
+            valid_days,
+        } => {
+            let key = keyfile::read(&signer)?;
+            let subject = subject.subject()?;
+            let kind = EndorsementKind::from_name(&endorsement).with_context(|| {
+                format!("unknown endorsement {endorsement:?} (integrator-approval, maintainer, trust-label)")
+            })?;
+            let head = c.chain_head(&subject).await?;
+            let payload = Payload::Endorsed {
+                kind,
+                scope,
+                not_after_ms: client::now_ms() + i64::from(valid_days) * 86_400_000,
+            };
+            let out = c
+                .append(vec![client::signed(&key, subject.clone(), head, payload)])
+                .await?;
+            print_appended(j, "endorsed", &subject, &out);
+        }
+        Command::Withdraw {
+            signer,
+            subject,
+            endorsement,
+            reason,
+        } => {
+            let key = keyfile::read(&signer)?;
+            let subject = subject.subject()?;
+            let endorsement = ics_node::domain::event::EventId::from_slice(&hex_arg(
+                "endorsement",
+                &endorsement,
+            )?)
+            .context("--endorsement must be 32 bytes")?;
+            let head = c.chain_head(&subject).await?;
+            let payload = Payload::EndorsementWithdrawn {
+                endorsement,
+                reason,
+            };
+            let out = c
+                .append(vec![client::signed(&key, subject.clone(), head, payload)])
+                .await?;
+            print_appended(j, "withdrawn on", &subject, &out);
         }
         Command::Search(args) => {
             use pb::search_request::By;
