@@ -85,6 +85,36 @@ struct WriteJob {
     reply: oneshot::Sender<Result<Vec<Appended>, WriteError>>,
 }
 
+/// A token bucket: `rate` tokens a second, at most `burst` saved up.
+struct RateLimit {
+    rate: f64,
+    burst: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl RateLimit {
+    fn new(rate: u32, burst: u32) -> Self {
+        RateLimit {
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            state: Mutex::new((f64::from(burst), Instant::now())),
+        }
+    }
+
+    fn try_take(&self) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        s.0 = (s.0 + now.duration_since(s.1).as_secs_f64() * self.rate).min(self.burst);
+        s.1 = now;
+        if s.0 >= 1.0 {
+            s.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 pub struct Node {
     pub id: NodeId,
     pub raft: Raft,
@@ -93,6 +123,7 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     writer: mpsc::Sender<WriteJob>,
     channels: Mutex<HashMap<String, Channel>>,
+    append_rate: RateLimit,
 }
 
 impl Node {
@@ -103,6 +134,10 @@ impl Node {
         metrics: Arc<Metrics>,
     ) -> Arc<Node> {
         let (tx, rx) = mpsc::channel(config.limits.max_pending_appends);
+        let append_rate = RateLimit::new(
+            config.limits.max_appends_per_second,
+            config.limits.append_burst,
+        );
         let node = Arc::new(Node {
             id: config.node_id,
             raft,
@@ -111,6 +146,7 @@ impl Node {
             metrics,
             writer: tx,
             channels: Mutex::new(HashMap::new()),
+            append_rate,
         });
         tokio::spawn(run_writer(node.clone(), rx));
         node
@@ -201,6 +237,13 @@ impl Node {
         forwarded: bool,
     ) -> Result<pb::AppendResponse, Status> {
         let started = Instant::now();
+        if !forwarded && !self.append_rate.try_take() {
+            self.metrics.refused();
+            return Err(Status::resource_exhausted(format!(
+                "append rate over the limit of {} per second; retry later",
+                self.config.limits.max_appends_per_second
+            )));
+        }
         let (events, bytes) = self.parse_append(&req).map_err(|r| {
             self.metrics.refused();
             refusal_status(&r)

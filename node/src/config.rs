@@ -102,6 +102,10 @@ pub struct Limits {
     pub max_concurrent_requests: usize,
     /// Append requests waiting for the writer.
     pub max_pending_appends: usize,
+    /// Append requests this node accepts per second (token bucket), and the
+    /// burst it absorbs above that rate.
+    pub max_appends_per_second: u32,
+    pub append_burst: u32,
     /// sled page cache.
     pub cache_bytes: u64,
     pub request_timeout_ms: u64,
@@ -118,6 +122,8 @@ impl Default for Limits {
             max_concurrent_streams: 256,
             max_concurrent_requests: 1024,
             max_pending_appends: 4096,
+            max_appends_per_second: 20_000,
+            append_burst: 2_000,
             cache_bytes: 64 * 1024 * 1024,
             request_timeout_ms: 10_000,
         }
@@ -249,6 +255,9 @@ impl Config {
         }
         if limits.max_clock_skew_ms <= 0 {
             bail!("limits.max_clock_skew_ms must be positive");
+        }
+        if limits.max_appends_per_second == 0 || limits.append_burst == 0 {
+            bail!("limits.max_appends_per_second and limits.append_burst must be positive");
         }
         if limits.max_pending_appends == 0 || limits.max_concurrent_requests == 0 {
             bail!("limits.max_pending_appends and limits.max_concurrent_requests must be positive");

@@ -335,3 +335,50 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     assert_eq!(again.index, first.index);
     assert_eq!(before, event_count(&mut c).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_over_the_rate_limit_are_refused_and_not_written() {
+    let cluster = start_cluster(
+        1,
+        "[limits]\nmax_appends_per_second = 1\nappend_burst = 2\n",
+    );
+    cluster.wait_ready(Duration::from_secs(30)).await;
+    let mut c = cluster.node(1).client();
+    let root = cluster.root_key();
+    // The bucket holds two; the genesis append came from inside the node and
+    // the author registration takes one.
+    let author = register_author(&mut c, &root, device_kinds()).await;
+    let mut refused = None;
+    for i in 0..5 {
+        let key = SigningKey::generate(Algorithm::Ed25519).public_key();
+        let before = event_count(&mut c).await;
+        match c
+            .append(vec![client::register_device(
+                &author,
+                &format!("R-{i}"),
+                &key,
+                vec![],
+            )])
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(
+                    before,
+                    event_count(&mut c).await,
+                    "a refused append wrote something"
+                );
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let err = refused.expect("a burst of five appends must hit a limit of one per second");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(
+        err.message()
+            .contains("append rate over the limit of 1 per second"),
+        "{}",
+        err.message()
+    );
+}
