@@ -159,7 +159,7 @@ impl Node {
             .unwrap_or(0)
     }
 
-    /// The leader's id and address, if one is known and it is not this node.
+    /// The leader's id and address, if one is known (possibly this node).
     fn leader(&self) -> Option<(NodeId, String)> {
         let m = raft_metrics(&self.raft);
         let id = m.current_leader?;
@@ -237,7 +237,9 @@ impl Node {
         forwarded: bool,
     ) -> Result<pb::AppendResponse, Status> {
         let started = Instant::now();
-        if !forwarded && !self.append_rate.try_take() {
+        // Forwarded requests count too: the marker is a hint between nodes,
+        // not an identity, and must not buy a client a way around the limit.
+        if !self.append_rate.try_take() {
             self.metrics.refused();
             return Err(Status::resource_exhausted(format!(
                 "append rate over the limit of {} per second; retry later",
