@@ -178,6 +178,18 @@ impl Client {
         })
     }
 
+    /// Signs `payload` as the subject's next event and appends it.
+    pub async fn append_next(
+        &mut self,
+        signer: &SigningKey,
+        subject: &SubjectRef,
+        payload: Payload,
+    ) -> Result<Vec<pb::AppendedEvent>, Status> {
+        let head = self.chain_head(subject).await?;
+        self.append(vec![signed(signer, subject.clone(), head, payload)])
+            .await
+    }
+
     pub async fn status(&mut self) -> Result<pb::StatusResponse, Status> {
         Ok(self
             .cluster

@@ -734,11 +734,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     EventKind::from_name(k).with_context(|| format!("unknown event kind {k:?}"))
                 })
                 .collect::<anyhow::Result<BTreeSet<_>>>()?;
-            let head = c.chain_head(&subject).await?;
             let payload = Payload::AccessGranted { party, kinds };
-            let out = c
-                .append(vec![client::signed(&key, subject.clone(), head, payload)])
-                .await?;
+            let out = c.append_next(&key, &subject, payload).await?;
             print_appended(j, "granted on", &subject, &out);
         }
         Command::Endorse {
@@ -753,15 +750,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let kind = EndorsementKind::from_name(&endorsement).with_context(|| {
                 format!("unknown endorsement {endorsement:?} (integrator-approval, maintainer, trust-label)")
             })?;
-            let head = c.chain_head(&subject).await?;
             let payload = Payload::Endorsed {
                 kind,
                 scope,
                 not_after_ms: client::now_ms() + i64::from(valid_days) * 86_400_000,
             };
-            let out = c
-                .append(vec![client::signed(&key, subject.clone(), head, payload)])
-                .await?;
+            let out = c.append_next(&key, &subject, payload).await?;
             print_appended(j, "endorsed", &subject, &out);
         }
         Command::Withdraw {
@@ -777,14 +771,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &endorsement,
             )?)
             .context("--endorsement must be 32 bytes")?;
-            let head = c.chain_head(&subject).await?;
             let payload = Payload::EndorsementWithdrawn {
                 endorsement,
                 reason,
             };
-            let out = c
-                .append(vec![client::signed(&key, subject.clone(), head, payload)])
-                .await?;
+            let out = c.append_next(&key, &subject, payload).await?;
             print_appended(j, "withdrawn on", &subject, &out);
         }
         Command::Search(args) => {

@@ -592,12 +592,8 @@ pub fn decide(
         }
         Payload::DeviceStatusChanged { status, reason } => {
             check_text("reason", reason, limits)?;
-            let Some(SubjectDetail::Device {
-                serial,
-                device_key,
-                attributes,
-                status: from,
-            }) = current.map(|s| &s.detail)
+            // The subject state starts as a copy of the current one: only the status moves.
+            let SubjectDetail::Device { status: from, .. } = &mut effects.subject_state.detail
             else {
                 return Err(Refusal::UnknownSubject(subject_text));
             };
@@ -607,12 +603,7 @@ pub fn decide(
                 from.name(),
                 status.name(),
             )?;
-            effects.subject_state.detail = SubjectDetail::Device {
-                serial: serial.clone(),
-                device_key: device_key.clone(),
-                attributes: attributes.clone(),
-                status: *status,
-            };
+            *from = *status;
         }
         Payload::CodeReleased(identity) => {
             check_name("name", &identity.name)?;
@@ -645,11 +636,7 @@ pub fn decide(
         }
         Payload::CodeStatusChanged { status, reason } => {
             check_text("reason", reason, limits)?;
-            let Some(SubjectDetail::Code {
-                identity,
-                status: from,
-            }) = current.map(|s| &s.detail)
-            else {
+            let SubjectDetail::Code { status: from, .. } = &mut effects.subject_state.detail else {
                 return Err(Refusal::UnknownSubject(subject_text));
             };
             check_transition(
@@ -658,10 +645,7 @@ pub fn decide(
                 from.name(),
                 status.name(),
             )?;
-            effects.subject_state.detail = SubjectDetail::Code {
-                identity: identity.clone(),
-                status: *status,
-            };
+            *from = *status;
         }
         Payload::PartyRecognized { role, root_key } => {
             let own = view.party().map(|p| p.name.as_str());
