@@ -21,10 +21,10 @@ use tonic::{Request, Response, Status};
 
 use crate::codec;
 use crate::config::Config;
-use crate::domain::event::{Event, EventId};
+use crate::domain::event::{Event, EventId, SubjectRef};
 use crate::domain::keys::KeyId;
 use crate::domain::projection::{Appended, Staged, StateView, SubjectState};
-use crate::domain::query::{SearchQuery, VerifyTarget, parse_page_token};
+use crate::domain::query::{self, SearchQuery, VerifyTarget, parse_page_token};
 use crate::domain::refusal::{EventLimits, Refusal, RefusalClass};
 use crate::metrics::Metrics;
 use crate::raft_types::{LogRequest, NodeId, Raft};
@@ -86,14 +86,14 @@ struct WriteJob {
 }
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved up.
-struct RateLimit {
+pub(crate) struct RateLimit {
     rate: f64,
     burst: f64,
     state: Mutex<(f64, Instant)>,
 }
 
 impl RateLimit {
-    fn new(rate: u32, burst: u32) -> Self {
+    pub(crate) fn new(rate: u32, burst: u32) -> Self {
         RateLimit {
             rate: f64::from(rate),
             burst: f64::from(burst),
@@ -101,7 +101,7 @@ impl RateLimit {
         }
     }
 
-    fn try_take(&self) -> bool {
+    pub(crate) fn try_take(&self) -> bool {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         s.0 = (s.0 + now.duration_since(s.1).as_secs_f64() * self.rate).min(self.burst);
@@ -127,6 +127,20 @@ pub struct Node {
 }
 
 impl Node {
+    /// Runs `f` on the applied state of `subject`, or answers NOT_FOUND.
+    fn with_subject<T>(
+        &self,
+        subject: &SubjectRef,
+        f: impl FnOnce(&SubjectState) -> Result<T, Status>,
+    ) -> Result<T, Status> {
+        let applied = self.shared.read();
+        let s = applied
+            .projection
+            .subject(subject)
+            .ok_or_else(|| Status::not_found(format!("no subject {subject}")))?;
+        f(s)
+    }
+
     pub fn new(
         raft: Raft,
         shared: Arc<Shared>,
@@ -355,7 +369,7 @@ impl Node {
     }
 
     async fn append_genesis(&self) -> Result<(), Status> {
-        use crate::domain::event::{EventBody, Payload, SCHEMA_VERSION, SubjectKind, SubjectRef};
+        use crate::domain::event::{EventBody, Payload, SCHEMA_VERSION, SubjectKind};
         use crate::domain::keys::Algorithm;
         let path = self.config.data_dir.join("root.key");
         let (root, created) = crate::keyfile::load_or_create(&path, Algorithm::Ed25519)
@@ -603,12 +617,43 @@ impl EventLog for Api {
             let mut c = self.node.leader_client(self.node.leader())?;
             return c.get_subject(Node::forwarded(r)).await;
         }
-        let applied = self.node.shared.read();
-        let s = applied
-            .projection
-            .subject(&subject)
-            .ok_or_else(|| Status::not_found(format!("no subject {subject}")))?;
-        Ok(Response::new(subject_state_pb(&subject, s)))
+        self.node.with_subject(&subject, |s| {
+            Ok(Response::new(subject_state_pb(&subject, s)))
+        })
+    }
+
+    async fn export_open_pgp(
+        &self,
+        req: Request<pb::GetSubjectRequest>,
+    ) -> Result<Response<pb::OpenPgpExport>, Status> {
+        let forwarded = is_forwarded(&req);
+        let r = req.into_inner();
+        let subject = codec::subject_from_pb(r.subject.clone()).map_err(|e| refusal_status(&e))?;
+        if self.node.read_gate(r.consistency, forwarded).await? {
+            let mut c = self.node.leader_client(self.node.leader())?;
+            return c.export_open_pgp(Node::forwarded(r)).await;
+        }
+        let export = self.node.with_subject(&subject, |s| {
+            query::openpgp_export(s).ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "{subject} was registered without OpenPGP signatures"
+                ))
+            })
+        })?;
+        let (fingerprint, revoked) = match &export {
+            query::OpenPgpExport::Certificate {
+                fingerprint,
+                revoked,
+                ..
+            } => (fingerprint.clone(), *revoked),
+            query::OpenPgpExport::Signature { .. } => (String::new(), false),
+        };
+        Ok(Response::new(pb::OpenPgpExport {
+            armored: export.armored(),
+            data: export.binary().to_vec(),
+            fingerprint,
+            revoked,
+        }))
     }
 
     async fn search(

@@ -17,6 +17,7 @@ use crate::domain::event::{
     SCHEMA_VERSION, SubjectKind, SubjectRef,
 };
 use crate::domain::keys::{PublicKey, SigningKey};
+use crate::domain::openpgp;
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -39,13 +40,25 @@ pub fn signed(
     head: ChainHead,
     payload: Payload,
 ) -> Envelope {
+    signed_at(author, subject, head, payload, now_ms())
+}
+
+/// Signs `payload` with the event time `time_ms` (OpenPGP signatures inside
+/// the payload carry the same time).
+pub fn signed_at(
+    author: &SigningKey,
+    subject: SubjectRef,
+    head: ChainHead,
+    payload: Payload,
+    time_ms: i64,
+) -> Envelope {
     let body = EventBody {
         schema_version: SCHEMA_VERSION,
         subject,
         sequence: head.sequence,
         previous: head.previous,
         author: author.key_id(),
-        time_ms: now_ms(),
+        time_ms,
         payload,
     };
     codec::sign(&body, &[author])
@@ -101,8 +114,34 @@ pub fn register_device(
             serial: serial.to_string(),
             device_key: device_key.clone(),
             attributes,
+            openpgp: None,
         },
     )
+}
+
+/// Registers a device with its OpenPGP certificate: the device key signs its
+/// User ID binding and escrowed revocations, the author certifies it.
+pub fn register_device_with_openpgp(
+    author: &SigningKey,
+    serial: &str,
+    device: &SigningKey,
+    attributes: Vec<(String, String)>,
+) -> anyhow::Result<Envelope> {
+    let time_ms = now_ms();
+    let signatures = openpgp::sign_device(device, author, serial, &attributes, time_ms)?;
+    let device_key = device.public_key();
+    Ok(signed_at(
+        author,
+        SubjectRef::new(SubjectKind::Device, device_key.id().to_hex()),
+        ChainHead::default(),
+        Payload::DeviceRegistered {
+            serial: serial.to_string(),
+            device_key,
+            attributes,
+            openpgp: Some(signatures),
+        },
+        time_ms,
+    ))
 }
 
 pub fn change_status(
@@ -190,6 +229,40 @@ impl Client {
             .await
     }
 
+    /// The subject's OpenPGP form (device certificate or code signature).
+    pub async fn export_openpgp(
+        &mut self,
+        subject: &SubjectRef,
+    ) -> Result<pb::OpenPgpExport, Status> {
+        let req = pb::GetSubjectRequest {
+            subject: Some(codec::subject_to_pb(subject)),
+            consistency: pb::ReadConsistency::Linearizable as i32,
+        };
+        Ok(self.log.export_open_pgp(req).await?.into_inner())
+    }
+
+    /// Signs `payload` (built with the event time) as the subject's next
+    /// event and appends it; for payloads carrying OpenPGP signatures.
+    pub async fn append_next_at(
+        &mut self,
+        signer: &SigningKey,
+        subject: &SubjectRef,
+        make: impl FnOnce(i64) -> anyhow::Result<Payload>,
+    ) -> anyhow::Result<Vec<pb::AppendedEvent>> {
+        let head = self.chain_head(subject).await?;
+        let time_ms = now_ms();
+        let payload = make(time_ms)?;
+        Ok(self
+            .append(vec![signed_at(
+                signer,
+                subject.clone(),
+                head,
+                payload,
+                time_ms,
+            )])
+            .await?)
+    }
+
     pub async fn status(&mut self) -> Result<pb::StatusResponse, Status> {
         Ok(self
             .cluster
@@ -213,16 +286,21 @@ pub fn code_identity(
         blake3: *blake3::hash(artifact).as_bytes(),
         sha256: sha2::Sha256::digest(artifact).into(),
         suit_manifest_uri,
+        openpgp_signature: None,
     }
 }
 
-pub fn release_code(author: &SigningKey, identity: CodeIdentity) -> Envelope {
-    signed(
+/// Releases code with its OpenPGP standalone signature by the developer key.
+pub fn release_code(author: &SigningKey, mut identity: CodeIdentity) -> anyhow::Result<Envelope> {
+    let time_ms = now_ms();
+    identity.openpgp_signature = Some(openpgp::sign_code(author, &identity, time_ms)?);
+    Ok(signed_at(
         author,
         SubjectRef::new(SubjectKind::Code, hex::encode(identity.blake3)),
         ChainHead::default(),
         Payload::CodeReleased(identity),
-    )
+        time_ms,
+    ))
 }
 
 pub fn change_code_status(

@@ -12,6 +12,7 @@ use crate::domain::event::{
     EventKind, Payload, Signature, SubjectKind, SubjectRef,
 };
 use crate::domain::keys::{Algorithm, KeyId, PublicKey};
+use crate::domain::openpgp::DeviceSignatures;
 use crate::domain::refusal::{EventLimits, Refusal};
 
 fn field(name: &str, reason: impl Into<String>) -> Refusal {
@@ -194,6 +195,11 @@ fn digest(bytes: &[u8], name: &str) -> Result<[u8; 32], Refusal> {
         .map_err(|_| field(name, format!("must be 32 bytes, got {}", bytes.len())))
 }
 
+/// Proto3 bytes: empty means absent.
+fn non_empty(bytes: Vec<u8>) -> Option<Vec<u8>> {
+    (!bytes.is_empty()).then_some(bytes)
+}
+
 fn payload_from_pb(p: Option<pb::event_body::Payload>) -> Result<Payload, Refusal> {
     use pb::event_body::Payload as P;
     Ok(match p.ok_or(Refusal::UnknownPayload)? {
@@ -221,6 +227,12 @@ fn payload_from_pb(p: Option<pb::event_body::Payload>) -> Result<Payload, Refusa
                 .into_iter()
                 .map(|a| (a.name, a.value))
                 .collect(),
+            openpgp: d.openpgp.map(|o| DeviceSignatures {
+                self_signature: o.self_signature,
+                certification: o.certification,
+                revocation_compromised: o.revocation_compromised,
+                revocation_retired: o.revocation_retired,
+            }),
         },
         P::DeviceStatusChanged(s) => Payload::DeviceStatusChanged {
             status: status_from_pb(s.status)?,
@@ -232,6 +244,7 @@ fn payload_from_pb(p: Option<pb::event_body::Payload>) -> Result<Payload, Refusa
             blake3: digest(&c.blake3, "blake3")?,
             sha256: digest(&c.sha256, "sha256")?,
             suit_manifest_uri: (!c.suit_manifest_uri.is_empty()).then_some(c.suit_manifest_uri),
+            openpgp_signature: non_empty(c.openpgp_signature),
         }),
         P::CodeStatusChanged(s) => Payload::CodeStatusChanged {
             status: code_status_from_pb(s.status)?,
@@ -253,11 +266,13 @@ fn payload_from_pb(p: Option<pb::event_body::Payload>) -> Result<Payload, Refusa
             kind: endorsement_kind_from_pb(e.kind)?,
             scope: e.scope,
             not_after_ms: e.not_after_unix_ms,
+            openpgp_certification: non_empty(e.openpgp_certification),
         },
         P::EndorsementWithdrawn(w) => Payload::EndorsementWithdrawn {
             endorsement: EventId::from_slice(&w.endorsement_id)
                 .ok_or_else(|| field("endorsement_id", "must be 32 bytes"))?,
             reason: w.reason,
+            openpgp_revocation: non_empty(w.openpgp_revocation),
         },
     })
 }
@@ -292,6 +307,7 @@ fn payload_to_pb(p: &Payload) -> pb::event_body::Payload {
             serial,
             device_key,
             attributes,
+            openpgp,
         } => P::DeviceRegistered(pb::DeviceRegistered {
             serial: serial.clone(),
             device_key: Some(public_key_to_pb(device_key)),
@@ -302,6 +318,12 @@ fn payload_to_pb(p: &Payload) -> pb::event_body::Payload {
                     value: value.clone(),
                 })
                 .collect(),
+            openpgp: openpgp.as_ref().map(|o| pb::DeviceOpenPgp {
+                self_signature: o.self_signature.clone(),
+                certification: o.certification.clone(),
+                revocation_compromised: o.revocation_compromised.clone(),
+                revocation_retired: o.revocation_retired.clone(),
+            }),
         }),
         Payload::DeviceStatusChanged { status, reason } => {
             P::DeviceStatusChanged(pb::DeviceStatusChanged {
@@ -315,6 +337,7 @@ fn payload_to_pb(p: &Payload) -> pb::event_body::Payload {
             blake3: c.blake3.to_vec(),
             sha256: c.sha256.to_vec(),
             suit_manifest_uri: c.suit_manifest_uri.clone().unwrap_or_default(),
+            openpgp_signature: c.openpgp_signature.clone().unwrap_or_default(),
         }),
         Payload::CodeStatusChanged { status, reason } => {
             P::CodeStatusChanged(pb::CodeStatusChanged {
@@ -334,17 +357,21 @@ fn payload_to_pb(p: &Payload) -> pb::event_body::Payload {
             kind,
             scope,
             not_after_ms,
+            openpgp_certification,
         } => P::Endorsed(pb::Endorsed {
             kind: endorsement_kind_to_pb(*kind),
             scope: scope.clone(),
             not_after_unix_ms: *not_after_ms,
+            openpgp_certification: openpgp_certification.clone().unwrap_or_default(),
         }),
         Payload::EndorsementWithdrawn {
             endorsement,
             reason,
+            openpgp_revocation,
         } => P::EndorsementWithdrawn(pb::EndorsementWithdrawn {
             endorsement_id: endorsement.0.to_vec(),
             reason: reason.clone(),
+            openpgp_revocation: openpgp_revocation.clone().unwrap_or_default(),
         }),
     }
 }

@@ -106,6 +106,9 @@ pub struct Limits {
     /// burst it absorbs above that rate.
     pub max_appends_per_second: u32,
     pub append_burst: u32,
+    /// HKP lookups this node answers per second (token bucket), and the burst.
+    pub max_hkp_lookups_per_second: u32,
+    pub hkp_burst: u32,
     /// sled page cache.
     pub cache_bytes: u64,
     pub request_timeout_ms: u64,
@@ -124,6 +127,8 @@ impl Default for Limits {
             max_pending_appends: 4096,
             max_appends_per_second: 20_000,
             append_burst: 2_000,
+            max_hkp_lookups_per_second: 10_000,
+            hkp_burst: 1_000,
             cache_bytes: 64 * 1024 * 1024,
             request_timeout_ms: 10_000,
         }
@@ -258,6 +263,9 @@ impl Config {
         }
         if limits.max_appends_per_second == 0 || limits.append_burst == 0 {
             bail!("limits.max_appends_per_second and limits.append_burst must be positive");
+        }
+        if limits.max_hkp_lookups_per_second == 0 || limits.hkp_burst == 0 {
+            bail!("limits.max_hkp_lookups_per_second and limits.hkp_burst must be positive");
         }
         if limits.max_pending_appends == 0 || limits.max_concurrent_requests == 0 {
             bail!("limits.max_pending_appends and limits.max_concurrent_requests must be positive");

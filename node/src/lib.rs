@@ -6,6 +6,7 @@ pub mod client;
 pub mod codec;
 pub mod config;
 pub mod domain;
+pub mod hkp;
 pub mod keyfile;
 pub mod metrics;
 pub mod network;

@@ -28,6 +28,7 @@ pub struct Metrics {
     term: Gauge<u64, AtomicU64>,
     last_applied: Gauge<u64, AtomicU64>,
     is_leader: Gauge,
+    hkp_lookups: Counter,
 }
 
 impl Default for Metrics {
@@ -43,6 +44,7 @@ impl Default for Metrics {
             term: Gauge::default(),
             last_applied: Gauge::default(),
             is_leader: Gauge::default(),
+            hkp_lookups: Counter::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -86,6 +88,11 @@ impl Default for Metrics {
             "1 when this node is the leader",
             m.is_leader.clone(),
         );
+        r.register(
+            "hkp_lookups",
+            "HKP lookups answered (any result)",
+            m.hkp_lookups.clone(),
+        );
         m
     }
 }
@@ -94,6 +101,10 @@ impl Metrics {
     pub fn appended(&self, events: usize, latency: Duration) {
         self.events_appended.inc_by(events as u64);
         self.append_seconds.observe(latency.as_secs_f64());
+    }
+
+    pub fn hkp_lookup(&self) {
+        self.hkp_lookups.inc();
     }
 
     pub fn refused(&self) {

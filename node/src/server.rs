@@ -15,6 +15,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::api::{Api, Node};
 use crate::config::{Bootstrap, Config};
+use crate::domain::roles::HttpService;
 use crate::metrics::Metrics;
 use crate::network::{Network, RaftService, TransportLimits};
 use crate::raft_types::Raft;
@@ -114,8 +115,14 @@ pub async fn run(
             TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
             stopped(stop_rx.clone()),
         );
-    let http = axum::serve(http_listener, crate::metrics::router(node.clone()))
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let mut http_router = crate::metrics::router(node.clone());
+    for service in config.role.http_services() {
+        http_router = match service {
+            HttpService::Hkp => http_router.merge(crate::hkp::router(node.clone())),
+        };
+    }
+    let http =
+        axum::serve(http_listener, http_router).with_graceful_shutdown(stopped(stop_rx.clone()));
 
     let (g, h) = tokio::join!(grpc, http);
     g.context("gRPC server")?;

@@ -41,9 +41,11 @@ async fn developer_releases_code_and_verify_follows_its_status() {
 
     let identity = client::code_identity("thermo-fw", "1.0.0", b"firmware 1.0.0", None);
     let subject = SubjectRef::new(SubjectKind::Code, hex::encode(identity.blake3));
-    c.append(vec![client::release_code(&author, identity.clone())])
-        .await
-        .unwrap();
+    c.append(vec![
+        client::release_code(&author, identity.clone()).unwrap(),
+    ])
+    .await
+    .unwrap();
 
     let v = verify(
         &mut c,
@@ -87,7 +89,7 @@ async fn developer_releases_code_and_verify_follows_its_status() {
     let before = c.status().await.unwrap().event_count;
     let other = client::code_identity("thermo-fw", "1.0.0", b"a different build", None);
     let err = c
-        .append(vec![client::release_code(&author, other)])
+        .append(vec![client::release_code(&author, other).unwrap()])
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists, "{}", err.message());

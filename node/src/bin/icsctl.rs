@@ -15,6 +15,7 @@ use ics_node::domain::event::{
     SubjectRef,
 };
 use ics_node::domain::keys::{Algorithm, PublicKey, SigningKey};
+use ics_node::domain::openpgp;
 use ics_node::keyfile;
 use ics_proto::v1 as pb;
 use serde_json::json;
@@ -110,6 +111,21 @@ enum Command {
     Subject(SubjectArgs),
     /// A subject's history, in order, with signatures.
     History(SubjectArgs),
+    /// A subject in a portable form: its OpenPGP certificate (device) or
+    /// signature (code), or its state and signed history as JSON.
+    Export {
+        #[command(flatten)]
+        subject: SubjectArgs,
+        /// openpgp or json.
+        #[arg(long, default_value = "openpgp")]
+        format: String,
+        /// OpenPGP as binary packets rather than ASCII armor.
+        #[arg(long)]
+        binary: bool,
+        /// Write here instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// One event by id.
     Event {
         /// Event id (hex).
@@ -195,9 +211,14 @@ enum DeviceCmd {
         /// The device's public key as ALGORITHM:HEX (ed25519 or p256).
         #[arg(long)]
         device_public: Option<String>,
-        /// Model attribute NAME=VALUE; repeat for each.
+        /// Model attribute NAME=VALUE; repeat for each. manu, make, model,
+        /// prodid, pvers, lot, qty, loc and dest become OpenPGP notations.
         #[arg(long = "attr")]
         attributes: Vec<String>,
+        /// Register without an OpenPGP certificate (always so with --device-public:
+        /// the device key must sign its own User ID binding).
+        #[arg(long)]
+        no_openpgp: bool,
     },
     /// Change a device's status.
     Status {
@@ -459,9 +480,11 @@ fn payload_json(b: &EventBody) -> serde_json::Value {
             serial,
             device_key,
             attributes,
+            openpgp,
         } => json!({
             "serial": serial, "device_key": format!("{}:{}", device_key.algorithm().name(), hex::encode(device_key.bytes())),
             "attributes": attributes.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "openpgp": openpgp.is_some(),
         }),
         P::DeviceStatusChanged { status, reason } => {
             json!({"status": status.name(), "reason": reason})
@@ -469,6 +492,7 @@ fn payload_json(b: &EventBody) -> serde_json::Value {
         P::CodeReleased(c) => json!({
             "name": c.name, "version": c.version, "blake3": hex::encode(c.blake3),
             "sha256": hex::encode(c.sha256), "suit_manifest_uri": c.suit_manifest_uri,
+            "openpgp": c.openpgp_signature.is_some(),
         }),
         P::CodeStatusChanged { status, reason } => {
             json!({"status": status.name(), "reason": reason})
@@ -483,13 +507,34 @@ fn payload_json(b: &EventBody) -> serde_json::Value {
             kind,
             scope,
             not_after_ms,
-        } => json!({"kind": kind.name(), "scope": scope, "not_after_unix_ms": not_after_ms}),
+            openpgp_certification,
+        } => json!({"kind": kind.name(), "scope": scope, "not_after_unix_ms": not_after_ms,
+            "openpgp": openpgp_certification.is_some()}),
         P::EndorsementWithdrawn {
             endorsement,
             reason,
+            openpgp_revocation,
         } => {
-            json!({"endorsement": endorsement.to_hex(), "reason": reason})
+            json!({"endorsement": endorsement.to_hex(), "reason": reason,
+                "openpgp": openpgp_revocation.is_some()})
         }
+    }
+}
+
+/// The device's OpenPGP certificate to certify, if the subject has one.
+async fn certification_target(
+    c: &mut Client,
+    subject: &SubjectRef,
+) -> anyhow::Result<Option<openpgp::CertificationTarget>> {
+    if subject.kind != SubjectKind::Device {
+        return Ok(None);
+    }
+    match c.export_openpgp(subject).await {
+        Ok(e) => Ok(Some(openpgp::CertificationTarget::from_certificate(
+            &e.data,
+        )?)),
+        Err(s) if s.code() == tonic::Code::FailedPrecondition => Ok(None),
+        Err(s) => Err(s.into()),
     }
 }
 
@@ -618,10 +663,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             device_key,
             device_public,
             attributes,
+            no_openpgp,
         }) => {
             let author = keyfile::read(&signer)?;
-            let public = match (device_key, device_public) {
-                (Some(f), _) => keyfile::read(&f)?.public_key(),
+            let device_secret = device_key.as_deref().map(keyfile::read).transpose()?;
+            let public = match (&device_secret, device_public) {
+                (Some(k), _) => k.public_key(),
                 (None, Some(p)) => parse_public_key(&p).context("--device-public")?,
                 (None, None) => bail!("give the device's key with --device-key or --device-public"),
             };
@@ -634,11 +681,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let subject = SubjectRef::new(SubjectKind::Device, public.id().to_hex());
-            let out = c
-                .append(vec![client::register_device(
-                    &author, &serial, &public, attrs,
-                )])
-                .await?;
+            let event = match device_secret {
+                Some(device) if !no_openpgp => {
+                    client::register_device_with_openpgp(&author, &serial, &device, attrs)?
+                }
+                _ => client::register_device(&author, &serial, &public, attrs),
+            };
+            let out = c.append(vec![event]).await?;
             print_appended(j, "registered", &subject, &out);
         }
         Command::Device(DeviceCmd::Status {
@@ -675,7 +724,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let identity = client::code_identity(&name, &version, &bytes, suit_manifest);
             let subject = SubjectRef::new(SubjectKind::Code, hex::encode(identity.blake3));
             let out = c
-                .append(vec![client::release_code(&author, identity)])
+                .append(vec![client::release_code(&author, identity)?])
                 .await?;
             print_appended(j, "released", &subject, &out);
         }
@@ -750,12 +799,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let kind = EndorsementKind::from_name(&endorsement).with_context(|| {
                 format!("unknown endorsement {endorsement:?} (integrator-approval, maintainer, trust-label)")
             })?;
-            let payload = Payload::Endorsed {
-                kind,
-                scope,
-                not_after_ms: client::now_ms() + i64::from(valid_days) * 86_400_000,
-            };
-            let out = c.append_next(&key, &subject, payload).await?;
+            // A device with an OpenPGP certificate gets the endorsement as an
+            // OpenPGP certification by this key as well.
+            let target = certification_target(&mut c, &subject).await?;
+            let out = c
+                .append_next_at(&key, &subject, |time_ms| {
+                    let not_after_ms = time_ms + i64::from(valid_days) * 86_400_000;
+                    let openpgp_certification = target
+                        .as_ref()
+                        .map(|t| {
+                            openpgp::certify_endorsement(
+                                &key,
+                                t,
+                                kind,
+                                &scope,
+                                time_ms,
+                                not_after_ms,
+                            )
+                        })
+                        .transpose()?;
+                    Ok(Payload::Endorsed {
+                        kind,
+                        scope: scope.clone(),
+                        not_after_ms,
+                        openpgp_certification,
+                    })
+                })
+                .await?;
             print_appended(j, "endorsed", &subject, &out);
         }
         Command::Withdraw {
@@ -771,11 +841,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &endorsement,
             )?)
             .context("--endorsement must be 32 bytes")?;
-            let payload = Payload::EndorsementWithdrawn {
-                endorsement,
-                reason,
+            // An endorsement made with an OpenPGP certification is withdrawn
+            // with a certification revocation by the same key.
+            let endorsed = c
+                .log
+                .get_event(pb::GetEventRequest {
+                    event_id: endorsement.0.to_vec(),
+                    consistency: pb::ReadConsistency::Linearizable as i32,
+                })
+                .await?
+                .into_inner();
+            let certified = matches!(
+                codec::decode_body(&endorsed.event.unwrap_or_default().body)?.payload,
+                Payload::Endorsed {
+                    openpgp_certification: Some(_),
+                    ..
+                }
+            );
+            let target = if certified {
+                certification_target(&mut c, &subject).await?
+            } else {
+                None
             };
-            let out = c.append_next(&key, &subject, payload).await?;
+            let out = c
+                .append_next_at(&key, &subject, |time_ms| {
+                    let openpgp_revocation = target
+                        .as_ref()
+                        .map(|t| openpgp::revoke_endorsement(&key, t, &reason, time_ms))
+                        .transpose()?;
+                    Ok(Payload::EndorsementWithdrawn {
+                        endorsement,
+                        reason: reason.clone(),
+                        openpgp_revocation,
+                    })
+                })
+                .await?;
             print_appended(j, "withdrawn on", &subject, &out);
         }
         Command::Search(args) => {
@@ -926,6 +1026,53 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     previous: Some(ics_node::domain::event::EventId::of_body(&env.body)),
                 };
                 print_event(j, &e);
+            }
+        }
+        Command::Export {
+            subject: args,
+            format,
+            binary,
+            output,
+        } => {
+            let subject = subject_of(&args)?;
+            let bytes = match format.as_str() {
+                "openpgp" => {
+                    let e = c.export_openpgp(&subject).await?;
+                    if binary {
+                        e.data
+                    } else {
+                        e.armored.into_bytes()
+                    }
+                }
+                "json" => {
+                    let req = pb::GetSubjectRequest {
+                        subject: Some(codec::subject_to_pb(&subject)),
+                        consistency: consistency(args.stale),
+                    };
+                    let s = c.log.get_subject(req).await?.into_inner();
+                    let mut stream = c
+                        .log
+                        .history(pb::HistoryRequest {
+                            subject: Some(codec::subject_to_pb(&subject)),
+                            consistency: consistency(args.stale),
+                        })
+                        .await?
+                        .into_inner();
+                    let mut history = Vec::new();
+                    while let Some(e) = stream.next().await {
+                        history.push(describe(&e?));
+                    }
+                    let doc = json!({"subject": subject.to_string(), "summary": s.summary,
+                        "next_sequence": s.next_sequence, "last_event_id": hex::encode(&s.last_event_id),
+                        "history": history});
+                    (serde_json::to_string_pretty(&doc)? + "\n").into_bytes()
+                }
+                other => bail!("unknown export format {other:?} (openpgp, json)"),
+            };
+            match output {
+                Some(path) => std::fs::write(&path, &bytes)
+                    .with_context(|| format!("write {}", path.display()))?,
+                None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
             }
         }
         Command::Event { id, stale } => {

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::keys::{Algorithm, KeyId, PublicKey};
+use super::openpgp::DeviceSignatures;
 
 /// The only body schema this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -297,6 +298,8 @@ pub struct CodeIdentity {
     pub blake3: [u8; 32],
     pub sha256: [u8; 32],
     pub suit_manifest_uri: Option<String>,
+    /// OpenPGP standalone signature by the developer key (`hash` notation).
+    pub openpgp_signature: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -319,6 +322,7 @@ pub enum Payload {
         serial: String,
         device_key: PublicKey,
         attributes: Vec<(String, String)>,
+        openpgp: Option<DeviceSignatures>,
     },
     DeviceStatusChanged {
         status: DeviceStatus,
@@ -341,10 +345,12 @@ pub enum Payload {
         kind: EndorsementKind,
         scope: String,
         not_after_ms: i64,
+        openpgp_certification: Option<Vec<u8>>,
     },
     EndorsementWithdrawn {
         endorsement: EventId,
         reason: String,
+        openpgp_revocation: Option<Vec<u8>>,
     },
 }
 

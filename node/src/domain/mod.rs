@@ -3,6 +3,7 @@
 
 pub mod event;
 pub mod keys;
+pub mod openpgp;
 pub mod projection;
 pub mod query;
 pub mod refusal;

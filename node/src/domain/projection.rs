@@ -15,6 +15,7 @@ use super::event::{
     SCHEMA_VERSION, SubjectRef,
 };
 use super::keys::{KeyId, PublicKey};
+use super::openpgp::{self, DeviceCertificate};
 use super::refusal::{EventLimits, Refusal};
 use super::roles::Role;
 
@@ -65,6 +66,8 @@ pub enum SubjectDetail {
         device_key: PublicKey,
         attributes: Vec<(String, String)>,
         status: DeviceStatus,
+        /// The device's OpenPGP certificate, when registered with one.
+        openpgp: Option<Box<DeviceCertificate>>,
     },
     Code {
         identity: CodeIdentity,
@@ -95,6 +98,10 @@ pub struct Endorsement {
     pub scope: String,
     pub not_after_ms: i64,
     pub withdrawn: bool,
+    /// Key that signed the endorsement (and its OpenPGP certification).
+    pub author: KeyId,
+    pub openpgp_certification: Option<Vec<u8>>,
+    pub openpgp_revocation: Option<Vec<u8>>,
 }
 
 impl SubjectState {
@@ -227,6 +234,20 @@ fn check_name(field: &str, value: &str) -> Result<(), Refusal> {
             reason: format!("{value:?} must be 1-128 characters of [A-Za-z0-9-_.:]"),
         })
     }
+}
+
+fn openpgp_refusal(e: openpgp::OpenPgpError) -> Refusal {
+    Refusal::OpenPgp {
+        field: e.field.to_string(),
+        reason: e.reason,
+    }
+}
+
+/// The public key of an event's author, known once signatures are checked.
+fn author_key<'v>(view: &'v impl StateView, body_author: &KeyId) -> Result<&'v PublicKey, Refusal> {
+    view.key(body_author)
+        .map(|k| &k.public_key)
+        .ok_or_else(|| Refusal::UnknownKey(body_author.to_hex()))
 }
 
 /// A status change the subject's lifecycle allows, or the refusal naming it.
@@ -551,6 +572,7 @@ pub fn decide(
             serial,
             device_key,
             attributes,
+            openpgp: signatures,
         } => {
             check_name("serial", serial)?;
             let key_id = device_key.id();
@@ -582,18 +604,37 @@ pub fn decide(
                     subject: owner.to_string(),
                 });
             }
+            let certificate = match signatures {
+                None => None,
+                Some(signatures) => Some(Box::new(
+                    openpgp::check_device(
+                        signatures,
+                        device_key,
+                        author_key(view, &body.author)?,
+                        serial,
+                        attributes,
+                        body.time_ms,
+                    )
+                    .map_err(openpgp_refusal)?,
+                )),
+            };
             effects.claim = Some(serial_key(serial));
             effects.subject_state.detail = SubjectDetail::Device {
                 serial: serial.clone(),
                 device_key: device_key.clone(),
                 attributes: attributes.clone(),
                 status: DeviceStatus::Planned,
+                openpgp: certificate,
             };
         }
         Payload::DeviceStatusChanged { status, reason } => {
             check_text("reason", reason, limits)?;
             // The subject state starts as a copy of the current one: only the status moves.
-            let SubjectDetail::Device { status: from, .. } = &mut effects.subject_state.detail
+            let SubjectDetail::Device {
+                status: from,
+                openpgp: certificate,
+                ..
+            } = &mut effects.subject_state.detail
             else {
                 return Err(Refusal::UnknownSubject(subject_text));
             };
@@ -604,9 +645,23 @@ pub fn decide(
                 status.name(),
             )?;
             *from = *status;
+            // A stolen or destroyed report publishes the escrowed revocation.
+            if let Some(c) = certificate
+                && c.published_revocation.is_none()
+            {
+                c.published_revocation = match status {
+                    DeviceStatus::Stolen => Some(c.signatures.revocation_compromised.clone()),
+                    DeviceStatus::Destroyed => Some(c.signatures.revocation_retired.clone()),
+                    _ => None,
+                };
+            }
         }
         Payload::CodeReleased(identity) => {
             check_name("name", &identity.name)?;
+            if let Some(sig) = &identity.openpgp_signature {
+                openpgp::check_code(sig, identity, author_key(view, &body.author)?, body.time_ms)
+                    .map_err(openpgp_refusal)?;
+            }
             check_name("version", &identity.version)?;
             if let Some(uri) = &identity.suit_manifest_uri {
                 check_text("suit_manifest_uri", uri, limits)?;
@@ -736,6 +791,7 @@ pub fn decide(
             kind: endorsement_kind,
             scope,
             not_after_ms,
+            openpgp_certification,
         } => {
             check_text("scope", scope, limits)?;
             if *not_after_ms <= body.time_ms {
@@ -743,6 +799,24 @@ pub fn decide(
                     field: "not_after_unix_ms".to_string(),
                     reason: "must be later than the event time".to_string(),
                 });
+            }
+            if let Some(certification) = openpgp_certification {
+                let Some(device) = device_certificate(&effects.subject_state) else {
+                    return Err(Refusal::OpenPgp {
+                        field: "openpgp_certification".to_string(),
+                        reason: format!("{subject_text} has no OpenPGP certificate to certify"),
+                    });
+                };
+                openpgp::check_endorsement(
+                    certification,
+                    device,
+                    author_key(view, &body.author)?,
+                    *endorsement_kind,
+                    scope,
+                    body.time_ms,
+                    *not_after_ms,
+                )
+                .map_err(openpgp_refusal)?;
             }
             let party = view
                 .key(&body.author)
@@ -755,11 +829,15 @@ pub fn decide(
                 scope: scope.clone(),
                 not_after_ms: *not_after_ms,
                 withdrawn: false,
+                author: body.author,
+                openpgp_certification: openpgp_certification.clone(),
+                openpgp_revocation: None,
             });
         }
         Payload::EndorsementWithdrawn {
             endorsement,
             reason,
+            openpgp_revocation,
         } => {
             check_text("reason", reason, limits)?;
             let party = view
@@ -771,6 +849,7 @@ pub fn decide(
                 endorsement: endorsement.to_hex(),
                 reason: why.to_string(),
             };
+            let device = device_certificate(&effects.subject_state).cloned();
             let e = effects
                 .subject_state
                 .endorsements
@@ -783,10 +862,51 @@ pub fn decide(
             if e.party != party {
                 return Err(not_withdrawable("only the endorsing party withdraws it"));
             }
+            // An OpenPGP certification already spread is retracted only by a
+            // revocation from the key that made it.
+            match (&e.openpgp_certification, openpgp_revocation, device) {
+                (None, None, _) => {}
+                (Some(_), Some(revocation), Some(device)) => {
+                    let certifier = author_key(view, &e.author)?;
+                    openpgp::check_endorsement_revocation(
+                        revocation,
+                        &device,
+                        certifier,
+                        body.time_ms,
+                    )
+                    .map_err(|err| Refusal::OpenPgp {
+                        field: err.field.to_string(),
+                        reason: format!(
+                            "{} (it must be made by the certifying key {})",
+                            err.reason, e.author
+                        ),
+                    })?;
+                }
+                (Some(_), None, _) => {
+                    return Err(not_withdrawable(
+                        "its OpenPGP certification needs an openpgp_revocation",
+                    ));
+                }
+                (None, Some(_), _) | (Some(_), Some(_), None) => {
+                    return Err(Refusal::OpenPgp {
+                        field: "openpgp_revocation".to_string(),
+                        reason: "the endorsement has no OpenPGP certification to revoke"
+                            .to_string(),
+                    });
+                }
+            }
             e.withdrawn = true;
+            e.openpgp_revocation = openpgp_revocation.clone();
         }
     }
     Ok(Decision::Accept(Box::new(effects)))
+}
+
+fn device_certificate(state: &SubjectState) -> Option<&DeviceCertificate> {
+    match &state.detail {
+        SubjectDetail::Device { openpgp, .. } => openpgp.as_deref(),
+        _ => None,
+    }
 }
 
 /// Everything an accepted batch changes, ready to merge.
@@ -917,6 +1037,9 @@ pub struct Projection {
     subjects: BTreeMap<SubjectRef, SubjectState>,
     names: BTreeMap<String, SubjectRef>,
     by_fingerprint: BTreeMap<KeyId, SubjectRef>,
+    /// Devices by OpenPGP v4 fingerprint, and fingerprints by 64-bit key id.
+    by_openpgp_fingerprint: BTreeMap<[u8; 20], SubjectRef>,
+    openpgp_key_ids: BTreeMap<[u8; 8], [u8; 20]>,
     event_ids: HashMap<EventId, u64>,
     event_count: u64,
     log_hash: [u8; 32],
@@ -974,8 +1097,18 @@ impl Projection {
         }
         self.keys.extend(changes.keys);
         for (subject, state) in changes.subjects {
-            if let SubjectDetail::Device { device_key, .. } = &state.detail {
+            if let SubjectDetail::Device {
+                device_key,
+                openpgp,
+                ..
+            } = &state.detail
+            {
                 self.by_fingerprint.insert(device_key.id(), subject.clone());
+                if let Some(c) = openpgp {
+                    self.by_openpgp_fingerprint
+                        .insert(c.fingerprint, subject.clone());
+                    self.openpgp_key_ids.insert(c.key_id(), c.fingerprint);
+                }
             }
             if let SubjectDetail::AuthorKey { key_id } = &state.detail {
                 self.by_fingerprint.insert(*key_id, subject.clone());
@@ -1032,6 +1165,14 @@ impl Projection {
 
     pub fn subject_by_fingerprint(&self, id: &KeyId) -> Option<&SubjectRef> {
         self.by_fingerprint.get(id)
+    }
+
+    pub fn device_by_openpgp_fingerprint(&self, fingerprint: &[u8; 20]) -> Option<&SubjectRef> {
+        self.by_openpgp_fingerprint.get(fingerprint)
+    }
+
+    pub fn openpgp_fingerprint_by_key_id(&self, key_id: &[u8; 8]) -> Option<&[u8; 20]> {
+        self.openpgp_key_ids.get(key_id)
     }
 
     pub fn subjects(&self) -> impl Iterator<Item = (&SubjectRef, &SubjectState)> {

@@ -3,6 +3,7 @@
 
 use super::event::{SubjectKind, SubjectRef};
 use super::keys::KeyId;
+use super::openpgp;
 use super::projection::{Projection, StateView, SubjectDetail, SubjectState, serial_key};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -199,4 +200,59 @@ pub struct Trust {
 pub fn parse_page_token(token: &str) -> Option<SubjectRef> {
     let (kind, id) = token.split_once('/')?;
     Some(SubjectRef::new(SubjectKind::from_name(kind)?, id))
+}
+
+/// A subject's OpenPGP form: a device's certificate or a code release's signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpenPgpExport {
+    Certificate {
+        binary: Vec<u8>,
+        fingerprint: String,
+        revoked: bool,
+    },
+    Signature {
+        binary: Vec<u8>,
+    },
+}
+
+impl OpenPgpExport {
+    pub fn binary(&self) -> &[u8] {
+        match self {
+            OpenPgpExport::Certificate { binary, .. } | OpenPgpExport::Signature { binary } => {
+                binary
+            }
+        }
+    }
+
+    pub fn armored(&self) -> String {
+        openpgp::armored(
+            self.binary(),
+            matches!(self, OpenPgpExport::Certificate { .. }),
+        )
+    }
+}
+
+/// The subject's OpenPGP form, if it was registered with one.
+pub fn openpgp_export(state: &SubjectState) -> Option<OpenPgpExport> {
+    match &state.detail {
+        SubjectDetail::Device {
+            openpgp: Some(c), ..
+        } => {
+            let endorsements = state.endorsements.iter().filter_map(|e| {
+                e.openpgp_certification
+                    .as_deref()
+                    .map(|c| (c, e.openpgp_revocation.as_deref()))
+            });
+            Some(OpenPgpExport::Certificate {
+                binary: openpgp::assemble(c, endorsements),
+                fingerprint: c.fingerprint_hex(),
+                revoked: c.published_revocation.is_some(),
+            })
+        }
+        SubjectDetail::Code { identity, .. } => identity
+            .openpgp_signature
+            .clone()
+            .map(|binary| OpenPgpExport::Signature { binary }),
+        _ => None,
+    }
 }

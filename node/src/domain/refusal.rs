@@ -113,6 +113,8 @@ pub enum Refusal {
     TooManyRecords { subject: String, count: u64 },
     #[error("field {field}: {reason}")]
     InvalidField { field: String, reason: String },
+    #[error("OpenPGP {field}: {reason}")]
+    OpenPgp { field: String, reason: String },
     #[error("batch holds {count} events, over the limit of {limit}")]
     BatchTooLarge { count: usize, limit: usize },
     #[error("batch is empty")]
@@ -136,6 +138,7 @@ impl Refusal {
             | UnknownPayload
             | MissingSignature
             | InvalidField { .. }
+            | OpenPgp { .. }
             | InvalidSubject { .. }
             | EmptyBatch
             | GenesisNotSelfSigned

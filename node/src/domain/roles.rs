@@ -27,6 +27,13 @@ const PARTY_KINDS: [EventKind; 6] = [
     EventKind::EndorsementWithdrawn,
 ];
 
+/// Services on the HTTP port beside health and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpService {
+    /// HKP keyserver of the device certificates the party registers.
+    Hkp,
+}
+
 impl std::str::FromStr for Role {
     type Err = String;
     fn from_str(s: &str) -> Result<Role, String> {
@@ -77,6 +84,15 @@ impl Role {
             ],
             Role::Developer => &[EventKind::CodeReleased, EventKind::CodeStatusChanged],
             Role::Certifier => &[EventKind::Endorsed],
+        }
+    }
+
+    /// HTTP services a node of this role mounts: parties that register
+    /// devices serve their OpenPGP certificates over HKP.
+    pub fn http_services(self) -> &'static [HttpService] {
+        match self {
+            Role::Manufacturer | Role::Maintenance | Role::Infield => &[HttpService::Hkp],
+            Role::Developer | Role::Certifier => &[],
         }
     }
 

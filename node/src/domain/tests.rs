@@ -121,6 +121,7 @@ impl Party {
                 serial: serial.into(),
                 device_key: device.public_key(),
                 attributes: vec![("model".into(), "thermo-3".into())],
+                openpgp: None,
             },
         );
         (b, subject)
@@ -647,6 +648,7 @@ fn search_pages_through_attributes_and_finds_by_serial_digest_and_fingerprint() 
                 serial: format!("SN-{i}"),
                 device_key: device.public_key(),
                 attributes: vec![("model".into(), model.into())],
+                openpgp: None,
             },
         );
         p.apply(&event(&b, &[&author])).unwrap();
@@ -779,6 +781,7 @@ fn endorse(kind: EndorsementKind, scope: &str) -> Payload {
         kind,
         scope: scope.into(),
         not_after_ms: T0 + 5_000_000,
+        openpgp_certification: None,
     }
 }
 
@@ -857,6 +860,7 @@ fn other_parties_attach_only_what_the_registrant_granted() {
             Payload::EndorsementWithdrawn {
                 endorsement: label.id,
                 reason: "expired audit".into(),
+                openpgp_revocation: None,
             },
         )
     };
@@ -897,4 +901,314 @@ fn a_maintainer_reports_a_manufacturers_device_stolen_when_granted() {
     assert_eq!(m.proj.subject(&device).unwrap().status(), Some("stolen"));
     // The report is the maintainer's: its signature, in the device's chain.
     assert_eq!(m.proj.subject(&device).unwrap().next_sequence, 3);
+}
+
+// OpenPGP: signatures made by the key holders travel in the events; the
+// rules check each against the event, and refusals change nothing.
+
+mod openpgp_rules {
+    use sequoia_openpgp as sq;
+    use sq::parse::Parse;
+    use sq::policy::StandardPolicy;
+
+    use super::*;
+    use crate::domain::openpgp::{self, DeviceSignatures};
+    use crate::domain::query::{OpenPgpExport, openpgp_export};
+
+    const T: i64 = T0 + 1_000;
+
+    fn attrs() -> Vec<(String, String)> {
+        vec![
+            ("manu".into(), "ACME".into()),
+            ("model".into(), "thermo-3".into()),
+            ("color".into(), "grey".into()),
+        ]
+    }
+
+    fn registration(
+        author: &SigningKey,
+        device: &SigningKey,
+        serial: &str,
+        signatures: DeviceSignatures,
+    ) -> (Event, SubjectRef) {
+        let subject = SubjectRef::new(SubjectKind::Device, device.key_id().to_hex());
+        let b = body(
+            subject.clone(),
+            0,
+            None,
+            author.key_id(),
+            Payload::DeviceRegistered {
+                serial: serial.into(),
+                device_key: device.public_key(),
+                attributes: attrs(),
+                openpgp: Some(signatures),
+            },
+        );
+        (event(&b, &[author]), subject)
+    }
+
+    fn certificate(p: &Party, s: &SubjectRef) -> (Vec<u8>, bool) {
+        match openpgp_export(p.proj.subject(s).unwrap()) {
+            Some(OpenPgpExport::Certificate {
+                binary, revoked, ..
+            }) => (binary, revoked),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn refused_field(r: Refusal) -> String {
+        match r {
+            Refusal::OpenPgp { field, reason } => format!("{field}: {reason}"),
+            other => panic!("expected an OpenPGP refusal, got {other}"),
+        }
+    }
+
+    fn target(p: &Party, s: &SubjectRef) -> openpgp::CertificationTarget {
+        openpgp::CertificationTarget::from_certificate(&certificate(p, s).0).unwrap()
+    }
+
+    #[test]
+    fn device_certificate_is_checked_assembled_and_revoked_on_stolen() {
+        for alg in [Algorithm::Ed25519, Algorithm::EcdsaP256Sha256] {
+            let mut p = Party::new();
+            let author = p.register_author(alg, DEVICE_KINDS, T0 + 10_000_000);
+            let device = SigningKey::generate(alg);
+            let sigs = openpgp::sign_device(&device, &author, "SN-1", &attrs(), T).unwrap();
+            let (e, s) = registration(&author, &device, "SN-1", sigs);
+            p.apply(&e).unwrap();
+
+            let (binary, revoked) = certificate(&p, &s);
+            assert!(!revoked);
+            let cert = sq::Cert::from_bytes(&binary).unwrap();
+            let policy = StandardPolicy::new();
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs((T / 1000) as u64 + 1);
+            let valid = cert.with_policy(&policy, at).expect("valid certificate");
+            let uid = valid.userids().next().expect("the serial User ID");
+            assert_eq!(uid.userid().value(), b"SN-1");
+            // The manufacturer's certification: by the author key, with the draft's notations only.
+            let certs: Vec<_> = uid.certifications().collect();
+            assert_eq!(certs.len(), 1);
+            let issuer = openpgp::party_key(&author.public_key());
+            certs[0]
+                .clone()
+                .verify_userid_binding(&issuer, cert.primary_key().key(), uid.userid())
+                .expect("manufacturer certification verifies");
+            let names: Vec<_> = certs[0]
+                .notation_data()
+                .filter(|n| n.flags().human_readable())
+                .map(|n| n.name().to_string())
+                .collect();
+            assert_eq!(names, ["manu", "model"]);
+
+            // Stolen publishes the escrowed revocation; recovery does not take it back.
+            let stolen = p.on_subject(
+                &s,
+                &author,
+                Payload::DeviceStatusChanged {
+                    status: DeviceStatus::Stolen,
+                    reason: "".into(),
+                },
+            );
+            p.apply(&stolen).unwrap();
+            let (binary, revoked) = certificate(&p, &s);
+            assert!(revoked);
+            let cert = sq::Cert::from_bytes(&binary).unwrap();
+            assert!(matches!(
+                cert.revocation_status(&policy, at),
+                sq::types::RevocationStatus::Revoked(_)
+            ));
+            let recovered = p.on_subject(
+                &s,
+                &author,
+                Payload::DeviceStatusChanged {
+                    status: DeviceStatus::InUse,
+                    reason: "found".into(),
+                },
+            );
+            p.apply(&recovered).unwrap();
+            assert!(certificate(&p, &s).1, "a published revocation stays");
+        }
+    }
+
+    #[test]
+    fn forged_or_mismatched_device_signatures_are_refused() {
+        let mut p = Party::new();
+        let author = p.register_author(Algorithm::Ed25519, DEVICE_KINDS, T0 + 10_000_000);
+        let device = SigningKey::generate(Algorithm::Ed25519);
+        let good = openpgp::sign_device(&device, &author, "SN-1", &attrs(), T).unwrap();
+        let refused = |p: &mut Party, serial: &str, sigs: DeviceSignatures| {
+            refused_field(p.refuse(&registration(&author, &device, serial, sigs).0))
+        };
+
+        // A certification by some other key than the registrant's.
+        let forger = SigningKey::generate(Algorithm::Ed25519);
+        let forged = openpgp::sign_device(&device, &forger, "SN-1", &attrs(), T).unwrap();
+        let sigs = DeviceSignatures {
+            certification: forged.certification,
+            ..good.clone()
+        };
+        let why = refused(&mut p, "SN-1", sigs);
+        assert!(
+            why.starts_with("openpgp.certification: does not verify"),
+            "{why}"
+        );
+
+        // Notations that are not the event's attributes.
+        let other_attrs = vec![("model".to_string(), "valve-1".to_string())];
+        let wrong = openpgp::sign_device(&device, &author, "SN-1", &other_attrs, T).unwrap();
+        let sigs = DeviceSignatures {
+            certification: wrong.certification,
+            ..good.clone()
+        };
+        let why = refused(&mut p, "SN-1", sigs);
+        assert!(why.contains("do not match the event's"), "{why}");
+
+        // A binding by another device's key, or for another serial.
+        let other = SigningKey::generate(Algorithm::Ed25519);
+        let theirs = openpgp::sign_device(&other, &author, "SN-1", &attrs(), T).unwrap();
+        let sigs = DeviceSignatures {
+            self_signature: theirs.self_signature,
+            ..good.clone()
+        };
+        let why = refused(&mut p, "SN-1", sigs);
+        assert!(
+            why.starts_with("openpgp.self_signature: does not verify"),
+            "{why}"
+        );
+        let why = refused(&mut p, "SN-2", good.clone());
+        assert!(why.contains("does not verify"), "{why}");
+
+        // Signatures made at another time than the event's.
+        let late = openpgp::sign_device(&device, &author, "SN-1", &attrs(), T + 5_000).unwrap();
+        let why = refused(&mut p, "SN-1", late);
+        assert!(why.contains("creation time"), "{why}");
+
+        // Revocations swapped: the reason must match the slot.
+        let sigs = DeviceSignatures {
+            revocation_compromised: good.revocation_retired.clone(),
+            ..good.clone()
+        };
+        let why = refused(&mut p, "SN-1", sigs);
+        assert!(why.contains("reason for revocation"), "{why}");
+
+        // Not a packet at all, or two packets.
+        let sigs = DeviceSignatures {
+            self_signature: b"not openpgp".to_vec(),
+            ..good.clone()
+        };
+        let why = refused(&mut p, "SN-1", sigs);
+        assert!(why.starts_with("openpgp.self_signature:"), "{why}");
+        let mut doubled = good.self_signature.clone();
+        doubled.extend_from_slice(&good.self_signature);
+        let sigs = DeviceSignatures {
+            self_signature: doubled,
+            ..good.clone()
+        };
+        let why = refused(&mut p, "SN-1", sigs);
+        assert!(why.contains("Excess data after packet"), "{why}");
+
+        // The genuine set is accepted after all that.
+        p.apply(&registration(&author, &device, "SN-1", good).0)
+            .unwrap();
+    }
+
+    #[test]
+    fn endorsement_certifications_and_their_withdrawal() {
+        let mut p = Party::new();
+        let author = p.register_author(Algorithm::Ed25519, DEVICE_KINDS, T0 + 10_000_000);
+        let device = SigningKey::generate(Algorithm::Ed25519);
+        let sigs = openpgp::sign_device(&device, &author, "SN-1", &attrs(), T).unwrap();
+        let (e, s) = registration(&author, &device, "SN-1", sigs);
+        p.apply(&e).unwrap();
+        let tuv = p.recognize("tuv", "certifier");
+        let evil = p.recognize("evil", "certifier");
+        let kinds = [EventKind::Endorsed, EventKind::EndorsementWithdrawn];
+        for party in ["tuv", "evil"] {
+            let e = p.on_subject(&s, &p.root, grant(party, &kinds));
+            p.apply(&e).unwrap();
+        }
+        let not_after = T0 + 5_000_000;
+        let t = target(&p, &s);
+        let certified = |signer: &SigningKey, scope: &str| Payload::Endorsed {
+            kind: EndorsementKind::TrustLabel,
+            scope: "medical".into(),
+            not_after_ms: not_after,
+            openpgp_certification: Some(
+                openpgp::certify_endorsement(
+                    signer,
+                    &t,
+                    EndorsementKind::TrustLabel,
+                    scope,
+                    T,
+                    not_after,
+                )
+                .unwrap(),
+            ),
+        };
+
+        // Certified by another party's key, or with another scope: refused.
+        let e = p.on_subject(&s, &tuv, certified(&evil, "medical"));
+        assert!(refused_field(p.refuse(&e)).contains("does not verify"));
+        let e = p.on_subject(&s, &tuv, certified(&tuv, "automotive"));
+        assert!(refused_field(p.refuse(&e)).contains("notations"));
+
+        let label = p.on_subject(&s, &tuv, certified(&tuv, "medical"));
+        p.apply(&label).unwrap();
+        let cert = sq::Cert::from_bytes(&certificate(&p, &s).0).unwrap();
+        let uid = cert.userids().next().unwrap();
+        assert_eq!(uid.certifications().count(), 2, "manufacturer and tuv");
+
+        // Withdrawal needs a certification revocation by the certifying key.
+        let withdraw = |revocation: Option<Vec<u8>>| Payload::EndorsementWithdrawn {
+            endorsement: label.id,
+            reason: "audit lapsed".into(),
+            openpgp_revocation: revocation,
+        };
+        let e = p.on_subject(&s, &tuv, withdraw(None));
+        assert!(matches!(p.refuse(&e), Refusal::NotWithdrawable { .. }));
+        let by_evil = openpgp::revoke_endorsement(&evil, &t, "x", T).unwrap();
+        let e = p.on_subject(&s, &tuv, withdraw(Some(by_evil)));
+        assert!(refused_field(p.refuse(&e)).contains("certifying key"));
+        let revocation = openpgp::revoke_endorsement(&tuv, &t, "audit lapsed", T).unwrap();
+        p.apply(&p.on_subject(&s, &tuv, withdraw(Some(revocation.clone()))))
+            .unwrap();
+        let cert = sq::Cert::from_bytes(&certificate(&p, &s).0).unwrap();
+        let uid = cert.userids().next().unwrap();
+        assert_eq!(uid.other_revocations().count(), 1);
+
+        // A withdrawn endorsement is not withdrawn (or reused) again.
+        let e = p.on_subject(&s, &tuv, withdraw(Some(revocation)));
+        assert!(matches!(p.refuse(&e), Refusal::NotWithdrawable { .. }));
+    }
+
+    #[test]
+    fn code_release_signature_must_carry_the_artifact_digest() {
+        let mut p = Party::with_role("developer");
+        let author = p.register_author(Algorithm::Ed25519, CODE_KINDS, T0 + 10_000_000);
+        let release = |identity: CodeIdentity| {
+            let subject = SubjectRef::new(SubjectKind::Code, hex::encode(identity.blake3));
+            event(
+                &body(
+                    subject,
+                    0,
+                    None,
+                    author.key_id(),
+                    Payload::CodeReleased(identity),
+                ),
+                &[&author],
+            )
+        };
+        let mut identity = crate::client::code_identity("fw", "1.0.0", b"firmware", None);
+        let other = crate::client::code_identity("fw", "1.0.0", b"other firmware", None);
+        identity.openpgp_signature = Some(openpgp::sign_code(&author, &other, T).unwrap());
+        let why = refused_field(p.refuse(&release(identity.clone())));
+        assert!(why.contains("hash notation"), "{why}");
+        identity.openpgp_signature = Some(openpgp::sign_code(&author, &identity, T).unwrap());
+        p.apply(&release(identity.clone())).unwrap();
+        let subject = SubjectRef::new(SubjectKind::Code, hex::encode(identity.blake3));
+        assert!(matches!(
+            openpgp_export(p.proj.subject(&subject).unwrap()),
+            Some(OpenPgpExport::Signature { .. })
+        ));
+    }
 }

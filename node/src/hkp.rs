@@ -1,0 +1,258 @@
+//! The HKP keyserver protocol (draft-gallagher-openpgp-hkp) on the HTTP port:
+//! `/pks/lookup` serves device certificates by fingerprint, 64-bit key id or
+//! exact User ID (the serial); `/pks/add` is refused, because records enter
+//! only as signed events (open uploads are how the 2019 SKS flooding worked).
+//!
+//! Lookups read this node's applied projection: a follower may answer a few
+//! milliseconds behind the leader, as keyservers do.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::api::{Node, RateLimit};
+use crate::domain::projection::{Projection, StateView, serial_key};
+use crate::domain::query::{OpenPgpExport, openpgp_export};
+
+/// Longest `search` parameter accepted.
+pub const MAX_SEARCH_BYTES: usize = 256;
+
+struct Hkp {
+    node: Arc<Node>,
+    rate: RateLimit,
+}
+
+pub fn router(node: Arc<Node>) -> Router {
+    let limits = &node.config.limits;
+    let rate = RateLimit::new(limits.max_hkp_lookups_per_second, limits.hkp_burst);
+    Router::new()
+        .route("/pks/lookup", get(lookup))
+        .route("/pks/add", post(add))
+        .with_state(Arc::new(Hkp { node, rate }))
+}
+
+fn refuse(code: StatusCode, message: impl Into<String>) -> Response {
+    let mut m = message.into();
+    m.push('\n');
+    (
+        code,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        m,
+    )
+        .into_response()
+}
+
+async fn add() -> Response {
+    refuse(
+        StatusCode::FORBIDDEN,
+        "/pks/add is disabled by policy: this ICS accepts records only as signed events over gRPC",
+    )
+}
+
+/// What a `search` parameter asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Search {
+    Fingerprint([u8; 20]),
+    KeyId([u8; 8]),
+    UserId(String),
+}
+
+pub fn parse_search(search: &str) -> Result<Search, String> {
+    if search.is_empty() {
+        return Err("search is empty".to_string());
+    }
+    if search.len() > MAX_SEARCH_BYTES {
+        return Err(format!(
+            "search is {} bytes, over the limit of {MAX_SEARCH_BYTES}",
+            search.len()
+        ));
+    }
+    let Some(hex_part) = search
+        .strip_prefix("0x")
+        .or_else(|| search.strip_prefix("0X"))
+    else {
+        return Ok(Search::UserId(search.to_string()));
+    };
+    let bytes = hex::decode(hex_part).map_err(|_| format!("{search:?} is not hexadecimal"))?;
+    match bytes.len() {
+        20 => Ok(Search::Fingerprint(bytes.try_into().expect("20 bytes"))),
+        8 => Ok(Search::KeyId(bytes.try_into().expect("8 bytes"))),
+        4 => {
+            Err("32-bit key ids are ambiguous: search by fingerprint or 64-bit key id".to_string())
+        }
+        n => Err(format!(
+            "{n}-byte key id: search by a v4 fingerprint (20 bytes) or key id (8 bytes)"
+        )),
+    }
+}
+
+/// The device certificate a search finds, if any.
+pub fn find(projection: &Projection, search: &Search) -> Option<OpenPgpExport> {
+    let subject = match search {
+        Search::Fingerprint(f) => projection.device_by_openpgp_fingerprint(f)?,
+        Search::KeyId(k) => {
+            let f = projection.openpgp_fingerprint_by_key_id(k)?;
+            projection.device_by_openpgp_fingerprint(f)?
+        }
+        Search::UserId(serial) => projection.name_owner(&serial_key(serial))?,
+    };
+    openpgp_export(projection.subject(subject)?)
+}
+
+/// A machine-readable index entry (draft-gallagher-openpgp-hkp section 3.2.2).
+fn index_mr(projection: &Projection, export: &OpenPgpExport) -> Option<String> {
+    let OpenPgpExport::Certificate {
+        fingerprint,
+        revoked,
+        ..
+    } = export
+    else {
+        return None;
+    };
+    let f: [u8; 20] = hex::decode(fingerprint).ok()?.try_into().ok()?;
+    let subject = projection.device_by_openpgp_fingerprint(&f)?;
+    let state = projection.subject(subject)?;
+    let crate::domain::projection::SubjectDetail::Device {
+        openpgp: Some(c), ..
+    } = &state.detail
+    else {
+        return None;
+    };
+    let flags = if *revoked { "r" } else { "" };
+    Some(format!(
+        "info:1:1\npub:{fingerprint}:{}:256:{}::{flags}\nuid:{}:{}::{flags}\n",
+        c.algorithm_id(),
+        c.created_s,
+        escape_uid(&c.user_id),
+        c.created_s,
+    ))
+}
+
+/// HKP escapes `:`, `%` and non-printable bytes in User IDs as %XX.
+fn escape_uid(uid: &str) -> String {
+    let mut out = String::with_capacity(uid.len());
+    for b in uid.bytes() {
+        if b == b':' || b == b'%' || !(0x20..0x7f).contains(&b) {
+            out.push_str(&format!("%{b:02X}"));
+        } else {
+            out.push(b as char);
+        }
+    }
+    out
+}
+
+async fn lookup(
+    State(hkp): State<Arc<Hkp>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    if !hkp.rate.try_take() {
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "over the limit of {} lookups per second",
+                hkp.node.config.limits.max_hkp_lookups_per_second
+            ),
+        );
+    }
+    let op = params.get("op").map(String::as_str).unwrap_or("");
+    if !matches!(op, "get" | "index" | "vindex") {
+        return refuse(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("op {op:?} is not supported (get, index, vindex)"),
+        );
+    }
+    let Some(raw) = params.get("search") else {
+        return refuse(StatusCode::BAD_REQUEST, "the search parameter is missing");
+    };
+    let search = match parse_search(raw) {
+        Ok(s) => s,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
+    };
+    let machine_readable = params
+        .get("options")
+        .is_some_and(|o| o.split(',').any(|x| x == "mr"));
+    hkp.node.metrics.hkp_lookup();
+    let applied = hkp.node.shared.read();
+    let projection = &applied.projection;
+    let Some(export) = find(projection, &search) else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            format!("no device certificate matches {raw:?}"),
+        );
+    };
+    match op {
+        "get" => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/pgp-keys; charset=utf-8")],
+            export.armored(),
+        )
+            .into_response(),
+        _ => {
+            let Some(index) = index_mr(projection, &export) else {
+                return refuse(StatusCode::NOT_FOUND, "no certificate to index");
+            };
+            let body = if machine_readable {
+                index
+            } else {
+                // Human-readable: the same fields, one per line.
+                index
+                    .lines()
+                    .skip(1)
+                    .map(|l| l.replace(':', " "))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+                    + "\n"
+            };
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                body,
+            )
+                .into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn searches_parse_or_name_what_is_wrong() {
+        let fpr = "0x".to_string() + &"AB".repeat(20);
+        assert_eq!(parse_search(&fpr), Ok(Search::Fingerprint([0xAB; 20])));
+        assert_eq!(
+            parse_search("0x0123456789abcdef"),
+            Ok(Search::KeyId([
+                0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef
+            ]))
+        );
+        assert_eq!(
+            parse_search("SN-0001"),
+            Ok(Search::UserId("SN-0001".to_string()))
+        );
+        assert!(
+            parse_search("0xDEADBEEF")
+                .unwrap_err()
+                .contains("ambiguous")
+        );
+        assert!(parse_search("0xZZ").unwrap_err().contains("hexadecimal"));
+        assert!(parse_search("").unwrap_err().contains("empty"));
+        assert!(
+            parse_search(&"x".repeat(300))
+                .unwrap_err()
+                .contains("limit")
+        );
+    }
+
+    #[test]
+    fn user_ids_are_escaped() {
+        assert_eq!(escape_uid("a:b%c"), "a%3Ab%25c");
+        assert_eq!(escape_uid("SN-1"), "SN-1");
+    }
+}
