@@ -52,7 +52,17 @@ pub fn signed_at(
     payload: Payload,
     time_ms: i64,
 ) -> Envelope {
-    let body = EventBody {
+    codec::sign(&body(author, subject, head, payload, time_ms), &[author])
+}
+
+fn body(
+    author: &SigningKey,
+    subject: SubjectRef,
+    head: ChainHead,
+    payload: Payload,
+    time_ms: i64,
+) -> EventBody {
+    EventBody {
         schema_version: SCHEMA_VERSION,
         subject,
         sequence: head.sequence,
@@ -60,8 +70,7 @@ pub fn signed_at(
         author: author.key_id(),
         time_ms,
         payload,
-    };
-    codec::sign(&body, &[author])
+    }
 }
 
 pub fn register_author(
@@ -318,5 +327,44 @@ pub fn change_code_status(
             status,
             reason: reason.to_string(),
         },
+    )
+}
+
+pub fn register_service(
+    author: &SigningKey,
+    name: &str,
+    service_key: &PublicKey,
+    endpoints: Vec<String>,
+    owner: &str,
+) -> Envelope {
+    signed(
+        author,
+        SubjectRef::new(SubjectKind::Service, service_key.id().to_hex()),
+        ChainHead::default(),
+        Payload::ServiceRegistered {
+            name: name.to_string(),
+            service_key: service_key.clone(),
+            endpoints,
+            owner: owner.to_string(),
+        },
+    )
+}
+
+/// Replaces a device's or service's key; signed by the author and by the new
+/// key (proof of possession).
+pub fn rotate_key(
+    author: &SigningKey,
+    subject: SubjectRef,
+    head: ChainHead,
+    new_key: &SigningKey,
+    reason: &str,
+) -> Envelope {
+    let payload = Payload::KeyRotated {
+        new_key: new_key.public_key(),
+        reason: reason.to_string(),
+    };
+    codec::sign(
+        &body(author, subject, head, payload, now_ms()),
+        &[author, new_key],
     )
 }

@@ -56,6 +56,7 @@ pub fn subject_kind_from_pb(value: i32) -> Result<SubjectKind, Refusal> {
         Ok(pb::SubjectKind::AuthorKey) => Ok(SubjectKind::AuthorKey),
         Ok(pb::SubjectKind::Device) => Ok(SubjectKind::Device),
         Ok(pb::SubjectKind::Code) => Ok(SubjectKind::Code),
+        Ok(pb::SubjectKind::Service) => Ok(SubjectKind::Service),
         _ => Err(field(
             "subject.kind",
             format!("unknown subject kind {value}"),
@@ -69,6 +70,7 @@ pub fn subject_kind_to_pb(k: SubjectKind) -> i32 {
         SubjectKind::AuthorKey => pb::SubjectKind::AuthorKey as i32,
         SubjectKind::Device => pb::SubjectKind::Device as i32,
         SubjectKind::Code => pb::SubjectKind::Code as i32,
+        SubjectKind::Service => pb::SubjectKind::Service as i32,
     }
 }
 
@@ -102,6 +104,8 @@ fn event_kind_from_pb(value: i32) -> Result<EventKind, Refusal> {
         Ok(K::AccessGranted) => Ok(EventKind::AccessGranted),
         Ok(K::Endorsed) => Ok(EventKind::Endorsed),
         Ok(K::EndorsementWithdrawn) => Ok(EventKind::EndorsementWithdrawn),
+        Ok(K::ServiceRegistered) => Ok(EventKind::ServiceRegistered),
+        Ok(K::KeyRotated) => Ok(EventKind::KeyRotated),
         _ => Err(field(
             "allowed_kinds",
             format!("unknown event kind {value}"),
@@ -123,6 +127,8 @@ fn event_kind_to_pb(k: EventKind) -> i32 {
         EventKind::AccessGranted => K::AccessGranted,
         EventKind::Endorsed => K::Endorsed,
         EventKind::EndorsementWithdrawn => K::EndorsementWithdrawn,
+        EventKind::ServiceRegistered => K::ServiceRegistered,
+        EventKind::KeyRotated => K::KeyRotated,
     }) as i32
 }
 
@@ -274,6 +280,16 @@ fn payload_from_pb(p: Option<pb::event_body::Payload>) -> Result<Payload, Refusa
             reason: w.reason,
             openpgp_revocation: non_empty(w.openpgp_revocation),
         },
+        P::ServiceRegistered(s) => Payload::ServiceRegistered {
+            name: s.name,
+            service_key: public_key_from_pb(s.service_key, "service_key")?,
+            endpoints: s.endpoints,
+            owner: s.owner,
+        },
+        P::KeyRotated(r) => Payload::KeyRotated {
+            new_key: public_key_from_pb(r.new_key, "new_key")?,
+            reason: r.reason,
+        },
     })
 }
 
@@ -372,6 +388,21 @@ fn payload_to_pb(p: &Payload) -> pb::event_body::Payload {
             endorsement_id: endorsement.0.to_vec(),
             reason: reason.clone(),
             openpgp_revocation: openpgp_revocation.clone().unwrap_or_default(),
+        }),
+        Payload::ServiceRegistered {
+            name,
+            service_key,
+            endpoints,
+            owner,
+        } => P::ServiceRegistered(pb::ServiceRegistered {
+            name: name.clone(),
+            service_key: Some(public_key_to_pb(service_key)),
+            endpoints: endpoints.clone(),
+            owner: owner.clone(),
+        }),
+        Payload::KeyRotated { new_key, reason } => P::KeyRotated(pb::KeyRotated {
+            new_key: Some(public_key_to_pb(new_key)),
+            reason: reason.clone(),
         }),
     }
 }

@@ -226,3 +226,60 @@ async fn search_pages_and_verify_tracks_a_stolen_device() {
         Some(SubjectKind::Device)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_identity_and_key_rotation_over_grpc() {
+    let cluster = start_cluster(1, "");
+    cluster.wait_ready(Duration::from_secs(30)).await;
+    let mut c = cluster.node(1).client();
+    let kinds = [EventKind::ServiceRegistered, EventKind::KeyRotated]
+        .into_iter()
+        .collect();
+    let author = register_author(&mut c, &cluster.root_key(), kinds).await;
+    let old = SigningKey::generate(Algorithm::EcdsaP256Sha256);
+    c.append(vec![client::register_service(
+        &author,
+        "telemetry",
+        &old.public_key(),
+        vec!["https://telemetry.acme.test:8443".into()],
+        "acme-maintenance",
+    )])
+    .await
+    .expect("service registered");
+    let subject = SubjectRef::new(SubjectKind::Service, old.key_id().to_hex());
+    let fingerprint =
+        |k: &SigningKey| pb::verify_request::What::KeyFingerprint(k.key_id().0.to_vec());
+    assert!(verify(&mut c, fingerprint(&old)).await.trusted);
+
+    // A rotation not signed by the new key is refused, and nothing is written.
+    let new = SigningKey::generate(Algorithm::Ed25519);
+    let before = c.status().await.unwrap().event_count;
+    let head = c.chain_head(&subject).await.unwrap();
+    let mut env = client::rotate_key(&author, subject.clone(), head, &new, "yearly");
+    env.signatures.retain(|s| s.key_id == author.key_id());
+    let err = c.append(vec![env]).await.expect_err("refused");
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert!(
+        err.message().contains("proof of possession"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(c.status().await.unwrap().event_count, before);
+
+    let head = c.chain_head(&subject).await.unwrap();
+    c.append(vec![client::rotate_key(
+        &author,
+        subject.clone(),
+        head,
+        &new,
+        "yearly",
+    )])
+    .await
+    .expect("rotated");
+    let v = verify(&mut c, fingerprint(&old)).await;
+    assert!(!v.trusted);
+    assert!(v.reason.contains("replaced by rotation"), "{}", v.reason);
+    let v = verify(&mut c, fingerprint(&new)).await;
+    assert!(v.trusted, "{v:?}");
+    assert!(v.reason.contains("service telemetry"), "{}", v.reason);
+}

@@ -53,6 +53,21 @@ enum Command {
     /// Code identities (developer parties) and their status.
     #[command(subcommand)]
     Code(CodeCmd),
+    /// Network service identities.
+    #[command(subcommand)]
+    Service(ServiceCmd),
+    /// Replace a device's or service's key (signed by the new key too).
+    Rotate {
+        #[arg(long)]
+        signer: PathBuf,
+        #[command(flatten)]
+        subject: SubjectRefArgs,
+        /// The new key file.
+        #[arg(long)]
+        new_key: PathBuf,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     /// Recognize another party by its root public key.
     Recognize {
         #[arg(long)]
@@ -236,6 +251,29 @@ enum DeviceCmd {
 }
 
 #[derive(Subcommand)]
+enum ServiceCmd {
+    /// Register a network service's identity: its key, endpoints and operator.
+    Register {
+        #[arg(long)]
+        signer: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// The service's key file (its public key is registered).
+        #[arg(long, conflicts_with = "service_public")]
+        service_key: Option<PathBuf>,
+        /// The service's public key as ALGORITHM:HEX.
+        #[arg(long)]
+        service_public: Option<String>,
+        /// A URI where it answers; repeat for each.
+        #[arg(long = "endpoint", required = true)]
+        endpoints: Vec<String>,
+        /// The organisation that runs it.
+        #[arg(long)]
+        owner: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum CodeCmd {
     /// Release a code identity: the artifact's blake3 and SHA-256 digests, signed.
     Release {
@@ -329,7 +367,7 @@ fn parse_public_key(p: &str) -> anyhow::Result<PublicKey> {
 
 #[derive(Args)]
 struct SubjectRefArgs {
-    /// device or code.
+    /// device, code or service.
     #[arg(long, default_value = "device")]
     kind: String,
     /// The subject's id.
@@ -347,7 +385,7 @@ impl SubjectRefArgs {
 
 #[derive(Args)]
 struct SubjectArgs {
-    /// party, author-key, device or code.
+    /// party, author-key, device, code or service.
     #[arg(long, default_value = "device")]
     kind: String,
     id: String,
@@ -518,6 +556,19 @@ fn payload_json(b: &EventBody) -> serde_json::Value {
             json!({"endorsement": endorsement.to_hex(), "reason": reason,
                 "openpgp": openpgp_revocation.is_some()})
         }
+        P::ServiceRegistered {
+            name,
+            service_key,
+            endpoints,
+            owner,
+        } => json!({
+            "name": name, "owner": owner, "endpoints": endpoints,
+            "service_key": format!("{}:{}", service_key.algorithm().name(), hex::encode(service_key.bytes())),
+        }),
+        P::KeyRotated { new_key, reason } => json!({
+            "new_key": format!("{}:{}", new_key.algorithm().name(), hex::encode(new_key.bytes())),
+            "reason": reason,
+        }),
     }
 }
 
@@ -727,6 +778,51 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .append(vec![client::release_code(&author, identity)?])
                 .await?;
             print_appended(j, "released", &subject, &out);
+        }
+        Command::Service(ServiceCmd::Register {
+            signer,
+            name,
+            service_key,
+            service_public,
+            endpoints,
+            owner,
+        }) => {
+            let author = keyfile::read(&signer)?;
+            let public = match (service_key, service_public) {
+                (Some(f), _) => keyfile::read(&f)?.public_key(),
+                (None, Some(p)) => parse_public_key(&p).context("--service-public")?,
+                (None, None) => {
+                    bail!("give the service's key with --service-key or --service-public")
+                }
+            };
+            let subject = SubjectRef::new(SubjectKind::Service, public.id().to_hex());
+            let out = c
+                .append(vec![client::register_service(
+                    &author, &name, &public, endpoints, &owner,
+                )])
+                .await?;
+            print_appended(j, "registered", &subject, &out);
+        }
+        Command::Rotate {
+            signer,
+            subject,
+            new_key,
+            reason,
+        } => {
+            let author = keyfile::read(&signer)?;
+            let new_key = keyfile::read(&new_key)?;
+            let subject = subject.subject()?;
+            let head = c.chain_head(&subject).await?;
+            let out = c
+                .append(vec![client::rotate_key(
+                    &author,
+                    subject.clone(),
+                    head,
+                    &new_key,
+                    &reason,
+                )])
+                .await?;
+            print_appended(j, "rotated", &subject, &out);
         }
         Command::Code(CodeCmd::Status {
             signer,

@@ -47,6 +47,7 @@ pub enum SubjectKind {
     AuthorKey,
     Device,
     Code,
+    Service,
 }
 
 impl SubjectKind {
@@ -56,6 +57,7 @@ impl SubjectKind {
             SubjectKind::AuthorKey => "author-key",
             SubjectKind::Device => "device",
             SubjectKind::Code => "code",
+            SubjectKind::Service => "service",
         }
     }
 
@@ -65,6 +67,7 @@ impl SubjectKind {
             "author-key" => Some(SubjectKind::AuthorKey),
             "device" => Some(SubjectKind::Device),
             "code" => Some(SubjectKind::Code),
+            "service" => Some(SubjectKind::Service),
             _ => None,
         }
     }
@@ -104,10 +107,12 @@ pub enum EventKind {
     AccessGranted,
     Endorsed,
     EndorsementWithdrawn,
+    ServiceRegistered,
+    KeyRotated,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::PartyGenesis,
         EventKind::AuthorKeyRegistered,
         EventKind::AuthorKeyRevoked,
@@ -119,6 +124,8 @@ impl EventKind {
         EventKind::AccessGranted,
         EventKind::Endorsed,
         EventKind::EndorsementWithdrawn,
+        EventKind::ServiceRegistered,
+        EventKind::KeyRotated,
     ];
 
     pub fn name(self) -> &'static str {
@@ -134,6 +141,8 @@ impl EventKind {
             EventKind::AccessGranted => "access-granted",
             EventKind::Endorsed => "endorsed",
             EventKind::EndorsementWithdrawn => "endorsement-withdrawn",
+            EventKind::ServiceRegistered => "service-registered",
+            EventKind::KeyRotated => "key-rotated",
         }
     }
 
@@ -150,9 +159,11 @@ impl EventKind {
             }
             EventKind::DeviceRegistered | EventKind::DeviceStatusChanged => &[SubjectKind::Device],
             EventKind::CodeReleased | EventKind::CodeStatusChanged => &[SubjectKind::Code],
+            EventKind::ServiceRegistered => &[SubjectKind::Service],
+            EventKind::KeyRotated => &[SubjectKind::Device, SubjectKind::Service],
             // Records other parties may attach to an identity.
             EventKind::AccessGranted | EventKind::Endorsed | EventKind::EndorsementWithdrawn => {
-                &[SubjectKind::Device, SubjectKind::Code]
+                &[SubjectKind::Device, SubjectKind::Code, SubjectKind::Service]
             }
         }
     }
@@ -166,6 +177,7 @@ impl EventKind {
                 | EventKind::AuthorKeyRegistered
                 | EventKind::DeviceRegistered
                 | EventKind::CodeReleased
+                | EventKind::ServiceRegistered
         )
     }
 }
@@ -352,6 +364,16 @@ pub enum Payload {
         reason: String,
         openpgp_revocation: Option<Vec<u8>>,
     },
+    ServiceRegistered {
+        name: String,
+        service_key: PublicKey,
+        endpoints: Vec<String>,
+        owner: String,
+    },
+    KeyRotated {
+        new_key: PublicKey,
+        reason: String,
+    },
 }
 
 impl Payload {
@@ -368,6 +390,8 @@ impl Payload {
             Payload::AccessGranted { .. } => EventKind::AccessGranted,
             Payload::Endorsed { .. } => EventKind::Endorsed,
             Payload::EndorsementWithdrawn { .. } => EventKind::EndorsementWithdrawn,
+            Payload::ServiceRegistered { .. } => EventKind::ServiceRegistered,
+            Payload::KeyRotated { .. } => EventKind::KeyRotated,
         }
     }
 }

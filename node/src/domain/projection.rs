@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::event::{
     CodeIdentity, CodeStatus, DeviceStatus, EndorsementKind, Event, EventId, EventKind, Payload,
-    SCHEMA_VERSION, SubjectRef,
+    SCHEMA_VERSION, SubjectKind, SubjectRef,
 };
 use super::keys::{KeyId, PublicKey};
 use super::openpgp::{self, DeviceCertificate};
@@ -73,6 +73,23 @@ pub enum SubjectDetail {
         identity: CodeIdentity,
         status: CodeStatus,
     },
+    Service {
+        name: String,
+        service_key: PublicKey,
+        endpoints: Vec<String>,
+        owner: String,
+    },
+}
+
+impl SubjectDetail {
+    /// The key that identifies a device or service now (rotation replaces it).
+    pub fn current_key(&self) -> Option<&PublicKey> {
+        match self {
+            SubjectDetail::Device { device_key, .. } => Some(device_key),
+            SubjectDetail::Service { service_key, .. } => Some(service_key),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,7 +129,8 @@ impl SubjectState {
             SubjectDetail::Code { status, .. } => Some(status.name()),
             SubjectDetail::Party
             | SubjectDetail::ForeignParty { .. }
-            | SubjectDetail::AuthorKey { .. } => None,
+            | SubjectDetail::AuthorKey { .. }
+            | SubjectDetail::Service { .. } => None,
         }
     }
 
@@ -139,6 +157,16 @@ impl SubjectState {
                 .trim_end()
                 .to_string()
             }
+            SubjectDetail::Service {
+                name,
+                owner,
+                endpoints,
+                service_key,
+            } => format!(
+                "service {name} owner={owner} key={} endpoints={}",
+                service_key.id(),
+                endpoints.join(",")
+            ),
             SubjectDetail::Code { identity, status } => format!(
                 "code {}@{} status={} sha256={}",
                 identity.name,
@@ -153,6 +181,33 @@ impl SubjectState {
 /// Unique-name key of a device serial.
 pub fn serial_key(serial: &str) -> String {
     format!("serial:{serial}")
+}
+
+/// Unique-name key of a service name.
+pub fn service_key_name(name: &str) -> String {
+    format!("service:{name}")
+}
+
+/// Unique-name key of a key that replaced another by rotation.
+pub fn rotated_key_name(key: &KeyId) -> String {
+    format!("key:{key}")
+}
+
+/// Refuses a key that already identifies a device or service, registered
+/// with it or rotated to it.
+fn check_key_free(view: &impl StateView, key: &KeyId) -> Result<(), Refusal> {
+    let taken = [SubjectKind::Device, SubjectKind::Service]
+        .into_iter()
+        .map(|kind| SubjectRef::new(kind, key.to_hex()))
+        .find(|s| view.subject(s).is_some())
+        .or_else(|| view.name_owner(&rotated_key_name(key)).cloned());
+    match taken {
+        Some(subject) => Err(Refusal::KeyTaken {
+            key: key.to_hex(),
+            subject: subject.to_string(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Unique-name key of a code name and version.
@@ -317,11 +372,22 @@ pub fn decide(
         Payload::PartyGenesis { root_key, .. } => Some(root_key),
         _ => None,
     };
+    // A rotation is also signed by the key it brings in.
+    let new_key = match &body.payload {
+        Payload::KeyRotated { new_key, .. } => Some(new_key),
+        _ => None,
+    };
     for sig in sigs {
-        let public = match (view.key(&sig.key_id), genesis_key) {
-            (Some(k), _) => &k.public_key,
-            (None, Some(root)) if root.id() == sig.key_id => root,
-            _ => return Err(Refusal::UnknownKey(sig.key_id.to_hex())),
+        let public = match view.key(&sig.key_id) {
+            Some(k) => &k.public_key,
+            None => match [genesis_key, new_key]
+                .into_iter()
+                .flatten()
+                .find(|k| k.id() == sig.key_id)
+            {
+                Some(k) => k,
+                None => return Err(Refusal::UnknownKey(sig.key_id.to_hex())),
+            },
         };
         if public.algorithm() != sig.algorithm
             || !public.verify_event(&event.envelope.body, &sig.bytes)
@@ -598,6 +664,7 @@ pub fn decide(
                 check_name("attributes.name", name)?;
                 check_text("attributes.value", value, limits)?;
             }
+            check_key_free(view, &key_id)?;
             if let Some(owner) = view.name_owner(&serial_key(serial)) {
                 return Err(Refusal::SerialTaken {
                     serial: serial.clone(),
@@ -655,6 +722,99 @@ pub fn decide(
                     _ => None,
                 };
             }
+        }
+        Payload::ServiceRegistered {
+            name,
+            service_key,
+            endpoints,
+            owner,
+        } => {
+            check_name("name", name)?;
+            check_name("owner", owner)?;
+            let key_id = service_key.id();
+            if body.subject.id != key_id.to_hex() {
+                return Err(Refusal::InvalidSubject {
+                    subject: subject_text,
+                    reason: format!(
+                        "service subject id must be the service key's fingerprint {key_id}"
+                    ),
+                });
+            }
+            if endpoints.is_empty() || endpoints.len() > limits.max_attributes {
+                return Err(Refusal::InvalidField {
+                    field: "endpoints".to_string(),
+                    reason: format!(
+                        "{} endpoints; a service names 1 to {}",
+                        endpoints.len(),
+                        limits.max_attributes
+                    ),
+                });
+            }
+            for endpoint in endpoints {
+                check_text("endpoints", endpoint, limits)?;
+                let scheme_ok = endpoint.split_once("://").is_some_and(|(scheme, rest)| {
+                    !scheme.is_empty()
+                        && scheme
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+                        && !rest.is_empty()
+                        && !endpoint.contains(char::is_whitespace)
+                });
+                if !scheme_ok {
+                    return Err(Refusal::InvalidField {
+                        field: "endpoints".to_string(),
+                        reason: format!("{endpoint:?} is not a URI (scheme://authority...)"),
+                    });
+                }
+            }
+            check_key_free(view, &key_id)?;
+            let claim = service_key_name(name);
+            if let Some(owner) = view.name_owner(&claim) {
+                return Err(Refusal::ServiceNameTaken {
+                    name: name.clone(),
+                    subject: owner.to_string(),
+                });
+            }
+            effects.claim = Some(claim);
+            effects.subject_state.detail = SubjectDetail::Service {
+                name: name.clone(),
+                service_key: service_key.clone(),
+                endpoints: endpoints.clone(),
+                owner: owner.clone(),
+            };
+        }
+        Payload::KeyRotated { new_key, reason } => {
+            check_text("reason", reason, limits)?;
+            let new_id = new_key.id();
+            if !sigs.iter().any(|s| s.key_id == new_id) {
+                return Err(Refusal::MissingNewKeySignature(new_id.to_hex()));
+            }
+            check_key_free(view, &new_id)?;
+            match &mut effects.subject_state.detail {
+                SubjectDetail::Device {
+                    device_key,
+                    status,
+                    openpgp: certificate,
+                    ..
+                } => {
+                    if *status == DeviceStatus::Destroyed {
+                        return Err(Refusal::InvalidSubject {
+                            subject: subject_text,
+                            reason: "a destroyed device's key is not rotated".to_string(),
+                        });
+                    }
+                    *device_key = new_key.clone();
+                    // The old key's OpenPGP certificate retires with it.
+                    if let Some(c) = certificate
+                        && c.published_revocation.is_none()
+                    {
+                        c.published_revocation = Some(c.signatures.revocation_retired.clone());
+                    }
+                }
+                SubjectDetail::Service { service_key, .. } => *service_key = new_key.clone(),
+                _ => return Err(Refusal::UnknownSubject(subject_text)),
+            }
+            effects.claim = Some(rotated_key_name(&new_id));
         }
         Payload::CodeReleased(identity) => {
             check_name("name", &identity.name)?;
@@ -1112,6 +1272,10 @@ impl Projection {
             }
             if let SubjectDetail::AuthorKey { key_id } = &state.detail {
                 self.by_fingerprint.insert(*key_id, subject.clone());
+            }
+            if let SubjectDetail::Service { service_key, .. } = &state.detail {
+                self.by_fingerprint
+                    .insert(service_key.id(), subject.clone());
             }
             self.subjects.insert(subject, state);
         }

@@ -152,9 +152,33 @@ impl Projection {
                 ),
                 None => (false, "author key unknown".to_string()),
             },
+            SubjectDetail::Service {
+                name,
+                owner,
+                endpoints,
+                ..
+            } => (
+                true,
+                format!(
+                    "service {name} run by {owner} at {} registered by key {}",
+                    endpoints.join(" "),
+                    state.registered_by
+                ),
+            ),
             SubjectDetail::Party | SubjectDetail::ForeignParty { .. } => {
                 (false, "a party is not a key".to_string())
             }
+        };
+        // A key that rotation replaced still finds its subject, but is not trusted.
+        let (trusted, reason) = match (target, state.detail.current_key()) {
+            (VerifyTarget::Key(id), Some(current)) if current.id() != *id => (
+                false,
+                format!(
+                    "{reason}; key {id} was replaced by rotation, current key {}",
+                    current.id()
+                ),
+            ),
+            _ => (trusted, reason),
         };
         let endorsed: Vec<String> = state
             .endorsements

@@ -37,6 +37,8 @@ pub enum Refusal {
     TooManySignatures { count: usize, limit: usize },
     #[error("event is not signed by its author key {0}")]
     MissingAuthorSignature(String),
+    #[error("key rotation must also be signed by the new key {0} (proof of possession)")]
+    MissingNewKeySignature(String),
     #[error("signature by key {0} does not verify")]
     BadSignature(String),
     #[error("signing key {0} is not a key of this party")]
@@ -107,6 +109,10 @@ pub enum Refusal {
     },
     #[error("author key {0} is already revoked")]
     AlreadyRevoked(String),
+    #[error("key {key} already identifies {subject}")]
+    KeyTaken { key: String, subject: String },
+    #[error("service name {name} is already registered as {subject}")]
+    ServiceNameTaken { name: String, subject: String },
     #[error("serial {serial} is already registered as {subject}")]
     SerialTaken { serial: String, subject: String },
     #[error("subject {subject} has {count} records, the limit")]
@@ -143,7 +149,9 @@ impl Refusal {
             | EmptyBatch
             | GenesisNotSelfSigned
             | ClockSkew { .. } => RefusalClass::InvalidArgument,
-            BadSignature(_) | MissingAuthorSignature(_) => RefusalClass::Unauthenticated,
+            BadSignature(_) | MissingAuthorSignature(_) | MissingNewKeySignature(_) => {
+                RefusalClass::Unauthenticated
+            }
             UnknownKey(_)
             | AuthorRevoked(_)
             | AuthorExpired { .. }
@@ -158,7 +166,10 @@ impl Refusal {
             | NotWithdrawable { .. }
             | NoGenesis
             | GenesisExists => RefusalClass::FailedPrecondition,
-            SerialTaken { .. } | CodeVersionTaken { .. } => RefusalClass::AlreadyExists,
+            SerialTaken { .. }
+            | CodeVersionTaken { .. }
+            | KeyTaken { .. }
+            | ServiceNameTaken { .. } => RefusalClass::AlreadyExists,
             BodyTooLarge { .. }
             | TooManySignatures { .. }
             | TooManyRecords { .. }

@@ -71,15 +71,27 @@ impl Role {
     /// Manufacturers register the devices they make; maintainers and infield
     /// gateways register devices whose keys are made at setup time, and track
     /// status, and endorse (integrator approval, maintainership); developers
-    /// release code; certification bodies endorse with trust labels.
+    /// release code; certification bodies endorse with trust labels. Parties
+    /// that run the system (maintenance, infield) register its network
+    /// services; whoever registers keyed identities rotates their keys.
     pub fn record_kinds(self) -> &'static [EventKind] {
         match self {
-            Role::Manufacturer | Role::Infield => {
-                &[EventKind::DeviceRegistered, EventKind::DeviceStatusChanged]
-            }
+            Role::Manufacturer => &[
+                EventKind::DeviceRegistered,
+                EventKind::DeviceStatusChanged,
+                EventKind::KeyRotated,
+            ],
+            Role::Infield => &[
+                EventKind::DeviceRegistered,
+                EventKind::DeviceStatusChanged,
+                EventKind::ServiceRegistered,
+                EventKind::KeyRotated,
+            ],
             Role::Maintenance => &[
                 EventKind::DeviceRegistered,
                 EventKind::DeviceStatusChanged,
+                EventKind::ServiceRegistered,
+                EventKind::KeyRotated,
                 EventKind::Endorsed,
             ],
             Role::Developer => &[EventKind::CodeReleased, EventKind::CodeStatusChanged],
