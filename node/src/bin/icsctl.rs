@@ -163,6 +163,8 @@ enum Command {
     Bench(BenchArgs),
     /// Measure Verify latency and throughput against the server.
     BenchVerify(BenchVerifyArgs),
+    /// Measure HKP lookups on a node's HTTP port (keep-alive HTTP/1.1 clients).
+    BenchHkp(BenchHkpArgs),
 }
 
 #[derive(Subcommand)]
@@ -448,6 +450,23 @@ struct BenchVerifyArgs {
     stale: bool,
 }
 
+#[derive(Args)]
+struct BenchHkpArgs {
+    /// The node's HTTP address (HOST:PORT).
+    #[arg(long, default_value = "127.0.0.1:7480")]
+    http: String,
+    /// What to look up: 0x + fingerprint, 0x + key id, or a serial.
+    #[arg(long)]
+    search: String,
+    /// get (armored certificate) or index (machine-readable listing).
+    #[arg(long, default_value = "get")]
+    op: String,
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    #[arg(long, default_value_t = 2000)]
+    requests: usize,
+}
+
 fn consistency(stale: bool) -> i32 {
     if stale {
         pb::ReadConsistency::Stale as i32
@@ -659,14 +678,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(KeyCmd::Show { file }) => {
             let key = keyfile::read(&file)?;
             let public = key.public_key();
+            // The OpenPGP fingerprint this key certifies under (as a party key).
+            let openpgp = openpgp::party_fingerprint(&public);
             if j {
                 println!(
                     "{}",
-                    json!({"key_id": key.key_id().to_hex(), "algorithm": public.algorithm().name(), "public_key": hex::encode(public.bytes())})
+                    json!({"key_id": key.key_id().to_hex(), "algorithm": public.algorithm().name(),
+                        "public_key": hex::encode(public.bytes()), "openpgp_fingerprint": openpgp})
                 );
             } else {
                 println!(
-                    "key_id {}\npublic {}:{}",
+                    "key_id {}\npublic {}:{}\nopenpgp {openpgp}",
                     key.key_id(),
                     public.algorithm().name(),
                     hex::encode(public.bytes())
@@ -1205,6 +1227,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(cmd) => cluster(&mut c, j, cmd).await?,
         Command::Bench(args) => bench(&cli.server, args).await?,
         Command::BenchVerify(args) => bench_verify(&cli.server, args).await?,
+        Command::BenchHkp(args) => bench_hkp(args).await?,
     }
     Ok(())
 }
@@ -1429,6 +1452,89 @@ async fn bench_verify(server: &str, args: BenchVerifyArgs) -> anyhow::Result<()>
         "{}",
         json!({"clients": args.clients, "requests": all.len(), "stale": args.stale,
             "requests_per_second": all.len() as f64 / elapsed.as_secs_f64(),
+            "latency_ms_p50": percentile(&all, 0.50).as_secs_f64() * 1e3,
+            "latency_ms_p99": percentile(&all, 0.99).as_secs_f64() * 1e3})
+    );
+    Ok(())
+}
+
+/// One keep-alive HTTP/1.1 GET; returns the status code and body length.
+async fn http_get(
+    conn: &mut tokio::io::BufReader<tokio::net::TcpStream>,
+    host: &str,
+    path: &str,
+) -> anyhow::Result<(u16, usize)> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    conn.get_mut().write_all(request.as_bytes()).await?;
+    let mut line = String::new();
+    conn.read_line(&mut line).await?;
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("bad status line {line:?}"))?;
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        if conn.read_line(&mut line).await? == 0 {
+            bail!("connection closed in the headers");
+        }
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().context("content-length")?;
+        }
+    }
+    let mut body = vec![0u8; length];
+    conn.read_exact(&mut body).await?;
+    Ok((status, length))
+}
+
+async fn bench_hkp(args: BenchHkpArgs) -> anyhow::Result<()> {
+    if args.clients == 0 || args.requests == 0 {
+        bail!("--clients and --requests must be positive");
+    }
+    let path = format!(
+        "/pks/lookup?op={}&options=mr&search={}",
+        args.op, args.search
+    );
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.clients {
+        let stream = tokio::net::TcpStream::connect(&args.http)
+            .await
+            .with_context(|| format!("connect to {}", args.http))?;
+        stream.set_nodelay(true)?;
+        let mut conn = tokio::io::BufReader::new(stream);
+        let (host, path, n) = (args.http.clone(), path.clone(), args.requests);
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(n);
+            for _ in 0..n {
+                let t = Instant::now();
+                let (status, _) = http_get(&mut conn, &host, &path).await?;
+                if status != 200 {
+                    bail!("lookup answered HTTP {status}");
+                }
+                lat.push(t.elapsed());
+            }
+            Ok(lat)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    println!(
+        "{}",
+        json!({"op": args.op, "clients": args.clients, "requests": all.len(),
+            "lookups_per_second": all.len() as f64 / elapsed.as_secs_f64(),
             "latency_ms_p50": percentile(&all, 0.50).as_secs_f64() * 1e3,
             "latency_ms_p99": percentile(&all, 0.99).as_secs_f64() * 1e3})
     );

@@ -145,10 +145,14 @@ impl SubjectState {
                 serial,
                 status,
                 attributes,
+                openpgp,
                 ..
             } => {
-                let attrs: Vec<String> =
+                let mut attrs: Vec<String> =
                     attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                if let Some(c) = openpgp {
+                    attrs.push(format!("openpgp={}", c.fingerprint_hex()));
+                }
                 format!(
                     "device serial={serial} status={} {}",
                     status.name(),
@@ -193,14 +197,22 @@ pub fn rotated_key_name(key: &KeyId) -> String {
     format!("key:{key}")
 }
 
-/// Refuses a key that already identifies a device or service, registered
-/// with it or rotated to it.
+/// Refuses a key that already identifies a device or service (registered
+/// with it or rotated to it) or signs for a party: one key, one identity.
 fn check_key_free(view: &impl StateView, key: &KeyId) -> Result<(), Refusal> {
-    let taken = [SubjectKind::Device, SubjectKind::Service]
-        .into_iter()
-        .map(|kind| SubjectRef::new(kind, key.to_hex()))
-        .find(|s| view.subject(s).is_some())
-        .or_else(|| view.name_owner(&rotated_key_name(key)).cloned());
+    let taken = [
+        SubjectKind::Device,
+        SubjectKind::Service,
+        SubjectKind::AuthorKey,
+    ]
+    .into_iter()
+    .map(|kind| SubjectRef::new(kind, key.to_hex()))
+    .find(|s| view.subject(s).is_some())
+    .or_else(|| view.name_owner(&rotated_key_name(key)).cloned())
+    .or_else(|| {
+        view.key(key)
+            .map(|k| SubjectRef::new(SubjectKind::Party, k.party.clone()))
+    });
     match taken {
         Some(subject) => Err(Refusal::KeyTaken {
             key: key.to_hex(),
@@ -592,6 +604,7 @@ pub fn decide(
                     reason: "the key already signs for this party".to_string(),
                 });
             }
+            check_key_free(view, &key_id)?;
             if allowed_kinds.is_empty() || allowed_kinds.contains(&EventKind::PartyGenesis) {
                 return Err(Refusal::InvalidField {
                     field: "allowed_kinds".to_string(),

@@ -1342,3 +1342,26 @@ mod services_and_rotation {
         assert!(matches!(p.refuse(&again), Refusal::KeyTaken { .. }));
     }
 }
+
+#[test]
+fn one_key_identifies_one_thing() {
+    let mut p = Party::new();
+    let author = p.register_author(Algorithm::Ed25519, DEVICE_KINDS, T0 + 10_000_000);
+    // A device registered with the author's own key is refused.
+    let b = body(
+        SubjectRef::new(SubjectKind::Device, author.key_id().to_hex()),
+        0,
+        None,
+        author.key_id(),
+        Payload::DeviceRegistered {
+            serial: "SN-X".into(),
+            device_key: author.public_key(),
+            attributes: vec![],
+            openpgp: None,
+        },
+    );
+    assert!(matches!(
+        p.refuse(&event(&b, &[&author])),
+        Refusal::KeyTaken { .. }
+    ));
+}
