@@ -1442,20 +1442,41 @@ async fn bench_verify(server: &str, args: BenchVerifyArgs) -> anyhow::Result<()>
             Ok::<_, tonic::Status>(lat)
         }));
     }
+    let summary = latency_summary(tasks, started, "requests_per_second").await?;
+    println!(
+        "{}",
+        merged(
+            json!({"clients": args.clients, "stale": args.stale}),
+            summary
+        )
+    );
+    Ok(())
+}
+
+/// Joins benchmark clients and summarizes their latencies: count, rate, p50, p99.
+async fn latency_summary<E: Into<anyhow::Error>>(
+    tasks: Vec<tokio::task::JoinHandle<Result<Vec<Duration>, E>>>,
+    started: Instant,
+    rate_name: &str,
+) -> anyhow::Result<serde_json::Value> {
     let mut all = Vec::new();
     for t in tasks {
-        all.extend(t.await??);
+        all.extend(t.await?.map_err(Into::into)?);
     }
     let elapsed = started.elapsed();
     all.sort();
-    println!(
-        "{}",
-        json!({"clients": args.clients, "requests": all.len(), "stale": args.stale,
-            "requests_per_second": all.len() as f64 / elapsed.as_secs_f64(),
-            "latency_ms_p50": percentile(&all, 0.50).as_secs_f64() * 1e3,
-            "latency_ms_p99": percentile(&all, 0.99).as_secs_f64() * 1e3})
-    );
-    Ok(())
+    let mut v = json!({"requests": all.len(),
+        "latency_ms_p50": percentile(&all, 0.50).as_secs_f64() * 1e3,
+        "latency_ms_p99": percentile(&all, 0.99).as_secs_f64() * 1e3});
+    v[rate_name] = json!(all.len() as f64 / elapsed.as_secs_f64());
+    Ok(v)
+}
+
+fn merged(mut a: serde_json::Value, b: serde_json::Value) -> serde_json::Value {
+    if let (Some(a), serde_json::Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
 }
 
 /// One keep-alive HTTP/1.1 GET; returns the status code and body length.
@@ -1525,18 +1546,10 @@ async fn bench_hkp(args: BenchHkpArgs) -> anyhow::Result<()> {
             Ok(lat)
         }));
     }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await??);
-    }
-    let elapsed = started.elapsed();
-    all.sort();
+    let summary = latency_summary(tasks, started, "lookups_per_second").await?;
     println!(
         "{}",
-        json!({"op": args.op, "clients": args.clients, "requests": all.len(),
-            "lookups_per_second": all.len() as f64 / elapsed.as_secs_f64(),
-            "latency_ms_p50": percentile(&all, 0.50).as_secs_f64() * 1e3,
-            "latency_ms_p99": percentile(&all, 0.99).as_secs_f64() * 1e3})
+        merged(json!({"op": args.op, "clients": args.clients}), summary)
     );
     Ok(())
 }
