@@ -129,17 +129,18 @@ pub fn register_device(
 }
 
 /// Registers a device with its OpenPGP certificate: the device key signs its
-/// User ID binding and escrowed revocations, the author certifies it.
+/// User ID binding and two revocations, the author certifies it. The event
+/// commits to the revocations; the caller keeps them (0600) for a later report.
 pub fn register_device_with_openpgp(
     author: &SigningKey,
     serial: &str,
     device: &SigningKey,
     attributes: Vec<(String, String)>,
-) -> anyhow::Result<Envelope> {
+) -> anyhow::Result<(Envelope, openpgp::RevocationEscrow)> {
     let time_ms = now_ms();
-    let signatures = openpgp::sign_device(device, author, serial, &attributes, time_ms)?;
+    let (signatures, escrow) = openpgp::sign_device(device, author, serial, &attributes, time_ms)?;
     let device_key = device.public_key();
-    Ok(signed_at(
+    let envelope = signed_at(
         author,
         SubjectRef::new(SubjectKind::Device, device_key.id().to_hex()),
         ChainHead::default(),
@@ -150,7 +151,8 @@ pub fn register_device_with_openpgp(
             openpgp: Some(signatures),
         },
         time_ms,
-    ))
+    );
+    Ok((envelope, escrow))
 }
 
 pub fn change_status(
@@ -160,6 +162,18 @@ pub fn change_status(
     status: DeviceStatus,
     reason: &str,
 ) -> Envelope {
+    report_status(author, device_id_hex, head, status, reason, None)
+}
+
+/// A status report that may publish one of the device's escrowed revocations.
+pub fn report_status(
+    author: &SigningKey,
+    device_id_hex: &str,
+    head: ChainHead,
+    status: DeviceStatus,
+    reason: &str,
+    openpgp_revocation: Option<Vec<u8>>,
+) -> Envelope {
     signed(
         author,
         SubjectRef::new(SubjectKind::Device, device_id_hex),
@@ -167,6 +181,7 @@ pub fn change_status(
         Payload::DeviceStatusChanged {
             status,
             reason: reason.to_string(),
+            openpgp_revocation,
         },
     )
 }
@@ -358,10 +373,12 @@ pub fn rotate_key(
     head: ChainHead,
     new_key: &SigningKey,
     reason: &str,
+    openpgp_revocation: Option<Vec<u8>>,
 ) -> Envelope {
     let payload = Payload::KeyRotated {
         new_key: new_key.public_key(),
         reason: reason.to_string(),
+        openpgp_revocation,
     };
     codec::sign(
         &body(author, subject, head, payload, now_ms()),

@@ -233,16 +233,28 @@ fn payload_from_pb(p: Option<pb::event_body::Payload>) -> Result<Payload, Refusa
                 .into_iter()
                 .map(|a| (a.name, a.value))
                 .collect(),
-            openpgp: d.openpgp.map(|o| DeviceSignatures {
-                self_signature: o.self_signature,
-                certification: o.certification,
-                revocation_compromised: o.revocation_compromised,
-                revocation_retired: o.revocation_retired,
-            }),
+            openpgp: d
+                .openpgp
+                .map(|o| -> Result<_, Refusal> {
+                    Ok(DeviceSignatures {
+                        self_signature: o.self_signature,
+                        certification: o.certification,
+                        revocation_compromised_digest: digest(
+                            &o.revocation_compromised_digest,
+                            "openpgp.revocation_compromised_digest",
+                        )?,
+                        revocation_retired_digest: digest(
+                            &o.revocation_retired_digest,
+                            "openpgp.revocation_retired_digest",
+                        )?,
+                    })
+                })
+                .transpose()?,
         },
         P::DeviceStatusChanged(s) => Payload::DeviceStatusChanged {
             status: status_from_pb(s.status)?,
             reason: s.reason,
+            openpgp_revocation: non_empty(s.openpgp_revocation),
         },
         P::CodeReleased(c) => Payload::CodeReleased(CodeIdentity {
             name: c.name,
@@ -289,6 +301,7 @@ fn payload_from_pb(p: Option<pb::event_body::Payload>) -> Result<Payload, Refusa
         P::KeyRotated(r) => Payload::KeyRotated {
             new_key: public_key_from_pb(r.new_key, "new_key")?,
             reason: r.reason,
+            openpgp_revocation: non_empty(r.openpgp_revocation),
         },
     })
 }
@@ -337,16 +350,19 @@ fn payload_to_pb(p: &Payload) -> pb::event_body::Payload {
             openpgp: openpgp.as_ref().map(|o| pb::DeviceOpenPgp {
                 self_signature: o.self_signature.clone(),
                 certification: o.certification.clone(),
-                revocation_compromised: o.revocation_compromised.clone(),
-                revocation_retired: o.revocation_retired.clone(),
+                revocation_compromised_digest: o.revocation_compromised_digest.to_vec(),
+                revocation_retired_digest: o.revocation_retired_digest.to_vec(),
             }),
         }),
-        Payload::DeviceStatusChanged { status, reason } => {
-            P::DeviceStatusChanged(pb::DeviceStatusChanged {
-                status: status_to_pb(*status),
-                reason: reason.clone(),
-            })
-        }
+        Payload::DeviceStatusChanged {
+            status,
+            reason,
+            openpgp_revocation,
+        } => P::DeviceStatusChanged(pb::DeviceStatusChanged {
+            status: status_to_pb(*status),
+            reason: reason.clone(),
+            openpgp_revocation: openpgp_revocation.clone().unwrap_or_default(),
+        }),
         Payload::CodeReleased(c) => P::CodeReleased(pb::CodeReleased {
             name: c.name.clone(),
             version: c.version.clone(),
@@ -400,9 +416,14 @@ fn payload_to_pb(p: &Payload) -> pb::event_body::Payload {
             endpoints: endpoints.clone(),
             owner: owner.clone(),
         }),
-        Payload::KeyRotated { new_key, reason } => P::KeyRotated(pb::KeyRotated {
+        Payload::KeyRotated {
+            new_key,
+            reason,
+            openpgp_revocation,
+        } => P::KeyRotated(pb::KeyRotated {
             new_key: Some(public_key_to_pb(new_key)),
             reason: reason.clone(),
+            openpgp_revocation: openpgp_revocation.clone().unwrap_or_default(),
         }),
     }
 }

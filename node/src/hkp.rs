@@ -125,7 +125,7 @@ fn index_mr(projection: &Projection, export: &OpenPgpExport) -> Option<String> {
     };
     let flags = if *revoked { "r" } else { "" };
     Some(format!(
-        "info:1:1\npub:{fingerprint}:{}:256:{}::{flags}\nuid:{}:{}::{flags}\n",
+        "info:1:1\npub:{fingerprint}:{}:256:{}::{flags}\nuid:{}:{}::\n",
         c.algorithm_id(),
         c.created_s,
         escape_uid(&c.user_id),

@@ -25,33 +25,40 @@ pub fn write(path: &Path, key: &SigningKey) -> anyhow::Result<()> {
         secret: hex::encode(key.secret_bytes()),
         key_id: key.key_id().to_hex(),
     };
+    write_secret(path, &file)
+}
+
+/// Writes `value` as JSON to a new file of mode 0600, synced; never overwrites.
+pub fn write_secret<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("create key file {}", path.display()))?;
-    f.write_all(serde_json::to_string_pretty(&file)?.as_bytes())?;
+        .with_context(|| format!("create {}", path.display()))?;
+    f.write_all(serde_json::to_string_pretty(value)?.as_bytes())?;
     f.write_all(b"\n")?;
     f.sync_all()
-        .with_context(|| format!("sync key file {}", path.display()))?;
+        .with_context(|| format!("sync {}", path.display()))?;
     Ok(())
 }
 
-pub fn read(path: &Path) -> anyhow::Result<SigningKey> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("read key file {}", path.display()))?;
+/// Reads JSON from a file that group and others cannot read.
+pub fn read_secret<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let meta = std::fs::metadata(path).with_context(|| format!("read {}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         bail!(
-            "key file {} has mode {mode:o}; it must not be readable by group or others (chmod 600)",
+            "{} has mode {mode:o}; it must not be readable by group or others (chmod 600)",
             path.display()
         );
     }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("read key file {}", path.display()))?;
-    let file: KeyFile = serde_json::from_str(&text)
-        .with_context(|| format!("parse key file {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))
+}
+
+pub fn read(path: &Path) -> anyhow::Result<SigningKey> {
+    let file: KeyFile = read_secret(path)?;
     let alg = Algorithm::from_name(&file.algorithm).with_context(|| {
         format!(
             "key file {}: unknown algorithm {:?}",

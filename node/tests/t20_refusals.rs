@@ -88,6 +88,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     let in_use = Payload::DeviceStatusChanged {
         status: DeviceStatus::InUse,
         reason: String::new(),
+        openpgp_revocation: None,
     };
 
     // Bad signature.
@@ -298,6 +299,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     body.payload = Payload::DeviceStatusChanged {
         status: DeviceStatus::Lost,
         reason: "x".repeat(70 * 1024),
+        openpgp_revocation: None,
     };
     let env = codec::sign(&body, &[&author]);
     refused(

@@ -255,7 +255,7 @@ async fn service_identity_and_key_rotation_over_grpc() {
     let new = SigningKey::generate(Algorithm::Ed25519);
     let before = c.status().await.unwrap().event_count;
     let head = c.chain_head(&subject).await.unwrap();
-    let mut env = client::rotate_key(&author, subject.clone(), head, &new, "yearly");
+    let mut env = client::rotate_key(&author, subject.clone(), head, &new, "yearly", None);
     env.signatures.retain(|s| s.key_id == author.key_id());
     let err = c.append(vec![env]).await.expect_err("refused");
     assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
@@ -273,6 +273,7 @@ async fn service_identity_and_key_rotation_over_grpc() {
         head,
         &new,
         "yearly",
+        None,
     )])
     .await
     .expect("rotated");

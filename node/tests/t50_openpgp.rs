@@ -31,13 +31,20 @@ fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A device registered with its OpenPGP certificate; returns its subject and fingerprint.
+/// A registered device: its subject, OpenPGP fingerprint, and escrowed revocations.
+struct Registered {
+    subject: SubjectRef,
+    fingerprint: String,
+    escrow: openpgp::RevocationEscrow,
+}
+
+/// A device registered with its OpenPGP certificate.
 async fn register(
     c: &mut Client,
     author: &SigningKey,
     serial: &str,
     algorithm: Algorithm,
-) -> (SubjectRef, String) {
+) -> Registered {
     let device = SigningKey::generate(algorithm);
     let attrs = vec![
         ("manu".to_string(), "ACME Sensors".to_string()),
@@ -45,21 +52,28 @@ async fn register(
         ("lot".to_string(), "L-2026-11".to_string()),
         ("color".to_string(), "grey".to_string()),
     ];
-    let env = client::register_device_with_openpgp(author, serial, &device, attrs).unwrap();
+    let (env, escrow) =
+        client::register_device_with_openpgp(author, serial, &device, attrs).unwrap();
     c.append(vec![env]).await.expect("register device");
     let subject = SubjectRef::new(SubjectKind::Device, device.key_id().to_hex());
     let export = c.export_openpgp(&subject).await.expect("export");
-    (subject, export.fingerprint)
+    Registered {
+        subject,
+        fingerprint: export.fingerprint,
+        escrow,
+    }
 }
 
-async fn report_stolen(c: &mut Client, author: &SigningKey, subject: &SubjectRef) {
-    let head = c.chain_head(subject).await.unwrap();
-    c.append(vec![client::change_status(
+/// Reports the device stolen, publishing its escrowed "compromised" revocation.
+async fn report_stolen(c: &mut Client, author: &SigningKey, device: &Registered) {
+    let head = c.chain_head(&device.subject).await.unwrap();
+    c.append(vec![client::report_status(
         author,
-        &subject.id,
+        &device.subject.id,
         head,
         DeviceStatus::Stolen,
         "van broken into",
+        Some(device.escrow.compromised.clone()),
     )])
     .await
     .expect("report stolen");
@@ -136,7 +150,8 @@ async fn gpg_fetches_device_certificate_with_notations_and_sees_stolen_revocatio
     cluster.wait_ready(Duration::from_secs(30)).await;
     let mut c = cluster.node(1).client();
     let author = cluster.device_author().await;
-    let (subject, fpr) = register(&mut c, &author, "SN-GPG-1", Algorithm::Ed25519).await;
+    let device = register(&mut c, &author, "SN-GPG-1", Algorithm::Ed25519).await;
+    let fpr = device.fingerprint.clone();
     assert_eq!(fpr.len(), 40, "{fpr}");
 
     let home = tempfile::Builder::new()
@@ -186,7 +201,7 @@ async fn gpg_fetches_device_certificate_with_notations_and_sees_stolen_revocatio
     );
 
     // A stolen report publishes the revocation; a refresh brings it to gpg.
-    report_stolen(&mut c, &author, &subject).await;
+    report_stolen(&mut c, &author, &device).await;
     gpg.recv(&fpr);
     let colons = gpg.list(&fpr);
     assert!(
@@ -243,7 +258,8 @@ async fn sq_fetches_device_certificate_by_fingerprint_and_key_id_and_sees_revoca
     cluster.wait_ready(Duration::from_secs(30)).await;
     let mut c = cluster.node(1).client();
     let author = cluster.device_author().await;
-    let (subject, fpr) = register(&mut c, &author, "SN-SQ-1", Algorithm::EcdsaP256Sha256).await;
+    let device = register(&mut c, &author, "SN-SQ-1", Algorithm::EcdsaP256Sha256).await;
+    let fpr = device.fingerprint.clone();
     let home = tempfile::tempdir().unwrap();
     let keyserver = format!("hkp://{}", cluster.node(1).http);
 
@@ -274,7 +290,7 @@ async fn sq_fetches_device_certificate_by_fingerprint_and_key_id_and_sees_revoca
     let by_key_id = sq_get(home.path(), &keyserver, &fpr[24..]);
     assert_eq!(by_key_id, cert);
 
-    report_stolen(&mut c, &author, &subject).await;
+    report_stolen(&mut c, &author, &device).await;
     let cert = sq_get(home.path(), &keyserver, &fpr);
     let inspected = sq_inspect(home.path(), &cert);
     assert!(inspected.contains("Revoked:"), "{inspected}");
@@ -305,7 +321,9 @@ async fn hkp_index_by_serial_refusals_and_uploads_denied() {
     cluster.wait_ready(Duration::from_secs(30)).await;
     let mut c = cluster.node(1).client();
     let author = cluster.device_author().await;
-    let (_, fpr) = register(&mut c, &author, "SN-IDX-1", Algorithm::Ed25519).await;
+    let fpr = register(&mut c, &author, "SN-IDX-1", Algorithm::Ed25519)
+        .await
+        .fingerprint;
     let base = format!("http://{}/pks/lookup", cluster.node(1).http);
 
     // Machine-readable index by exact User ID (the serial) and by fingerprint.
@@ -357,10 +375,18 @@ async fn hkp_index_by_serial_refusals_and_uploads_denied() {
 async fn roles_without_device_identities_do_not_mount_hkp() {
     let cluster = start_cluster(1, "role = \"developer\"\n");
     cluster.wait_ready(Duration::from_secs(30)).await;
+    // A mounted HKP answers 501 to an unknown op and 403 to an upload; here
+    // neither route exists.
     let (code, _) = curl(&[&format!(
-        "http://{}/pks/lookup?op=get&search=x",
+        "http://{}/pks/lookup?op=stats",
         cluster.node(1).http
     )]);
+    assert_eq!(code, 404);
+    let (code, _) = curl(&[
+        "--data",
+        "keytext=x",
+        &format!("http://{}/pks/add", cluster.node(1).http),
+    ]);
     assert_eq!(code, 404);
     let (code, _) = curl(&[&format!("http://{}/healthz", cluster.node(1).http)]);
     assert_eq!(code, 200);

@@ -67,6 +67,12 @@ enum Command {
         new_key: PathBuf,
         #[arg(long, default_value = "")]
         reason: String,
+        /// A device's revocations file: publish the old key's retired revocation
+        /// (or, with --compromised, the compromised one).
+        #[arg(long)]
+        revocations: Option<PathBuf>,
+        #[arg(long, requires = "revocations")]
+        compromised: bool,
     },
     /// Recognize another party by its root public key.
     Recognize {
@@ -236,6 +242,10 @@ enum DeviceCmd {
         /// the device key must sign its own User ID binding).
         #[arg(long)]
         no_openpgp: bool,
+        /// Where to keep the device's two OpenPGP revocations (mode 0600;
+        /// default SERIAL.revocations). The log holds only their digests.
+        #[arg(long)]
+        revocations: Option<PathBuf>,
     },
     /// Change a device's status.
     Status {
@@ -249,6 +259,10 @@ enum DeviceCmd {
         status: String,
         #[arg(long, default_value = "")]
         reason: String,
+        /// The device's revocations file: a stolen report publishes the
+        /// compromised revocation, destroyed or retired the retired one.
+        #[arg(long)]
+        revocations: Option<PathBuf>,
     },
 }
 
@@ -543,8 +557,13 @@ fn payload_json(b: &EventBody) -> serde_json::Value {
             "attributes": attributes.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "openpgp": openpgp.is_some(),
         }),
-        P::DeviceStatusChanged { status, reason } => {
-            json!({"status": status.name(), "reason": reason})
+        P::DeviceStatusChanged {
+            status,
+            reason,
+            openpgp_revocation,
+        } => {
+            json!({"status": status.name(), "reason": reason,
+                "openpgp_revocation": openpgp_revocation.is_some()})
         }
         P::CodeReleased(c) => json!({
             "name": c.name, "version": c.version, "blake3": hex::encode(c.blake3),
@@ -584,9 +603,13 @@ fn payload_json(b: &EventBody) -> serde_json::Value {
             "name": name, "owner": owner, "endpoints": endpoints,
             "service_key": format!("{}:{}", service_key.algorithm().name(), hex::encode(service_key.bytes())),
         }),
-        P::KeyRotated { new_key, reason } => json!({
+        P::KeyRotated {
+            new_key,
+            reason,
+            openpgp_revocation,
+        } => json!({
             "new_key": format!("{}:{}", new_key.algorithm().name(), hex::encode(new_key.bytes())),
-            "reason": reason,
+            "reason": reason, "openpgp_revocation": openpgp_revocation.is_some(),
         }),
     }
 }
@@ -737,6 +760,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             device_public,
             attributes,
             no_openpgp,
+            revocations,
         }) => {
             let author = keyfile::read(&signer)?;
             let device_secret = device_key.as_deref().map(keyfile::read).transpose()?;
@@ -754,20 +778,44 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let subject = SubjectRef::new(SubjectKind::Device, public.id().to_hex());
-            let event = match device_secret {
+            let (event, escrow) = match device_secret {
                 Some(device) if !no_openpgp => {
-                    client::register_device_with_openpgp(&author, &serial, &device, attrs)?
+                    let (event, escrow) =
+                        client::register_device_with_openpgp(&author, &serial, &device, attrs)?;
+                    let path = revocations
+                        .unwrap_or_else(|| PathBuf::from(format!("{serial}.revocations")));
+                    // Kept before the append: the log will commit to these.
+                    keyfile::write_secret(&path, &escrow)?;
+                    (event, Some(path))
                 }
-                _ => client::register_device(&author, &serial, &public, attrs),
+                _ => (
+                    client::register_device(&author, &serial, &public, attrs),
+                    None,
+                ),
             };
-            let out = c.append(vec![event]).await?;
-            print_appended(j, "registered", &subject, &out);
+            match c.append(vec![event]).await {
+                Ok(out) => {
+                    print_appended(j, "registered", &subject, &out);
+                    if let Some(path) = escrow
+                        && !j
+                    {
+                        println!("  OpenPGP revocations kept in {}", path.display());
+                    }
+                }
+                Err(e) => {
+                    if let Some(path) = escrow {
+                        let _ = std::fs::remove_file(path);
+                    }
+                    return Err(e.into());
+                }
+            }
         }
         Command::Device(DeviceCmd::Status {
             signer,
             device,
             status,
             reason,
+            revocations,
         }) => {
             let author = keyfile::read(&signer)?;
             let status = DeviceStatus::from_name(&status).with_context(|| {
@@ -775,11 +823,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "unknown status {status:?} (planned, in-use, retired, destroyed, stolen, lost)"
                 )
             })?;
+            let revocation = match revocations {
+                None => None,
+                Some(path) => {
+                    let escrow: openpgp::RevocationEscrow = keyfile::read_secret(&path)?;
+                    let slot = match status {
+                        DeviceStatus::Stolen => openpgp::RevocationSlot::Compromised,
+                        DeviceStatus::Destroyed | DeviceStatus::Retired => {
+                            openpgp::RevocationSlot::Retired
+                        }
+                        other => bail!(
+                            "--revocations goes with stolen, destroyed or retired, not {}",
+                            other.name()
+                        ),
+                    };
+                    Some(escrow.get(slot).to_vec())
+                }
+            };
             let subject = SubjectRef::new(SubjectKind::Device, device.clone());
             let head = c.chain_head(&subject).await?;
             let out = c
-                .append(vec![client::change_status(
-                    &author, &device, head, status, &reason,
+                .append(vec![client::report_status(
+                    &author, &device, head, status, &reason, revocation,
                 )])
                 .await?;
             print_appended(j, status.name(), &subject, &out);
@@ -830,9 +895,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             subject,
             new_key,
             reason,
+            revocations,
+            compromised,
         } => {
             let author = keyfile::read(&signer)?;
             let new_key = keyfile::read(&new_key)?;
+            let revocation = match revocations {
+                None => None,
+                Some(path) => {
+                    let escrow: openpgp::RevocationEscrow = keyfile::read_secret(&path)?;
+                    let slot = if compromised {
+                        openpgp::RevocationSlot::Compromised
+                    } else {
+                        openpgp::RevocationSlot::Retired
+                    };
+                    Some(escrow.get(slot).to_vec())
+                }
+            };
             let subject = subject.subject()?;
             let head = c.chain_head(&subject).await?;
             let out = c
@@ -842,6 +921,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     head,
                     &new_key,
                     &reason,
+                    revocation,
                 )])
                 .await?;
             print_appended(j, "rotated", &subject, &out);
@@ -960,7 +1040,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )?)
             .context("--endorsement must be 32 bytes")?;
             // An endorsement made with an OpenPGP certification is withdrawn
-            // with a certification revocation by the same key.
+            // with a certification revocation by the same key. Another key of
+            // the party sends none: the node accepts that only when the
+            // certifying key can no longer sign, and otherwise says so.
             let endorsed = c
                 .log
                 .get_event(pb::GetEventRequest {
@@ -969,13 +1051,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .await?
                 .into_inner();
-            let certified = matches!(
-                codec::decode_body(&endorsed.event.unwrap_or_default().body)?.payload,
-                Payload::Endorsed {
-                    openpgp_certification: Some(_),
-                    ..
-                }
-            );
+            let endorsed = codec::decode_body(&endorsed.event.unwrap_or_default().body)?;
+            let certified = endorsed.author == key.key_id()
+                && matches!(
+                    endorsed.payload,
+                    Payload::Endorsed {
+                        openpgp_certification: Some(_),
+                        ..
+                    }
+                );
             let target = if certified {
                 certification_target(&mut c, &subject).await?
             } else {

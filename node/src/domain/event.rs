@@ -339,6 +339,7 @@ pub enum Payload {
     DeviceStatusChanged {
         status: DeviceStatus,
         reason: String,
+        openpgp_revocation: Option<Vec<u8>>,
     },
     CodeReleased(CodeIdentity),
     CodeStatusChanged {
@@ -373,6 +374,7 @@ pub enum Payload {
     KeyRotated {
         new_key: PublicKey,
         reason: String,
+        openpgp_revocation: Option<Vec<u8>>,
     },
 }
 

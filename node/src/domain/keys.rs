@@ -110,6 +110,13 @@ impl PublicKey {
                     .map_err(|e| malformed(e.to_string()))?;
             }
             Algorithm::EcdsaP256Sha256 => {
+                // One encoding per point, so one point has one key id.
+                if bytes.len() != 65 || bytes[0] != 0x04 {
+                    return Err(malformed(
+                        "expected the 65-byte uncompressed SEC1 encoding (04 || x || y)"
+                            .to_string(),
+                    ));
+                }
                 p256::ecdsa::VerifyingKey::from_sec1_bytes(&bytes)
                     .map_err(|e| malformed(e.to_string()))?;
             }
@@ -231,7 +238,7 @@ impl SigningKey {
     pub fn public_key(&self) -> PublicKey {
         let bytes = match self {
             SigningKey::Ed25519(k) => k.verifying_key().to_bytes().to_vec(),
-            SigningKey::P256(k) => k.verifying_key().to_sec1_bytes().to_vec(),
+            SigningKey::P256(k) => k.verifying_key().to_sec1_point(false).as_bytes().to_vec(),
         };
         PublicKey {
             algorithm: self.algorithm(),
@@ -299,5 +306,19 @@ mod tests {
     fn malformed_public_keys_are_refused() {
         assert!(PublicKey::new(Algorithm::Ed25519, vec![0; 31]).is_err());
         assert!(PublicKey::new(Algorithm::EcdsaP256Sha256, vec![4; 65]).is_err());
+        // The compressed encoding of a valid point is refused too.
+        let p256 = SigningKey::generate(Algorithm::EcdsaP256Sha256);
+        let SigningKey::P256(k) = &p256 else {
+            unreachable!()
+        };
+        let compressed = k.verifying_key().to_sec1_point(true).as_bytes().to_vec();
+        assert!(PublicKey::new(Algorithm::EcdsaP256Sha256, compressed).is_err());
+        assert!(
+            PublicKey::new(
+                Algorithm::EcdsaP256Sha256,
+                p256.public_key().bytes().to_vec()
+            )
+            .is_ok()
+        );
     }
 }

@@ -12,8 +12,10 @@
 //! stores the packet bytes as received. The server never signs.
 //!
 //! A device cannot sign once stolen, so its two revocations (compromised,
-//! retired) are made at manufacture and held by the ICS until a status report
-//! publishes one: the OpenPGP practice of a revocation certificate kept in escrow.
+//! retired) are made at manufacture and kept in escrow by the registrant, off
+//! the log: the registration commits only to their blake3 digests. A stolen or
+//! destroyed report (or a key rotation) that carries one publishes it; nobody
+//! reading the log can revoke a device early.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -33,7 +35,7 @@ use openpgp::types::{
 use serde::{Deserialize, Serialize};
 
 use super::event::{CodeIdentity, EndorsementKind};
-use super::keys::{Algorithm, PublicKey, SigningKey};
+use super::keys::{Algorithm, KeyId, PublicKey, SigningKey};
 
 /// The draft's notation names a device certification may carry, in the
 /// order they appear; an attribute with one of these names becomes a notation.
@@ -57,26 +59,88 @@ pub struct DeviceSignatures {
     pub self_signature: Vec<u8>,
     /// The manufacturer's certification with the draft's notations.
     pub certification: Vec<u8>,
-    /// Key revocation by the device key, reason "key compromised" (stolen).
-    pub revocation_compromised: Vec<u8>,
-    /// Key revocation by the device key, reason "key retired" (destroyed).
-    pub revocation_retired: Vec<u8>,
+    /// blake3 of the escrowed key revocation with reason "key compromised".
+    pub revocation_compromised_digest: [u8; 32],
+    /// blake3 of the escrowed key revocation with reason "key retired".
+    pub revocation_retired_digest: [u8; 32],
+}
+
+/// The device's key revocations, made at manufacture and kept by the
+/// registrant (mode 0600) until a report publishes one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationEscrow {
+    #[serde(with = "hex_bytes")]
+    pub compromised: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub retired: Vec<u8>,
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Which escrowed revocation a packet is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RevocationSlot {
+    /// Stolen (or a compromised key rotated out): a hard revocation.
+    Compromised,
+    /// Destroyed, retired, or rotated out.
+    Retired,
+}
+
+impl RevocationSlot {
+    fn reason(self) -> ReasonForRevocation {
+        match self {
+            RevocationSlot::Compromised => ReasonForRevocation::KeyCompromised,
+            RevocationSlot::Retired => ReasonForRevocation::KeyRetired,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RevocationSlot::Compromised => "compromised",
+            RevocationSlot::Retired => "retired",
+        }
+    }
+}
+
+impl RevocationEscrow {
+    pub fn get(&self, slot: RevocationSlot) -> &[u8] {
+        match slot {
+            RevocationSlot::Compromised => &self.compromised,
+            RevocationSlot::Retired => &self.retired,
+        }
+    }
 }
 
 /// A device's OpenPGP certificate as the projection keeps it: packets as received.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceCertificate {
+    /// The device key the certificate is for (rotation may replace it).
+    pub device_key_id: KeyId,
     pub key_packet: Vec<u8>,
     pub fingerprint: [u8; 20],
     pub created_s: u64,
     pub user_id: String,
     pub signatures: DeviceSignatures,
-    /// The escrowed revocation a stolen or destroyed report published. Once
-    /// published it stays: OpenPGP clients never forget a revocation.
-    pub published_revocation: Option<Vec<u8>>,
+    /// Escrowed revocations that reports published, in order. Once published
+    /// one stays: OpenPGP clients never forget a revocation.
+    pub published_revocations: Vec<Vec<u8>>,
 }
 
 impl DeviceCertificate {
+    pub fn revoked(&self) -> bool {
+        !self.published_revocations.is_empty()
+    }
+
     pub fn fingerprint_hex(&self) -> String {
         hex::encode_upper(self.fingerprint)
     }
@@ -241,7 +305,7 @@ pub fn sign_device(
     serial: &str,
     attributes: &[(String, String)],
     time_ms: i64,
-) -> anyhow::Result<DeviceSignatures> {
+) -> anyhow::Result<(DeviceSignatures, RevocationEscrow)> {
     let t = seconds(time_ms)?;
     let device_pk = openpgp_key(&device.public_key(), t);
     let uid = device_user_id(serial);
@@ -255,23 +319,28 @@ pub fn sign_device(
         &device_notations(attributes),
     )?
     .sign_userid_binding(&mut manufacturer_signer, &device_pk, &uid)?;
-    let revocation = |reason: ReasonForRevocation, text: &str| -> openpgp::Result<Vec<u8>> {
+    let revocation = |slot: RevocationSlot, text: &str| -> openpgp::Result<Vec<u8>> {
         let mut s = signer(device, t)?;
         bytes(
             builder(SignatureType::KeyRevocation, t)?
-                .set_reason_for_revocation(reason, text.as_bytes())?
+                .set_reason_for_revocation(slot.reason(), text.as_bytes())?
                 .sign_direct_key(&mut s, None)?,
         )
     };
-    Ok(DeviceSignatures {
+    let escrow = RevocationEscrow {
+        compromised: revocation(
+            RevocationSlot::Compromised,
+            "device key compromised (stolen)",
+        )?,
+        retired: revocation(RevocationSlot::Retired, "device key retired")?,
+    };
+    let signatures = DeviceSignatures {
         self_signature: bytes(self_signature)?,
         certification: bytes(certification)?,
-        revocation_compromised: revocation(
-            ReasonForRevocation::KeyCompromised,
-            "device reported stolen",
-        )?,
-        revocation_retired: revocation(ReasonForRevocation::KeyRetired, "device destroyed")?,
-    })
+        revocation_compromised_digest: *blake3::hash(&escrow.compromised).as_bytes(),
+        revocation_retired_digest: *blake3::hash(&escrow.retired).as_bytes(),
+    };
+    Ok((signatures, escrow))
 }
 
 /// What a certification of a device binds: its primary key and User ID.
@@ -520,27 +589,6 @@ pub fn check_device(
     expect_notations(f, &sig, &device_notations(attributes))?;
     verified(f, sig.verify_userid_binding(&author, &device, &uid))?;
 
-    for (f, bytes, reason) in [
-        (
-            "openpgp.revocation_compromised",
-            &signatures.revocation_compromised,
-            ReasonForRevocation::KeyCompromised,
-        ),
-        (
-            "openpgp.revocation_retired",
-            &signatures.revocation_retired,
-            ReasonForRevocation::KeyRetired,
-        ),
-    ] {
-        let sig = parse_signature(f, bytes)?;
-        expect_type(f, &sig, SignatureType::KeyRevocation)?;
-        expect_time(f, &sig, t)?;
-        if sig.reason_for_revocation().map(|(r, _)| r) != Some(reason) {
-            return Err(err(f, format!("reason for revocation must be {reason}")));
-        }
-        verified(f, sig.verify_primary_key_revocation(&device, &device))?;
-    }
-
     let key_packet = openpgp::Packet::from(device.clone())
         .to_vec()
         .map_err(|e| err("device_key", e))?;
@@ -549,13 +597,45 @@ pub fn check_device(
         other => return Err(err("device_key", format!("unexpected fingerprint {other}"))),
     };
     Ok(DeviceCertificate {
+        device_key_id: device_key.id(),
         key_packet,
         fingerprint,
         created_s: t,
         user_id: serial.to_string(),
         signatures: signatures.clone(),
-        published_revocation: None,
+        published_revocations: Vec::new(),
     })
+}
+
+/// Checks a revocation a report publishes: one of the two the registration
+/// committed to, made by the device key with the reason of its slot.
+pub fn check_revocation(
+    bytes: &[u8],
+    device: &DeviceCertificate,
+) -> Result<RevocationSlot, OpenPgpError> {
+    let f = "openpgp_revocation";
+    let digest = *blake3::hash(bytes).as_bytes();
+    let slot = if digest == device.signatures.revocation_compromised_digest {
+        RevocationSlot::Compromised
+    } else if digest == device.signatures.revocation_retired_digest {
+        RevocationSlot::Retired
+    } else {
+        return Err(err(
+            f,
+            "is not one of the revocations the registration committed to",
+        ));
+    };
+    let sig = parse_signature(f, bytes)?;
+    expect_type(f, &sig, SignatureType::KeyRevocation)?;
+    if sig.reason_for_revocation().map(|(r, _)| r) != Some(slot.reason()) {
+        return Err(err(
+            f,
+            format!("reason for revocation must be {}", slot.reason()),
+        ));
+    }
+    let key = device_key_of(device)?;
+    verified(f, sig.verify_primary_key_revocation(&key, &key))?;
+    Ok(slot)
 }
 
 /// Checks an endorsement's certification of the device by the endorser's key.
@@ -571,6 +651,10 @@ pub fn check_endorsement(
     let f = "openpgp_certification";
     let t = seconds(time_ms)?;
     let until = seconds(not_after_ms)?;
+    if until <= t {
+        // A validity period of zero would mean "never expires" in OpenPGP.
+        return Err(err(f, "the endorsement must last at least a second"));
+    }
     let sig = parse_signature(f, bytes)?;
     expect_type(f, &sig, SignatureType::GenericCertification)?;
     expect_time(f, &sig, t)?;
@@ -634,7 +718,7 @@ pub fn assemble<'a>(
     endorsements: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
 ) -> Vec<u8> {
     let mut out = device.key_packet.clone();
-    if let Some(rev) = &device.published_revocation {
+    for rev in &device.published_revocations {
         out.extend_from_slice(rev);
     }
     let uid = openpgp::Packet::from(device_user_id(&device.user_id))

@@ -707,7 +707,11 @@ pub fn decide(
                 openpgp: certificate,
             };
         }
-        Payload::DeviceStatusChanged { status, reason } => {
+        Payload::DeviceStatusChanged {
+            status,
+            reason,
+            openpgp_revocation,
+        } => {
             check_text("reason", reason, limits)?;
             // The subject state starts as a copy of the current one: only the status moves.
             let SubjectDetail::Device {
@@ -725,15 +729,21 @@ pub fn decide(
                 status.name(),
             )?;
             *from = *status;
-            // A stolen or destroyed report publishes the escrowed revocation.
-            if let Some(c) = certificate
-                && c.published_revocation.is_none()
-            {
-                c.published_revocation = match status {
-                    DeviceStatus::Stolen => Some(c.signatures.revocation_compromised.clone()),
-                    DeviceStatus::Destroyed => Some(c.signatures.revocation_retired.clone()),
-                    _ => None,
+            // A stolen, destroyed or retired report may publish the escrowed
+            // revocation of its kind.
+            if let Some(revocation) = openpgp_revocation {
+                use openpgp::RevocationSlot::*;
+                let allowed: &[openpgp::RevocationSlot] = match status {
+                    DeviceStatus::Stolen => &[Compromised],
+                    DeviceStatus::Destroyed | DeviceStatus::Retired => &[Retired],
+                    _ => &[],
                 };
+                publish_revocation(
+                    certificate.as_deref_mut(),
+                    revocation,
+                    allowed,
+                    &format!("a {} report", status.name()),
+                )?;
             }
         }
         Payload::ServiceRegistered {
@@ -796,7 +806,11 @@ pub fn decide(
                 owner: owner.clone(),
             };
         }
-        Payload::KeyRotated { new_key, reason } => {
+        Payload::KeyRotated {
+            new_key,
+            reason,
+            openpgp_revocation,
+        } => {
             check_text("reason", reason, limits)?;
             let new_id = new_key.id();
             if !sigs.iter().any(|s| s.key_id == new_id) {
@@ -817,14 +831,27 @@ pub fn decide(
                         });
                     }
                     *device_key = new_key.clone();
-                    // The old key's OpenPGP certificate retires with it.
-                    if let Some(c) = certificate
-                        && c.published_revocation.is_none()
-                    {
-                        c.published_revocation = Some(c.signatures.revocation_retired.clone());
+                    // The old key's certificate may be revoked as it goes, with
+                    // either escrowed revocation (retired, or compromised).
+                    if let Some(revocation) = openpgp_revocation {
+                        use openpgp::RevocationSlot::*;
+                        publish_revocation(
+                            certificate.as_deref_mut(),
+                            revocation,
+                            &[Compromised, Retired],
+                            "a key rotation",
+                        )?;
                     }
                 }
-                SubjectDetail::Service { service_key, .. } => *service_key = new_key.clone(),
+                SubjectDetail::Service { service_key, .. } => {
+                    if openpgp_revocation.is_some() {
+                        return Err(Refusal::OpenPgp {
+                            field: "openpgp_revocation".to_string(),
+                            reason: "a service has no OpenPGP certificate to revoke".to_string(),
+                        });
+                    }
+                    *service_key = new_key.clone();
+                }
                 _ => return Err(Refusal::UnknownSubject(subject_text)),
             }
             effects.claim = Some(rotated_key_name(&new_id));
@@ -884,6 +911,7 @@ pub fn decide(
                 });
             }
             check_name("party", &body.subject.id)?;
+            check_key_free(view, &root_key.id())?;
             if Role::from_name(role).is_none() {
                 return Err(Refusal::InvalidField {
                     field: "role".to_string(),
@@ -974,12 +1002,35 @@ pub fn decide(
                 });
             }
             if let Some(certification) = openpgp_certification {
-                let Some(device) = device_certificate(&effects.subject_state) else {
-                    return Err(Refusal::OpenPgp {
-                        field: "openpgp_certification".to_string(),
-                        reason: format!("{subject_text} has no OpenPGP certificate to certify"),
-                    });
+                let refuse = |reason: String| Refusal::OpenPgp {
+                    field: "openpgp_certification".to_string(),
+                    reason,
                 };
+                let Some(device) = device_certificate(&effects.subject_state) else {
+                    return Err(refuse(format!(
+                        "{subject_text} has no OpenPGP certificate to certify"
+                    )));
+                };
+                let current = effects
+                    .subject_state
+                    .detail
+                    .current_key()
+                    .map(PublicKey::id);
+                if device.revoked() || current != Some(device.device_key_id) {
+                    return Err(refuse(format!(
+                        "{subject_text}'s OpenPGP certificate is revoked or its key rotated out"
+                    )));
+                }
+                // One certification revocation retracts all of a key's
+                // certifications of the User ID: one live one per key.
+                if effects.subject_state.endorsements.iter().any(|e| {
+                    !e.withdrawn && e.author == body.author && e.openpgp_certification.is_some()
+                }) {
+                    return Err(refuse(format!(
+                        "key {} already has a live OpenPGP-certified endorsement of {subject_text}; withdraw it first",
+                        body.author
+                    )));
+                }
                 openpgp::check_endorsement(
                     certification,
                     device,
@@ -1056,9 +1107,17 @@ pub fn decide(
                     })?;
                 }
                 (Some(_), None, _) => {
-                    return Err(not_withdrawable(
-                        "its OpenPGP certification needs an openpgp_revocation",
-                    ));
+                    // A certifier key that can no longer sign (revoked, expired)
+                    // must not pin the endorsement: withdraw it here even though
+                    // the OpenPGP certification cannot be retracted.
+                    let certifier_gone = view.key(&e.author).is_none_or(|k| {
+                        k.revoked || k.not_after_ms.is_some_and(|t| body.time_ms > t)
+                    });
+                    if !certifier_gone {
+                        return Err(not_withdrawable(
+                            "its OpenPGP certification needs an openpgp_revocation",
+                        ));
+                    }
                 }
                 (None, Some(_), _) | (Some(_), Some(_), None) => {
                     return Err(Refusal::OpenPgp {
@@ -1073,6 +1132,42 @@ pub fn decide(
         }
     }
     Ok(Decision::Accept(Box::new(effects)))
+}
+
+/// Publishes an escrowed revocation on a device's certificate: one the
+/// registration committed to, of a kind the `report` allows.
+fn publish_revocation(
+    certificate: Option<&mut DeviceCertificate>,
+    revocation: &[u8],
+    allowed: &[openpgp::RevocationSlot],
+    report: &str,
+) -> Result<(), Refusal> {
+    let refuse = |reason: String| Refusal::OpenPgp {
+        field: "openpgp_revocation".to_string(),
+        reason,
+    };
+    let Some(c) = certificate else {
+        return Err(refuse(
+            "the device has no OpenPGP certificate to revoke".to_string(),
+        ));
+    };
+    let slot = openpgp::check_revocation(revocation, c).map_err(openpgp_refusal)?;
+    if !allowed.contains(&slot) {
+        let names: Vec<&str> = allowed.iter().map(|s| s.name()).collect();
+        return Err(refuse(format!(
+            "{report} publishes {}, not the {} revocation",
+            if names.is_empty() {
+                "no revocation".to_string()
+            } else {
+                format!("the {} revocation", names.join(" or "))
+            },
+            slot.name()
+        )));
+    }
+    if !c.published_revocations.iter().any(|r| r == revocation) {
+        c.published_revocations.push(revocation.to_vec());
+    }
+    Ok(())
 }
 
 fn device_certificate(state: &SubjectState) -> Option<&DeviceCertificate> {

@@ -270,7 +270,7 @@ pub fn openpgp_export(state: &SubjectState) -> Option<OpenPgpExport> {
             Some(OpenPgpExport::Certificate {
                 binary: openpgp::assemble(c, endorsements),
                 fingerprint: c.fingerprint_hex(),
-                revoked: c.published_revocation.is_some(),
+                revoked: c.revoked(),
             })
         }
         SubjectDetail::Code { identity, .. } => identity

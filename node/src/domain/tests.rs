@@ -142,6 +142,7 @@ impl Party {
             Payload::DeviceStatusChanged {
                 status,
                 reason: "test".into(),
+                openpgp_revocation: None,
             },
         )
     }
@@ -391,6 +392,7 @@ fn batch_is_all_or_nothing_and_sees_its_own_events() {
             Payload::DeviceStatusChanged {
                 status: DeviceStatus::InUse,
                 reason: String::new(),
+                openpgp_revocation: None,
             },
         ),
         &[&author],
@@ -404,6 +406,7 @@ fn batch_is_all_or_nothing_and_sees_its_own_events() {
             Payload::DeviceStatusChanged {
                 status: DeviceStatus::Planned,
                 reason: String::new(),
+                openpgp_revocation: None,
             },
         ),
         &[&author],
@@ -887,6 +890,7 @@ fn a_maintainer_reports_a_manufacturers_device_stolen_when_granted() {
     let stolen = Payload::DeviceStatusChanged {
         status: DeviceStatus::Stolen,
         reason: "site report".into(),
+        openpgp_revocation: None,
     };
     let e = m.on_subject(&device, &maintainer, stolen.clone());
     assert!(matches!(m.refuse(&e), Refusal::NoGrant { .. }));
@@ -973,7 +977,8 @@ mod openpgp_rules {
             let mut p = Party::new();
             let author = p.register_author(alg, DEVICE_KINDS, T0 + 10_000_000);
             let device = SigningKey::generate(alg);
-            let sigs = openpgp::sign_device(&device, &author, "SN-1", &attrs(), T).unwrap();
+            let (sigs, escrow) =
+                openpgp::sign_device(&device, &author, "SN-1", &attrs(), T).unwrap();
             let (e, s) = registration(&author, &device, "SN-1", sigs);
             p.apply(&e).unwrap();
 
@@ -1000,16 +1005,35 @@ mod openpgp_rules {
                 .collect();
             assert_eq!(names, ["manu", "model"]);
 
-            // Stolen publishes the escrowed revocation; recovery does not take it back.
-            let stolen = p.on_subject(
-                &s,
-                &author,
-                Payload::DeviceStatusChanged {
-                    status: DeviceStatus::Stolen,
-                    reason: "".into(),
-                },
+            // A stolen report publishes the escrowed "compromised" revocation
+            // (the retired one, or bytes the registration did not commit to, are refused);
+            // recovery does not take it back.
+            let report = |p: &Party, status: DeviceStatus, revocation: &[u8]| {
+                p.on_subject(
+                    &s,
+                    &author,
+                    Payload::DeviceStatusChanged {
+                        status,
+                        reason: "".into(),
+                        openpgp_revocation: Some(revocation.to_vec()),
+                    },
+                )
+            };
+            let why = refused_field(p.refuse(&report(&p, DeviceStatus::Stolen, &escrow.retired)));
+            assert!(
+                why.contains("the compromised revocation, not the retired"),
+                "{why}"
             );
-            p.apply(&stolen).unwrap();
+            let mut forged = escrow.compromised.clone();
+            *forged.last_mut().unwrap() ^= 1;
+            let why = refused_field(p.refuse(&report(&p, DeviceStatus::Stolen, &forged)));
+            assert!(why.contains("not one of the revocations"), "{why}");
+            let why =
+                refused_field(p.refuse(&report(&p, DeviceStatus::InUse, &escrow.compromised)));
+            assert!(why.contains("publishes no revocation"), "{why}");
+            assert!(!certificate(&p, &s).1, "nothing published by refusals");
+            p.apply(&report(&p, DeviceStatus::Stolen, &escrow.compromised))
+                .unwrap();
             let (binary, revoked) = certificate(&p, &s);
             assert!(revoked);
             let cert = sq::Cert::from_bytes(&binary).unwrap();
@@ -1023,6 +1047,7 @@ mod openpgp_rules {
                 Payload::DeviceStatusChanged {
                     status: DeviceStatus::InUse,
                     reason: "found".into(),
+                    openpgp_revocation: None,
                 },
             );
             p.apply(&recovered).unwrap();
@@ -1035,14 +1060,14 @@ mod openpgp_rules {
         let mut p = Party::new();
         let author = p.register_author(Algorithm::Ed25519, DEVICE_KINDS, T0 + 10_000_000);
         let device = SigningKey::generate(Algorithm::Ed25519);
-        let good = openpgp::sign_device(&device, &author, "SN-1", &attrs(), T).unwrap();
+        let (good, _) = openpgp::sign_device(&device, &author, "SN-1", &attrs(), T).unwrap();
         let refused = |p: &mut Party, serial: &str, sigs: DeviceSignatures| {
             refused_field(p.refuse(&registration(&author, &device, serial, sigs).0))
         };
 
         // A certification by some other key than the registrant's.
         let forger = SigningKey::generate(Algorithm::Ed25519);
-        let forged = openpgp::sign_device(&device, &forger, "SN-1", &attrs(), T).unwrap();
+        let (forged, _) = openpgp::sign_device(&device, &forger, "SN-1", &attrs(), T).unwrap();
         let sigs = DeviceSignatures {
             certification: forged.certification,
             ..good.clone()
@@ -1055,7 +1080,7 @@ mod openpgp_rules {
 
         // Notations that are not the event's attributes.
         let other_attrs = vec![("model".to_string(), "valve-1".to_string())];
-        let wrong = openpgp::sign_device(&device, &author, "SN-1", &other_attrs, T).unwrap();
+        let (wrong, _) = openpgp::sign_device(&device, &author, "SN-1", &other_attrs, T).unwrap();
         let sigs = DeviceSignatures {
             certification: wrong.certification,
             ..good.clone()
@@ -1065,7 +1090,7 @@ mod openpgp_rules {
 
         // A binding by another device's key, or for another serial.
         let other = SigningKey::generate(Algorithm::Ed25519);
-        let theirs = openpgp::sign_device(&other, &author, "SN-1", &attrs(), T).unwrap();
+        let (theirs, _) = openpgp::sign_device(&other, &author, "SN-1", &attrs(), T).unwrap();
         let sigs = DeviceSignatures {
             self_signature: theirs.self_signature,
             ..good.clone()
@@ -1079,17 +1104,10 @@ mod openpgp_rules {
         assert!(why.contains("does not verify"), "{why}");
 
         // Signatures made at another time than the event's.
-        let late = openpgp::sign_device(&device, &author, "SN-1", &attrs(), T + 5_000).unwrap();
+        let (late, _) =
+            openpgp::sign_device(&device, &author, "SN-1", &attrs(), T + 5_000).unwrap();
         let why = refused(&mut p, "SN-1", late);
         assert!(why.contains("creation time"), "{why}");
-
-        // Revocations swapped: the reason must match the slot.
-        let sigs = DeviceSignatures {
-            revocation_compromised: good.revocation_retired.clone(),
-            ..good.clone()
-        };
-        let why = refused(&mut p, "SN-1", sigs);
-        assert!(why.contains("reason for revocation"), "{why}");
 
         // Not a packet at all, or two packets.
         let sigs = DeviceSignatures {
@@ -1117,7 +1135,7 @@ mod openpgp_rules {
         let mut p = Party::new();
         let author = p.register_author(Algorithm::Ed25519, DEVICE_KINDS, T0 + 10_000_000);
         let device = SigningKey::generate(Algorithm::Ed25519);
-        let sigs = openpgp::sign_device(&device, &author, "SN-1", &attrs(), T).unwrap();
+        let (sigs, _) = openpgp::sign_device(&device, &author, "SN-1", &attrs(), T).unwrap();
         let (e, s) = registration(&author, &device, "SN-1", sigs);
         p.apply(&e).unwrap();
         let tuv = p.recognize("tuv", "certifier");
@@ -1182,6 +1200,141 @@ mod openpgp_rules {
     }
 
     #[test]
+    fn certified_endorsements_have_one_live_per_key_a_real_expiry_and_a_live_certificate() {
+        let mut p = Party::new();
+        let author = p.register_author(Algorithm::Ed25519, DEVICE_KINDS, T0 + 10_000_000);
+        let integrator = p.register_author(
+            Algorithm::Ed25519,
+            &[EventKind::Endorsed, EventKind::EndorsementWithdrawn],
+            T0 + 10_000_000,
+        );
+        let device = SigningKey::generate(Algorithm::Ed25519);
+        let (sigs, escrow) = openpgp::sign_device(&device, &author, "SN-1", &attrs(), T).unwrap();
+        let (e, s) = registration(&author, &device, "SN-1", sigs);
+        p.apply(&e).unwrap();
+        let t = target(&p, &s);
+        let endorse_until = |not_after: i64| Payload::Endorsed {
+            kind: EndorsementKind::IntegratorApproval,
+            scope: String::new(),
+            not_after_ms: not_after,
+            openpgp_certification: Some(
+                openpgp::certify_endorsement(
+                    &integrator,
+                    &t,
+                    EndorsementKind::IntegratorApproval,
+                    "",
+                    T,
+                    not_after,
+                )
+                .unwrap(),
+            ),
+        };
+
+        // Expiring within the event's second would be "never expires" in OpenPGP.
+        let e = p.on_subject(&s, &integrator, endorse_until(T + 500));
+        assert!(refused_field(p.refuse(&e)).contains("at least a second"));
+        let first = p.on_subject(&s, &integrator, endorse_until(T0 + 5_000_000));
+        p.apply(&first).unwrap();
+        // A second live certification by the same key would fall with the first's revocation.
+        let e = p.on_subject(&s, &integrator, endorse_until(T0 + 6_000_000));
+        assert!(refused_field(p.refuse(&e)).contains("already has a live"));
+
+        // Once the certifying key is revoked, the party withdraws without a revocation.
+        let withdraw = |p: &Party| {
+            p.on_subject(
+                &s,
+                &p.root,
+                Payload::EndorsementWithdrawn {
+                    endorsement: first.id,
+                    reason: "integrator changed".into(),
+                    openpgp_revocation: None,
+                },
+            )
+        };
+        let e = withdraw(&p);
+        assert!(matches!(p.refuse(&e), Refusal::NotWithdrawable { .. }));
+        let revoke = {
+            let subject = SubjectRef::new(SubjectKind::AuthorKey, integrator.key_id().to_hex());
+            p.on_subject(
+                &subject,
+                &p.root,
+                Payload::AuthorKeyRevoked {
+                    reason: "laptop lost".into(),
+                },
+            )
+        };
+        p.apply(&revoke).unwrap();
+        let e = withdraw(&p);
+        p.apply(&e).unwrap();
+
+        // A revoked certificate takes no new certifications.
+        let stolen = p.on_subject(
+            &s,
+            &author,
+            Payload::DeviceStatusChanged {
+                status: DeviceStatus::Stolen,
+                reason: String::new(),
+                openpgp_revocation: Some(escrow.compromised.clone()),
+            },
+        );
+        p.apply(&stolen).unwrap();
+        let tuv = p.recognize("tuv", "certifier");
+        let g = p.on_subject(&s, &p.root, grant("tuv", &[EventKind::Endorsed]));
+        p.apply(&g).unwrap();
+        let late = Payload::Endorsed {
+            kind: EndorsementKind::TrustLabel,
+            scope: String::new(),
+            not_after_ms: T0 + 5_000_000,
+            openpgp_certification: Some(
+                openpgp::certify_endorsement(
+                    &tuv,
+                    &t,
+                    EndorsementKind::TrustLabel,
+                    "",
+                    T,
+                    T0 + 5_000_000,
+                )
+                .unwrap(),
+            ),
+        };
+        let e = p.on_subject(&s, &tuv, late);
+        assert!(refused_field(p.refuse(&e)).contains("revoked or its key rotated out"));
+    }
+
+    #[test]
+    fn device_rotation_may_publish_either_escrowed_revocation() {
+        let mut p = Party::new();
+        let author = p.register_author(
+            Algorithm::Ed25519,
+            &[
+                EventKind::DeviceRegistered,
+                EventKind::DeviceStatusChanged,
+                EventKind::KeyRotated,
+            ],
+            T0 + 10_000_000,
+        );
+        let device = SigningKey::generate(Algorithm::Ed25519);
+        let (sigs, escrow) = openpgp::sign_device(&device, &author, "SN-1", &attrs(), T).unwrap();
+        let (e, s) = registration(&author, &device, "SN-1", sigs);
+        p.apply(&e).unwrap();
+        let new = SigningKey::generate(Algorithm::Ed25519);
+        let rotate = |p: &Party, revocation: Vec<u8>| {
+            rotation(p, &s, &author, &new, &[&author, &new], Some(revocation))
+        };
+        let why = refused_field(p.refuse(&rotate(&p, b"junk".to_vec())));
+        assert!(why.contains("not one of the revocations"), "{why}");
+        p.apply(&rotate(&p, escrow.compromised.clone())).unwrap();
+        let (binary, revoked) = certificate(&p, &s);
+        assert!(revoked);
+        let cert = sq::Cert::from_bytes(&binary).unwrap();
+        let policy = StandardPolicy::new();
+        assert!(matches!(
+            cert.revocation_status(&policy, None),
+            sq::types::RevocationStatus::Revoked(_)
+        ));
+    }
+
+    #[test]
     fn code_release_signature_must_carry_the_artifact_digest() {
         let mut p = Party::with_role("developer");
         let author = p.register_author(Algorithm::Ed25519, CODE_KINDS, T0 + 10_000_000);
@@ -1213,6 +1366,30 @@ mod openpgp_rules {
     }
 }
 
+/// A key rotation of `s`, signed by `signers`, maybe publishing a revocation.
+fn rotation(
+    p: &Party,
+    s: &SubjectRef,
+    author: &SigningKey,
+    new: &SigningKey,
+    signers: &[&SigningKey],
+    openpgp_revocation: Option<Vec<u8>>,
+) -> Event {
+    let (seq, prev) = p.last(s);
+    let b = body(
+        s.clone(),
+        seq,
+        prev,
+        author.key_id(),
+        Payload::KeyRotated {
+            new_key: new.public_key(),
+            reason: "scheduled".into(),
+            openpgp_revocation,
+        },
+    );
+    event(&b, signers)
+}
+
 mod services_and_rotation {
     use super::*;
     use crate::domain::query::VerifyTarget;
@@ -1237,27 +1414,6 @@ mod services_and_rotation {
             },
         );
         event(&b, &[author])
-    }
-
-    fn rotation(
-        p: &Party,
-        s: &SubjectRef,
-        author: &SigningKey,
-        new: &SigningKey,
-        signers: &[&SigningKey],
-    ) -> Event {
-        let (seq, prev) = p.last(s);
-        let b = body(
-            s.clone(),
-            seq,
-            prev,
-            author.key_id(),
-            Payload::KeyRotated {
-                new_key: new.public_key(),
-                reason: "scheduled".into(),
-            },
-        );
-        event(&b, signers)
     }
 
     #[test]
@@ -1318,14 +1474,21 @@ mod services_and_rotation {
         let new = SigningKey::generate(Algorithm::Ed25519);
 
         // Without the new key's signature: no proof of possession.
-        let e = rotation(&p, &s, &author, &new, &[&author]);
+        let e = rotation(&p, &s, &author, &new, &[&author], None);
         assert!(matches!(p.refuse(&e), Refusal::MissingNewKeySignature(_)));
-        // A foreign party cannot rotate, even when granted other kinds.
+        // A foreign party cannot rotate, even when granted other kinds, and
+        // rotation is not a kind a grant may name.
         let tuv = p.recognize("tuv", "certifier");
-        let e = rotation(&p, &s, &tuv, &new, &[&tuv, &new]);
+        let e = p.on_subject(&s, &p.root, grant("tuv", &[EventKind::KeyRotated]));
+        assert!(
+            matches!(p.refuse(&e), Refusal::InvalidField { ref field, .. } if field == "kinds")
+        );
+        let e = p.on_subject(&s, &p.root, grant("tuv", &[EventKind::Endorsed]));
+        p.apply(&e).unwrap();
+        let e = rotation(&p, &s, &tuv, &new, &[&tuv, &new], None);
         assert!(matches!(p.refuse(&e), Refusal::NoGrant { .. }));
 
-        p.apply(&rotation(&p, &s, &author, &new, &[&author, &new]))
+        p.apply(&rotation(&p, &s, &author, &new, &[&author, &new], None))
             .unwrap();
         let t_old = p.proj.verify(&VerifyTarget::Key(old.key_id()), T0 + 2_000);
         assert!(!t_old.trusted);
@@ -1338,7 +1501,7 @@ mod services_and_rotation {
         assert!(t_new.trusted, "{t_new:?}");
 
         // The new key is now taken: another rotation to it is refused.
-        let again = rotation(&p, &s, &author, &new, &[&author, &new]);
+        let again = rotation(&p, &s, &author, &new, &[&author, &new], None);
         assert!(matches!(p.refuse(&again), Refusal::KeyTaken { .. }));
     }
 }
