@@ -16,8 +16,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::api::{Node, RateLimit};
-use crate::domain::projection::{Projection, StateView, serial_key};
-use crate::domain::query::{OpenPgpExport, openpgp_export};
+use crate::domain::openpgp::DeviceCertificate;
+use crate::domain::projection::{Projection, StateView, SubjectDetail, SubjectState, serial_key};
+use crate::domain::query::openpgp_export;
 
 /// Longest `search` parameter accepted.
 pub const MAX_SEARCH_BYTES: usize = 256;
@@ -91,8 +92,11 @@ pub fn parse_search(search: &str) -> Result<Search, String> {
     }
 }
 
-/// The device certificate a search finds, if any.
-pub fn find(projection: &Projection, search: &Search) -> Option<OpenPgpExport> {
+/// The device, and its certificate, that a search finds.
+pub fn find<'a>(
+    projection: &'a Projection,
+    search: &Search,
+) -> Option<(&'a SubjectState, &'a DeviceCertificate)> {
     let subject = match search {
         Search::Fingerprint(f) => projection.device_by_openpgp_fingerprint(f)?,
         Search::KeyId(k) => {
@@ -101,36 +105,27 @@ pub fn find(projection: &Projection, search: &Search) -> Option<OpenPgpExport> {
         }
         Search::UserId(serial) => projection.name_owner(&serial_key(serial))?,
     };
-    openpgp_export(projection.subject(subject)?)
+    let state = projection.subject(subject)?;
+    match &state.detail {
+        SubjectDetail::Device {
+            openpgp: Some(c), ..
+        } => Some((state, c)),
+        _ => None,
+    }
 }
 
 /// A machine-readable index entry (draft-gallagher-openpgp-hkp section 3.2.2).
-fn index_mr(projection: &Projection, export: &OpenPgpExport) -> Option<String> {
-    let OpenPgpExport::Certificate {
-        fingerprint,
-        revoked,
-        ..
-    } = export
-    else {
-        return None;
-    };
-    let f: [u8; 20] = hex::decode(fingerprint).ok()?.try_into().ok()?;
-    let subject = projection.device_by_openpgp_fingerprint(&f)?;
-    let state = projection.subject(subject)?;
-    let crate::domain::projection::SubjectDetail::Device {
-        openpgp: Some(c), ..
-    } = &state.detail
-    else {
-        return None;
-    };
-    let flags = if *revoked { "r" } else { "" };
-    Some(format!(
-        "info:1:1\npub:{fingerprint}:{}:256:{}::{flags}\nuid:{}:{}::\n",
-        c.algorithm_id(),
+/// Revocation is a property of the key: the `uid:` line carries no flag.
+fn index_mr(c: &DeviceCertificate) -> String {
+    let flags = if c.revoked() { "r" } else { "" };
+    format!(
+        "info:1:1\npub:{}:{}:256:{}::{flags}\nuid:{}:{}::\n",
+        c.fingerprint_hex(),
+        c.algorithm,
         c.created_s,
         escape_uid(&c.user_id),
         c.created_s,
-    ))
+    )
 }
 
 /// HKP escapes `:`, `%` and non-printable bytes in User IDs as %XX.
@@ -179,7 +174,7 @@ async fn lookup(
     hkp.node.metrics.hkp_lookup();
     let applied = hkp.node.shared.read();
     let projection = &applied.projection;
-    let Some(export) = find(projection, &search) else {
+    let Some((state, certificate)) = find(projection, &search) else {
         return refuse(
             StatusCode::NOT_FOUND,
             format!("no device certificate matches {raw:?}"),
@@ -189,13 +184,13 @@ async fn lookup(
         "get" => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/pgp-keys; charset=utf-8")],
-            export.armored(),
+            openpgp_export(state)
+                .map(|e| e.armored())
+                .unwrap_or_default(),
         )
             .into_response(),
         _ => {
-            let Some(index) = index_mr(projection, &export) else {
-                return refuse(StatusCode::NOT_FOUND, "no certificate to index");
-            };
+            let index = index_mr(certificate);
             let body = if machine_readable {
                 index
             } else {

@@ -614,6 +614,12 @@ fn payload_json(b: &EventBody) -> serde_json::Value {
     }
 }
 
+/// One revocation out of a device's revocations file.
+fn escrowed(path: &std::path::Path, slot: openpgp::RevocationSlot) -> anyhow::Result<Vec<u8>> {
+    let escrow: openpgp::RevocationEscrow = keyfile::read_secret(path)?;
+    Ok(escrow.get(slot).to_vec())
+}
+
 /// The device's OpenPGP certificate to certify, if the subject has one.
 async fn certification_target(
     c: &mut Client,
@@ -823,22 +829,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "unknown status {status:?} (planned, in-use, retired, destroyed, stolen, lost)"
                 )
             })?;
-            let revocation = match revocations {
-                None => None,
-                Some(path) => {
-                    let escrow: openpgp::RevocationEscrow = keyfile::read_secret(&path)?;
-                    let slot = match status {
-                        DeviceStatus::Stolen => openpgp::RevocationSlot::Compromised,
-                        DeviceStatus::Destroyed | DeviceStatus::Retired => {
-                            openpgp::RevocationSlot::Retired
-                        }
-                        other => bail!(
-                            "--revocations goes with stolen, destroyed or retired, not {}",
-                            other.name()
-                        ),
-                    };
-                    Some(escrow.get(slot).to_vec())
+            let slot = match status {
+                DeviceStatus::Stolen => Some(openpgp::RevocationSlot::Compromised),
+                DeviceStatus::Destroyed | DeviceStatus::Retired => {
+                    Some(openpgp::RevocationSlot::Retired)
                 }
+                _ => None,
+            };
+            let revocation = match (revocations, slot) {
+                (None, _) => None,
+                (Some(path), Some(slot)) => Some(escrowed(&path, slot)?),
+                (Some(_), None) => bail!(
+                    "--revocations goes with stolen, destroyed or retired, not {}",
+                    status.name()
+                ),
             };
             let subject = SubjectRef::new(SubjectKind::Device, device.clone());
             let head = c.chain_head(&subject).await?;
@@ -900,18 +904,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let author = keyfile::read(&signer)?;
             let new_key = keyfile::read(&new_key)?;
-            let revocation = match revocations {
-                None => None,
-                Some(path) => {
-                    let escrow: openpgp::RevocationEscrow = keyfile::read_secret(&path)?;
-                    let slot = if compromised {
-                        openpgp::RevocationSlot::Compromised
-                    } else {
-                        openpgp::RevocationSlot::Retired
-                    };
-                    Some(escrow.get(slot).to_vec())
-                }
+            let slot = if compromised {
+                openpgp::RevocationSlot::Compromised
+            } else {
+                openpgp::RevocationSlot::Retired
             };
+            let revocation = revocations.map(|path| escrowed(&path, slot)).transpose()?;
             let subject = subject.subject()?;
             let head = c.chain_head(&subject).await?;
             let out = c

@@ -129,6 +129,8 @@ pub struct DeviceCertificate {
     pub key_packet: Vec<u8>,
     pub fingerprint: [u8; 20],
     pub created_s: u64,
+    /// OpenPGP public-key algorithm number (22 EdDSA, 19 ECDSA).
+    pub algorithm: u8,
     pub user_id: String,
     pub signatures: DeviceSignatures,
     /// Escrowed revocations that reports published, in order. Once published
@@ -148,11 +150,6 @@ impl DeviceCertificate {
     /// The 64-bit key id: the fingerprint's low 8 bytes (v4 keys).
     pub fn key_id(&self) -> [u8; 8] {
         self.fingerprint[12..].try_into().expect("8 of 20 bytes")
-    }
-
-    /// The OpenPGP public-key algorithm number (22 EdDSA, 19 ECDSA).
-    pub fn algorithm_id(&self) -> u8 {
-        device_key_of(self).map_or(0, |k| u8::from(k.pk_algo()))
     }
 }
 
@@ -601,6 +598,7 @@ pub fn check_device(
         key_packet,
         fingerprint,
         created_s: t,
+        algorithm: u8::from(device.pk_algo()),
         user_id: serial.to_string(),
         signatures: signatures.clone(),
         published_revocations: Vec::new(),
