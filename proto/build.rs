@@ -1,8 +1,9 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
-        "ics/v1/event.proto",
-        "ics/v1/log.proto",
-        "ics/v1/raft.proto",
+        "ics/core/v1/event.proto",
+        "ics/core/v1/log.proto",
+        "ics/core/v1/raft.proto",
+        "ics/identity/v1/identity.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

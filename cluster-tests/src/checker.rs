@@ -6,11 +6,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures::StreamExt;
+use ics_kernel::{EventId, EventLimits, PublicKey};
 use ics_node::client::Client;
 use ics_node::codec;
-use ics_node::domain::event::EventId;
-use ics_node::domain::keys::PublicKey;
-use ics_proto::v1 as pb;
+use ics_proto::core_v1 as pb;
 
 use crate::workload::{History, acks_by_subject};
 
@@ -159,8 +158,10 @@ pub async fn check(
                 };
                 let env = e.event.unwrap_or_default();
                 let id = EventId::of_body(&env.body);
-                let body = match codec::decode_body(&env.body) {
-                    Ok(b) => b,
+                let parsed = codec::envelope_from_pb(env.clone())
+                    .and_then(|e| codec::parse_event(e, &EventLimits::unbounded()));
+                let body = match parsed {
+                    Ok(e) => e.body,
                     Err(err) => {
                         v.problem(format!("{subject}: undecodable event {id}: {err}"));
                         break;

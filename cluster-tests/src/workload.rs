@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ics_identity::DEVICE;
+use ics_identity::payload::DeviceStatus;
+use ics_kernel::{Algorithm, Envelope, EventId, SigningKey, SubjectRef};
 use ics_node::client::{self, ChainHead, Client};
-use ics_node::domain::event::{DeviceStatus, Envelope, EventId, SubjectKind, SubjectRef};
-use ics_node::domain::keys::{Algorithm, SigningKey};
 use tonic::Code;
 
 use crate::docker::Addresses;
@@ -76,7 +77,7 @@ async fn append_until_acked(
     writer: usize,
     env: &Envelope,
     history: &History,
-) -> Option<ics_proto::v1::AppendedEvent> {
+) -> Option<ics_proto::core_v1::AppendedEvent> {
     let mut attempt = writer;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -115,13 +116,13 @@ async fn writer(
     history: Arc<History>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut device = SubjectRef::new(SubjectKind::Device, "");
+    let mut device = SubjectRef::new(DEVICE, "");
     let mut head = ChainHead::default();
     let mut i = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let env = if i.is_multiple_of(6) {
             let key = SigningKey::generate(Algorithm::Ed25519).public_key();
-            device = SubjectRef::new(SubjectKind::Device, key.id().to_hex());
+            device = SubjectRef::new(DEVICE, key.id().to_hex());
             head = ChainHead::default();
             client::register_device(&author, &format!("w{id}-{i}"), &key, vec![])
         } else {

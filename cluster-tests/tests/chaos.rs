@@ -12,8 +12,8 @@ use ics_cluster_tests::docker::DockerCluster;
 use ics_cluster_tests::schedule::{self, Fault};
 use ics_cluster_tests::workload::Workload;
 use ics_cluster_tests::{Rng, checker, image};
+use ics_kernel::{Algorithm, SigningKey};
 use ics_node::client::{self, Client};
-use ics_node::domain::keys::{Algorithm, SigningKey};
 use ics_node::keyfile;
 
 fn seed() -> u64 {
@@ -55,8 +55,8 @@ async fn register_author(cluster: &DockerCluster, root: &SigningKey) -> anyhow::
         &author.public_key(),
         "chaos",
         [
-            ics_node::domain::event::EventKind::DeviceRegistered,
-            ics_node::domain::event::EventKind::DeviceStatusChanged,
+            "device-registered".to_string(),
+            "device-status-changed".to_string(),
         ]
         .into_iter()
         .collect(),

@@ -4,23 +4,20 @@
 
 use std::time::{Duration, Instant};
 
-use ics_node::client;
+use ics_identity::query::{self, SearchQuery, VerifyTarget};
+use ics_kernel::authority::{PARTY, PartyPayload};
+use ics_kernel::{Algorithm, Envelope, EventLimits, Projection, Role, SigningKey, SubjectRef};
+use ics_node::client::{self, ChainHead};
 use ics_node::codec;
-use ics_node::domain::event::EventKind;
-use ics_node::domain::keys::{Algorithm, SigningKey};
-use ics_node::domain::projection::Projection;
-use ics_node::domain::query::{SearchQuery, VerifyTarget};
-use ics_node::domain::refusal::EventLimits;
 
 const DEVICES: usize = 10_000;
 const CALLS: usize = 200_000;
 
-fn apply(proj: &mut Projection, env: ics_node::domain::event::Envelope) {
+fn apply(proj: &mut Projection, env: Envelope) {
     let limits = EventLimits::default();
     let e = codec::parse_event(env, &limits).expect("event parses");
     proj.apply_batch(&[e], &limits).expect("event accepted");
 }
-
 fn report(what: &str, mut samples: Vec<Duration>, total: Duration) {
     samples.sort();
     let p = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
@@ -35,24 +32,20 @@ fn report(what: &str, mut samples: Vec<Duration>, total: Duration) {
 
 fn main() {
     let root = SigningKey::generate(Algorithm::Ed25519);
-    let mut proj = Projection::default();
-    let genesis = ics_node::domain::event::EventBody {
-        schema_version: 1,
-        subject: ics_node::domain::event::SubjectRef::new(
-            ics_node::domain::event::SubjectKind::Party,
-            "bench",
+    let mut proj = ics_node::capabilities::projection();
+    apply(
+        &mut proj,
+        client::signed(
+            &root,
+            SubjectRef::new(PARTY, "bench"),
+            ChainHead::default(),
+            PartyPayload::Genesis {
+                party_name: "bench".into(),
+                role: Role::Maintenance,
+                root_key: root.public_key(),
+            },
         ),
-        sequence: 0,
-        previous: None,
-        author: root.key_id(),
-        time_ms: client::now_ms(),
-        payload: ics_node::domain::event::Payload::PartyGenesis {
-            party_name: "bench".into(),
-            role: "maintenance".into(),
-            root_key: root.public_key(),
-        },
-    };
-    apply(&mut proj, codec::sign(&genesis, &[&root]));
+    );
     let author = SigningKey::generate(Algorithm::Ed25519);
     apply(
         &mut proj,
@@ -60,9 +53,12 @@ fn main() {
             &root,
             &author.public_key(),
             "bench",
-            [EventKind::DeviceRegistered, EventKind::DeviceStatusChanged]
-                .into_iter()
-                .collect(),
+            [
+                "device-registered".to_string(),
+                "device-status-changed".to_string(),
+            ]
+            .into_iter()
+            .collect(),
             client::now_ms() + 86_400_000,
         ),
     );
@@ -81,7 +77,7 @@ fn main() {
     let started = Instant::now();
     for i in 0..CALLS {
         let t = Instant::now();
-        let trust = proj.verify(&VerifyTarget::Key(keys[(i * 7919) % DEVICES]), now);
+        let trust = query::verify(&proj, &VerifyTarget::Key(keys[(i * 7919) % DEVICES]), now);
         samples.push(t.elapsed());
         assert!(trust.trusted);
     }
@@ -96,7 +92,7 @@ fn main() {
     for i in 0..CALLS {
         let q = SearchQuery::Serial(format!("SN-{}", (i * 7919) % DEVICES));
         let t = Instant::now();
-        let page = proj.search(&q, None, 10);
+        let page = query::search(&proj, &q, None, 10);
         samples.push(t.elapsed());
         assert_eq!(page.subjects.len(), 1);
     }

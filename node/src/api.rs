@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use ics_proto::v1 as pb;
-use ics_proto::v1::cluster_client::ClusterClient;
-use ics_proto::v1::cluster_server::Cluster;
-use ics_proto::v1::event_log_client::EventLogClient;
-use ics_proto::v1::event_log_server::EventLog;
+use ics_proto::core_v1 as pb;
+use ics_proto::core_v1::cluster_client::ClusterClient;
+use ics_proto::core_v1::cluster_server::Cluster;
+use ics_proto::core_v1::event_log_client::EventLogClient;
+use ics_proto::core_v1::event_log_server::EventLog;
 use openraft::{BasicNode, ChangeMembers, ReadPolicy, ServerState};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -21,14 +21,15 @@ use tonic::{Request, Response, Status};
 
 use crate::codec;
 use crate::config::Config;
-use crate::domain::event::{Event, EventId, SubjectRef};
-use crate::domain::keys::KeyId;
-use crate::domain::projection::{Appended, Staged, StateView, SubjectState};
-use crate::domain::query::{self, SearchQuery, VerifyTarget, parse_page_token};
-use crate::domain::refusal::{EventLimits, Refusal, RefusalClass};
 use crate::metrics::Metrics;
 use crate::raft_types::{LogRequest, NodeId, Raft};
 use crate::store::{self, MAX_ENTRY_BYTES, Shared};
+use ics_identity::Identity;
+use ics_identity::query::{self, SearchQuery, VerifyTarget};
+use ics_kernel::projection::SubjectView;
+use ics_kernel::{
+    Appended, Event, EventId, EventLimits, KeyId, Refusal, RefusalClass, Staged, SubjectRef,
+};
 
 /// Metadata key on requests a follower forwarded, so they are never forwarded twice.
 const FORWARDED: &str = "ics-forwarded";
@@ -127,18 +128,18 @@ pub struct Node {
 }
 
 impl Node {
-    /// Runs `f` on the applied state of `subject`, or answers NOT_FOUND.
+    /// Runs `f` on the applied view of `subject`, or answers NOT_FOUND.
     fn with_subject<T>(
         &self,
         subject: &SubjectRef,
-        f: impl FnOnce(&SubjectState) -> Result<T, Status>,
+        f: impl FnOnce(&ics_kernel::Projection, SubjectView<'_>) -> Result<T, Status>,
     ) -> Result<T, Status> {
         let applied = self.shared.read();
         let s = applied
             .projection
-            .subject(subject)
+            .describe(subject)
             .ok_or_else(|| Status::not_found(format!("no subject {subject}")))?;
-        f(s)
+        f(&applied.projection, s)
     }
 
     pub fn new(
@@ -369,28 +370,24 @@ impl Node {
     }
 
     async fn append_genesis(&self) -> Result<(), Status> {
-        use crate::domain::event::{EventBody, Payload, SCHEMA_VERSION, SubjectKind};
-        use crate::domain::keys::Algorithm;
+        use ics_kernel::Algorithm;
+        use ics_kernel::authority::{PARTY, PartyPayload};
         let path = self.config.data_dir.join("root.key");
         let (root, created) = crate::keyfile::load_or_create(&path, Algorithm::Ed25519)
             .map_err(|e| internal("root key", format!("{e:#}")))?;
         if created {
             tracing::info!(path = %path.display(), key_id = %root.key_id(), "created the party root key");
         }
-        let body = EventBody {
-            schema_version: SCHEMA_VERSION,
-            subject: SubjectRef::new(SubjectKind::Party, self.config.party.clone()),
-            sequence: 0,
-            previous: None,
-            author: root.key_id(),
-            time_ms: Self::now_ms(),
-            payload: Payload::PartyGenesis {
+        let env = crate::client::signed(
+            &root,
+            SubjectRef::new(PARTY, self.config.party.clone()),
+            crate::client::ChainHead::default(),
+            PartyPayload::Genesis {
                 party_name: self.config.party.clone(),
-                role: self.config.role.name().to_string(),
+                role: self.config.role,
                 root_key: root.public_key(),
             },
-        };
-        let env = codec::sign(&body, &[&root]);
+        );
         let req = pb::AppendRequest {
             events: vec![codec::envelope_to_pb(&env)],
         };
@@ -570,7 +567,7 @@ impl EventLog for Api {
             .shared
             .read()
             .projection
-            .subject(&subject)
+            .entry(&subject)
             .map(|s| s.history.clone())
             .ok_or_else(|| Status::not_found(format!("no subject {subject}")))?;
         let node = self.node.clone();
@@ -617,9 +614,8 @@ impl EventLog for Api {
             let mut c = self.node.leader_client(self.node.leader())?;
             return c.get_subject(Node::forwarded(r)).await;
         }
-        self.node.with_subject(&subject, |s| {
-            Ok(Response::new(subject_state_pb(&subject, s)))
-        })
+        self.node
+            .with_subject(&subject, |_, s| Ok(Response::new(subject_state_pb(&s))))
     }
 
     async fn export_open_pgp(
@@ -633,12 +629,15 @@ impl EventLog for Api {
             let mut c = self.node.leader_client(self.node.leader())?;
             return c.export_open_pgp(Node::forwarded(r)).await;
         }
-        let export = self.node.with_subject(&subject, |s| {
-            query::openpgp_export(s).ok_or_else(|| {
-                Status::failed_precondition(format!(
-                    "{subject} was registered without OpenPGP signatures"
-                ))
-            })
+        let export = self.node.with_subject(&subject, |p, _| {
+            p.capability::<Identity>()
+                .subject(&subject)
+                .and_then(query::openpgp_export)
+                .ok_or_else(|| {
+                    Status::failed_precondition(format!(
+                        "{subject} was registered without OpenPGP signatures"
+                    ))
+                })
         })?;
         let (fingerprint, revoked) = match &export {
             query::OpenPgpExport::Certificate {
@@ -687,13 +686,9 @@ impl EventLog for Api {
             return c.search(Node::forwarded(r)).await;
         }
         let applied = self.node.shared.read();
-        let page = applied.projection.search(&query, after.as_ref(), limit);
+        let page = query::search(&applied.projection, &query, after.as_ref(), limit);
         Ok(Response::new(pb::SearchResponse {
-            subjects: page
-                .subjects
-                .iter()
-                .map(|(r, s)| subject_state_pb(r, s))
-                .collect(),
+            subjects: page.subjects.iter().map(subject_state_pb).collect(),
             next_page_token: page.next.map(|n| n.to_string()).unwrap_or_default(),
         }))
     }
@@ -709,7 +704,7 @@ impl EventLog for Api {
             Some(What::PublicKey(k)) => {
                 let alg = codec::algorithm_from_pb(k.algorithm, "public_key.algorithm")
                     .map_err(|e| refusal_status(&e))?;
-                let key = crate::domain::keys::PublicKey::new(alg, k.key)
+                let key = ics_kernel::PublicKey::new(alg, k.key)
                     .map_err(|e| Status::invalid_argument(format!("public_key: {e}")))?;
                 VerifyTarget::Key(key.id())
             }
@@ -733,7 +728,7 @@ impl EventLog for Api {
             return c.verify(Node::forwarded(r)).await;
         }
         let applied = self.node.shared.read();
-        let t = applied.projection.verify(&target, Node::now_ms());
+        let t = query::verify(&applied.projection, &target, Node::now_ms());
         Ok(Response::new(pb::VerifyResponse {
             trusted: t.trusted,
             reason: t.reason,
@@ -741,25 +736,27 @@ impl EventLog for Api {
             status: t.status.unwrap_or_default().to_string(),
             registered_by: t.registered_by.map(|k| k.0.to_vec()).unwrap_or_default(),
             party: t.party.unwrap_or_default(),
-            registered_at_index: t.registered_at_index.unwrap_or(0),
+            registered_at_index: t.registered_at.unwrap_or(0),
             as_of_index: applied.last_applied.map_or(0, |l| l.index()),
         }))
     }
 }
 
-fn subject_state_pb(
-    subject: &crate::domain::event::SubjectRef,
-    s: &SubjectState,
-) -> pb::SubjectState {
+fn subject_state_pb(s: &SubjectView<'_>) -> pb::SubjectState {
     pb::SubjectState {
-        subject: Some(codec::subject_to_pb(subject)),
-        next_sequence: s.next_sequence,
-        last_event_id: s.last_event.0.to_vec(),
-        summary: s.summary(),
-        history: s.history.clone(),
-        status: s.status().unwrap_or_default().to_string(),
-        registered_by: s.registered_by.0.to_vec(),
+        subject: Some(codec::subject_to_pb(s.subject)),
+        next_sequence: s.entry.next_sequence,
+        last_event_id: s.entry.last_event.0.to_vec(),
+        summary: s.summary.clone(),
+        history: s.entry.history.clone(),
+        status: s.status.unwrap_or_default().to_string(),
+        registered_by: s.entry.registered_by.0.to_vec(),
     }
+}
+
+/// Parses a page token ("kind/id", as a subject prints) of a known kind.
+fn parse_page_token(token: &str) -> Option<SubjectRef> {
+    SubjectRef::parse(token).filter(|s| crate::capabilities::rules().is_subject_kind(&s.kind))
 }
 
 const MAX_PAGE_SIZE: u32 = 1000;
@@ -790,9 +787,7 @@ fn search_query(by: Option<pb::search_request::By>) -> Result<SearchQuery, Statu
             }
             By::CodeName(n) => SearchQuery::CodeName(n),
             By::CodeDigest(d) => SearchQuery::CodeDigest(digest(&d, "code_digest")?),
-            By::KeyFingerprint(f) => {
-                SearchQuery::KeyFingerprint(KeyId(digest(&f, "key_fingerprint")?))
-            }
+            By::KeyFingerprint(f) => SearchQuery::KeyId(KeyId(digest(&f, "key_fingerprint")?)),
         },
     )
 }

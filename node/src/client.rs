@@ -5,19 +5,18 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::Context;
-use ics_proto::v1 as pb;
-use ics_proto::v1::cluster_client::ClusterClient;
-use ics_proto::v1::event_log_client::EventLogClient;
+use ics_identity::payload::{CodeIdentity, CodeStatus, DeviceStatus};
+use ics_identity::{CODE, DEVICE, IdentityPayload, SERVICE, openpgp};
+use ics_kernel::authority::{AUTHOR_KEY, PartyPayload};
+use ics_kernel::capability::{Payload, payload_bytes};
+use ics_kernel::{Envelope, EventBody, EventId, PublicKey, SCHEMA_VERSION, SigningKey, SubjectRef};
+use ics_proto::core_v1 as pb;
+use ics_proto::core_v1::cluster_client::ClusterClient;
+use ics_proto::core_v1::event_log_client::EventLogClient;
 use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::codec;
-use crate::domain::event::{
-    CodeIdentity, CodeStatus, DeviceStatus, Envelope, EventBody, EventId, EventKind, Payload,
-    SCHEMA_VERSION, SubjectKind, SubjectRef,
-};
-use crate::domain::keys::{PublicKey, SigningKey};
-use crate::domain::openpgp;
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -38,7 +37,7 @@ pub fn signed(
     author: &SigningKey,
     subject: SubjectRef,
     head: ChainHead,
-    payload: Payload,
+    payload: impl Payload,
 ) -> Envelope {
     signed_at(author, subject, head, payload, now_ms())
 }
@@ -49,17 +48,18 @@ pub fn signed_at(
     author: &SigningKey,
     subject: SubjectRef,
     head: ChainHead,
-    payload: Payload,
+    payload: impl Payload,
     time_ms: i64,
 ) -> Envelope {
-    codec::sign(&body(author, subject, head, payload, time_ms), &[author])
+    ics_kernel::envelope::sign(&body(author, subject, head, &payload, time_ms), &[author])
 }
 
-fn body(
+/// The body of `payload` as the subject's next event.
+pub fn body(
     author: &SigningKey,
     subject: SubjectRef,
     head: ChainHead,
-    payload: Payload,
+    payload: &impl Payload,
     time_ms: i64,
 ) -> EventBody {
     EventBody {
@@ -69,7 +69,7 @@ fn body(
         previous: head.previous,
         author: author.key_id(),
         time_ms,
-        payload,
+        payload: payload_bytes(payload),
     }
 }
 
@@ -77,14 +77,14 @@ pub fn register_author(
     root: &SigningKey,
     key: &PublicKey,
     label: &str,
-    kinds: BTreeSet<EventKind>,
+    kinds: BTreeSet<String>,
     not_after_ms: i64,
 ) -> Envelope {
     signed(
         root,
-        SubjectRef::new(SubjectKind::AuthorKey, key.id().to_hex()),
+        SubjectRef::new(AUTHOR_KEY, key.id().to_hex()),
         ChainHead::default(),
-        Payload::AuthorKeyRegistered {
+        PartyPayload::AuthorKeyRegistered {
             key: key.clone(),
             label: label.to_string(),
             allowed_kinds: kinds,
@@ -101,9 +101,9 @@ pub fn revoke_author(
 ) -> Envelope {
     signed(
         root,
-        SubjectRef::new(SubjectKind::AuthorKey, key_id_hex),
+        SubjectRef::new(AUTHOR_KEY, key_id_hex),
         head,
-        Payload::AuthorKeyRevoked {
+        PartyPayload::AuthorKeyRevoked {
             reason: reason.to_string(),
         },
     )
@@ -117,9 +117,9 @@ pub fn register_device(
 ) -> Envelope {
     signed(
         author,
-        SubjectRef::new(SubjectKind::Device, device_key.id().to_hex()),
+        SubjectRef::new(DEVICE, device_key.id().to_hex()),
         ChainHead::default(),
-        Payload::DeviceRegistered {
+        IdentityPayload::DeviceRegistered {
             serial: serial.to_string(),
             device_key: device_key.clone(),
             attributes,
@@ -142,9 +142,9 @@ pub fn register_device_with_openpgp(
     let device_key = device.public_key();
     let envelope = signed_at(
         author,
-        SubjectRef::new(SubjectKind::Device, device_key.id().to_hex()),
+        SubjectRef::new(DEVICE, device_key.id().to_hex()),
         ChainHead::default(),
-        Payload::DeviceRegistered {
+        IdentityPayload::DeviceRegistered {
             serial: serial.to_string(),
             device_key,
             attributes,
@@ -176,9 +176,9 @@ pub fn report_status(
 ) -> Envelope {
     signed(
         author,
-        SubjectRef::new(SubjectKind::Device, device_id_hex),
+        SubjectRef::new(DEVICE, device_id_hex),
         head,
-        Payload::DeviceStatusChanged {
+        IdentityPayload::DeviceStatusChanged {
             status,
             reason: reason.to_string(),
             openpgp_revocation,
@@ -246,7 +246,7 @@ impl Client {
         &mut self,
         signer: &SigningKey,
         subject: &SubjectRef,
-        payload: Payload,
+        payload: impl Payload,
     ) -> Result<Vec<pb::AppendedEvent>, Status> {
         let head = self.chain_head(subject).await?;
         self.append(vec![signed(signer, subject.clone(), head, payload)])
@@ -271,7 +271,7 @@ impl Client {
         &mut self,
         signer: &SigningKey,
         subject: &SubjectRef,
-        make: impl FnOnce(i64) -> anyhow::Result<Payload>,
+        make: impl FnOnce(i64) -> anyhow::Result<IdentityPayload>,
     ) -> anyhow::Result<Vec<pb::AppendedEvent>> {
         let head = self.chain_head(subject).await?;
         let time_ms = now_ms();
@@ -296,33 +296,15 @@ impl Client {
     }
 }
 
-/// A code identity for an artifact's bytes: its blake3 and SHA-256 digests.
-pub fn code_identity(
-    name: &str,
-    version: &str,
-    artifact: &[u8],
-    suit_manifest_uri: Option<String>,
-) -> CodeIdentity {
-    use sha2::Digest;
-    CodeIdentity {
-        name: name.to_string(),
-        version: version.to_string(),
-        blake3: *blake3::hash(artifact).as_bytes(),
-        sha256: sha2::Sha256::digest(artifact).into(),
-        suit_manifest_uri,
-        openpgp_signature: None,
-    }
-}
-
 /// Releases code with its OpenPGP standalone signature by the developer key.
 pub fn release_code(author: &SigningKey, mut identity: CodeIdentity) -> anyhow::Result<Envelope> {
     let time_ms = now_ms();
     identity.openpgp_signature = Some(openpgp::sign_code(author, &identity, time_ms)?);
     Ok(signed_at(
         author,
-        SubjectRef::new(SubjectKind::Code, hex::encode(identity.blake3)),
+        SubjectRef::new(CODE, hex::encode(identity.blake3)),
         ChainHead::default(),
-        Payload::CodeReleased(identity),
+        IdentityPayload::CodeReleased(identity),
         time_ms,
     ))
 }
@@ -336,9 +318,9 @@ pub fn change_code_status(
 ) -> Envelope {
     signed(
         author,
-        SubjectRef::new(SubjectKind::Code, code_id_hex),
+        SubjectRef::new(CODE, code_id_hex),
         head,
-        Payload::CodeStatusChanged {
+        IdentityPayload::CodeStatusChanged {
             status,
             reason: reason.to_string(),
         },
@@ -354,9 +336,9 @@ pub fn register_service(
 ) -> Envelope {
     signed(
         author,
-        SubjectRef::new(SubjectKind::Service, service_key.id().to_hex()),
+        SubjectRef::new(SERVICE, service_key.id().to_hex()),
         ChainHead::default(),
-        Payload::ServiceRegistered {
+        IdentityPayload::ServiceRegistered {
             name: name.to_string(),
             service_key: service_key.clone(),
             endpoints,
@@ -375,13 +357,13 @@ pub fn rotate_key(
     reason: &str,
     openpgp_revocation: Option<Vec<u8>>,
 ) -> Envelope {
-    let payload = Payload::KeyRotated {
+    let payload = IdentityPayload::KeyRotated {
         new_key: new_key.public_key(),
         reason: reason.to_string(),
         openpgp_revocation,
     };
-    codec::sign(
-        &body(author, subject, head, payload, now_ms()),
+    ics_kernel::envelope::sign(
+        &body(author, subject, head, &payload, now_ms()),
         &[author, new_key],
     )
 }

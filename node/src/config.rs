@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::refusal::EventLimits;
+use ics_kernel::EventLimits;
 
-pub use crate::domain::roles::Role;
+pub use ics_kernel::Role;
 
 /// How a node with an empty data dir joins a cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

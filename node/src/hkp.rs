@@ -16,9 +16,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::api::{Node, RateLimit};
-use crate::domain::openpgp::DeviceCertificate;
-use crate::domain::projection::{Projection, StateView, SubjectDetail, SubjectState, serial_key};
-use crate::domain::query::openpgp_export;
+use ics_identity::device::SERIAL_SPACE;
+use ics_identity::openpgp::DeviceCertificate;
+use ics_identity::query::openpgp_export;
+use ics_identity::{Identity, IdentityState};
+use ics_kernel::{Claim, Projection};
 
 /// Longest `search` parameter accepted.
 pub const MAX_SEARCH_BYTES: usize = 256;
@@ -96,22 +98,21 @@ pub fn parse_search(search: &str) -> Result<Search, String> {
 pub fn find<'a>(
     projection: &'a Projection,
     search: &Search,
-) -> Option<(&'a SubjectState, &'a DeviceCertificate)> {
+) -> Option<(&'a IdentityState, &'a DeviceCertificate)> {
+    let identities = projection.capability::<Identity>();
+    let index = identities.index();
     let subject = match search {
-        Search::Fingerprint(f) => projection.device_by_openpgp_fingerprint(f)?,
+        Search::Fingerprint(f) => index.device_by_openpgp_fingerprint(f)?,
         Search::KeyId(k) => {
-            let f = projection.openpgp_fingerprint_by_key_id(k)?;
-            projection.device_by_openpgp_fingerprint(f)?
+            let f = index.openpgp_fingerprint_by_key_id(k)?;
+            index.device_by_openpgp_fingerprint(f)?
         }
-        Search::UserId(serial) => projection.name_owner(&serial_key(serial))?,
+        Search::UserId(serial) => {
+            projection.claim_owner(&Claim::new(SERIAL_SPACE, serial.clone()))?
+        }
     };
-    let state = projection.subject(subject)?;
-    match &state.detail {
-        SubjectDetail::Device {
-            openpgp: Some(c), ..
-        } => Some((state, c)),
-        _ => None,
-    }
+    let state = identities.subject(subject)?;
+    state.detail.certificate().map(|c| (state, c))
 }
 
 /// A machine-readable index entry (draft-gallagher-openpgp-hkp section 3.2.2).

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::keys::{Algorithm, SigningKey};
+use ics_kernel::{Algorithm, SigningKey};
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

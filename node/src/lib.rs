@@ -1,11 +1,12 @@
 //! The ICS node: a signed event log replicated with openraft, stored in sled,
-//! served over gRPC. `domain` is the pure core; everything else is the edge.
+//! served over gRPC. The rules live in `ics-kernel` and the capability crates;
+//! this crate is the host around them.
 
 pub mod api;
+pub mod capabilities;
 pub mod client;
 pub mod codec;
 pub mod config;
-pub mod domain;
 pub mod hkp;
 pub mod keyfile;
 pub mod metrics;

@@ -15,7 +15,6 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::api::Node;
-use crate::domain::projection::StateView;
 
 pub struct Metrics {
     registry: Registry,

@@ -10,9 +10,9 @@ use std::io;
 use std::time::Duration;
 
 use futures::StreamExt;
-use ics_proto::v1::raft_transport_client::RaftTransportClient;
-use ics_proto::v1::raft_transport_server::RaftTransport;
-use ics_proto::v1::{RaftMessage, SnapshotChunk};
+use ics_proto::core_v1::raft_transport_client::RaftTransportClient;
+use ics_proto::core_v1::raft_transport_server::RaftTransport;
+use ics_proto::core_v1::{RaftMessage, SnapshotChunk};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::RPCOption;
 use openraft::raft::{

@@ -2,8 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::projection::Appended;
-use crate::domain::refusal::Refusal;
+use ics_kernel::{Appended, Refusal};
 
 /// One Raft log entry: the atomic batches of the clients it groups, each a
 /// list of envelope bytes exactly as received.

@@ -6,16 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ics_proto::v1::cluster_server::ClusterServer;
-use ics_proto::v1::event_log_server::EventLogServer;
-use ics_proto::v1::raft_transport_server::RaftTransportServer;
+use ics_proto::core_v1::cluster_server::ClusterServer;
+use ics_proto::core_v1::event_log_server::EventLogServer;
+use ics_proto::core_v1::raft_transport_server::RaftTransportServer;
 use openraft::{BasicNode, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
 use crate::api::{Api, Node};
 use crate::config::{Bootstrap, Config};
-use crate::domain::roles::HttpService;
 use crate::metrics::Metrics;
 use crate::network::{Network, RaftService, TransportLimits};
 use crate::raft_types::Raft;
@@ -116,10 +115,8 @@ pub async fn run(
             stopped(stop_rx.clone()),
         );
     let mut http_router = crate::metrics::router(node.clone());
-    for service in config.role.http_services() {
-        http_router = match service {
-            HttpService::Hkp => http_router.merge(crate::hkp::router(node.clone())),
-        };
+    if ics_identity::serves_hkp(config.role) {
+        http_router = http_router.merge(crate::hkp::router(node.clone()));
     }
     let http =
         axum::serve(http_listener, http_router).with_graceful_shutdown(stopped(stop_rx.clone()));

@@ -24,12 +24,10 @@ use openraft::{EntryPayload, LogState, OptionalSend, RaftLogReader, RaftSnapshot
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::domain::event::{Envelope, EventId};
-use crate::domain::projection::Projection;
-use crate::domain::refusal::{EventLimits, Refusal};
 use crate::raft_types::{
     Entry, LogId, LogResponse, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, Vote,
 };
+use ics_kernel::{Appended, Envelope, EventId, EventLimits, Projection, Refusal};
 
 /// sled segment size. An item over a quarter of a segment is written to a
 /// separate blob file that sled never fsyncs; 8 MiB segments put that
@@ -153,21 +151,8 @@ impl Shared {
     }
 }
 
-/// Limits for replaying events that were already accepted: only the rules
-/// decide, so a later change of a limit cannot make a replica diverge.
-fn replay_limits() -> EventLimits {
-    EventLimits {
-        max_body_bytes: usize::MAX,
-        max_signatures: usize::MAX,
-        max_records_per_subject: u64::MAX,
-        max_attributes: usize::MAX,
-        max_text_bytes: usize::MAX,
-        max_batch_events: usize::MAX,
-    }
-}
-
 fn replay(projection: &mut Projection, envelope: &[u8], index: u64) -> io::Result<()> {
-    let limits = replay_limits();
+    let limits = EventLimits::unbounded();
     let corrupt = |e: Refusal| {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -209,7 +194,7 @@ pub fn open(
             membership: StoredMembership::default(),
         },
     };
-    let mut projection = Projection::default();
+    let mut projection = crate::capabilities::projection();
     let mut index = 0;
     for item in db.sm.scan_prefix([SM_EVENT_PREFIX]) {
         let (_, v) = item?;
@@ -390,7 +375,7 @@ impl StateMachineStore {
         envelopes: &[Vec<u8>],
         limits: &EventLimits,
         writes: &mut sled::Batch,
-    ) -> Result<Vec<crate::domain::projection::Appended>, Refusal> {
+    ) -> Result<Vec<Appended>, Refusal> {
         let events = envelopes
             .iter()
             .map(|bytes| codec::parse_event(codec::envelope_from_bytes(bytes)?, limits))
@@ -529,7 +514,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Vec<u8>,
     ) -> Result<(), io::Error> {
         let data: SnapshotData = decode(&snapshot, "snapshot")?;
-        let mut projection = Projection::default();
+        let mut projection = crate::capabilities::projection();
         let mut writes = sled::Batch::default();
         for item in self.db.sm.iter().keys() {
             writes.remove(item.map_err(io_err)?);

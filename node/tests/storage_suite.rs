@@ -1,6 +1,6 @@
 //! openraft's storage conformance suite against the sled store.
 
-use ics_node::domain::refusal::EventLimits;
+use ics_kernel::EventLimits;
 use ics_node::raft_types::TypeConfig;
 use ics_node::store::{self, LogStore, StateMachineStore};
 use openraft::StorageError;

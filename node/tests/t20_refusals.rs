@@ -3,17 +3,16 @@
 
 mod common;
 
+use ics_identity::IdentityPayload;
+use ics_identity::payload::DeviceStatus;
+use ics_kernel::capability::{Payload, payload_bytes};
+use ics_kernel::{Algorithm, Envelope, EventBody, EventId, SigningKey, SubjectRef};
 use std::time::Duration;
 
 use common::*;
 use ics_node::client::{self, ChainHead, Client};
 use ics_node::codec;
-use ics_node::domain::event::{
-    DeviceStatus, Envelope, EventBody, EventId, EventKind, Payload, SCHEMA_VERSION, SubjectKind,
-    SubjectRef,
-};
-use ics_node::domain::keys::{Algorithm, SigningKey};
-use ics_proto::v1 as pb;
+use ics_proto::core_v1 as pb;
 use tonic::Code;
 
 async fn event_count(c: &mut Client) -> (u64, Vec<u8>) {
@@ -52,17 +51,9 @@ fn device_body(
     author: &SigningKey,
     head: ChainHead,
     subject: &SubjectRef,
-    payload: Payload,
+    payload: impl Payload,
 ) -> EventBody {
-    EventBody {
-        schema_version: SCHEMA_VERSION,
-        subject: subject.clone(),
-        sequence: head.sequence,
-        previous: head.previous,
-        author: author.key_id(),
-        time_ms: client::now_ms(),
-        payload,
-    }
+    client::body(author, subject.clone(), head, &payload, client::now_ms())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,7 +66,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
 
     // A registered device to chain status changes on.
     let device = SigningKey::generate(Algorithm::Ed25519).public_key();
-    let subject = SubjectRef::new(SubjectKind::Device, device.id().to_hex());
+    let subject = SubjectRef::new(ics_identity::DEVICE, device.id().to_hex());
     c.append(vec![client::register_device(
         &author,
         "SN-1",
@@ -85,14 +76,14 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     .await
     .unwrap();
     let head = c.chain_head(&subject).await.unwrap();
-    let in_use = Payload::DeviceStatusChanged {
+    let in_use = IdentityPayload::DeviceStatusChanged {
         status: DeviceStatus::InUse,
         reason: String::new(),
         openpgp_revocation: None,
     };
 
     // Bad signature.
-    let mut env = codec::sign(
+    let mut env = ics_kernel::envelope::sign(
         &device_body(&author, head, &subject, in_use.clone()),
         &[&author],
     );
@@ -106,7 +97,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     .await;
 
     // Missing signature.
-    let mut env = codec::sign(
+    let mut env = ics_kernel::envelope::sign(
         &device_body(&author, head, &subject, in_use.clone()),
         &[&author],
     );
@@ -121,7 +112,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
 
     // Author key unknown to the party.
     let stranger = SigningKey::generate(Algorithm::Ed25519);
-    let env = codec::sign(
+    let env = ics_kernel::envelope::sign(
         &device_body(&stranger, head, &subject, in_use.clone()),
         &[&stranger],
     );
@@ -137,7 +128,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     let status_only = register_author(
         &mut c,
         &root,
-        [EventKind::DeviceStatusChanged].into_iter().collect(),
+        ["device-status-changed".to_string()].into_iter().collect(),
     )
     .await;
     let other = SigningKey::generate(Algorithm::Ed25519).public_key();
@@ -164,12 +155,12 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     .unwrap();
     let mut late = device_body(&short, head, &subject, in_use.clone());
     late.time_ms = now + 2_000;
-    let env = codec::sign(&late, &[&short]);
+    let env = ics_kernel::envelope::sign(&late, &[&short]);
     refused(&mut c, vec![pb_of(&env)], Code::PermissionDenied, "expired").await;
 
     // Revoked author key.
     let revoked = register_author(&mut c, &root, device_kinds()).await;
-    let rk = SubjectRef::new(SubjectKind::AuthorKey, revoked.key_id().to_hex());
+    let rk = SubjectRef::new(ics_kernel::authority::AUTHOR_KEY, revoked.key_id().to_hex());
     let rhead = c.chain_head(&rk).await.unwrap();
     c.append(vec![client::revoke_author(
         &root,
@@ -179,7 +170,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     )])
     .await
     .unwrap();
-    let env = codec::sign(
+    let env = ics_kernel::envelope::sign(
         &device_body(&revoked, head, &subject, in_use.clone()),
         &[&revoked],
     );
@@ -196,7 +187,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
         sequence: head.sequence + 1,
         previous: head.previous,
     };
-    let env = codec::sign(
+    let env = ics_kernel::envelope::sign(
         &device_body(&author, wrong_seq, &subject, in_use.clone()),
         &[&author],
     );
@@ -211,7 +202,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
         sequence: head.sequence,
         previous: Some(EventId([9; 32])),
     };
-    let env = codec::sign(
+    let env = ics_kernel::envelope::sign(
         &device_body(&author, wrong_prev, &subject, in_use.clone()),
         &[&author],
     );
@@ -251,20 +242,10 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     )
     .await;
 
-    // Unknown payload kind: a body whose payload field this build does not know.
-    let mut body = device_body(
-        &author,
-        head,
-        &subject,
-        Payload::AuthorKeyRevoked {
-            reason: String::new(),
-        },
-    );
-    body.subject = SubjectRef::new(SubjectKind::AuthorKey, author.key_id().to_hex());
-    let mut bytes = codec::encode_body(&body);
-    assert_eq!(bytes[bytes.len() - 2..], [0x62, 0x00]);
-    bytes.truncate(bytes.len() - 2);
-    bytes.extend_from_slice(&[0xfa, 0x01, 0x00]);
+    // Unknown payload kind: a payload message no capability of this build owns.
+    let mut body = device_body(&author, head, &subject, in_use.clone());
+    body.payload.message = "ics.nosuch.v1.Thing".to_string();
+    let bytes = body.encode();
     let sig = author.sign_event(&bytes);
     let env = pb::SignedEvent {
         body: bytes,
@@ -278,14 +259,14 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
         &mut c,
         vec![env],
         Code::InvalidArgument,
-        "payload kind is unknown",
+        "payload kind \"ics.nosuch.v1.Thing\" is unknown",
     )
     .await;
 
     // Unknown schema version.
     let mut body = device_body(&author, head, &subject, in_use.clone());
     body.schema_version = 7;
-    let env = codec::sign(&body, &[&author]);
+    let env = ics_kernel::envelope::sign(&body, &[&author]);
     refused(
         &mut c,
         vec![pb_of(&env)],
@@ -296,12 +277,12 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
 
     // Body over the size limit (default 64 KiB).
     let mut body = device_body(&author, head, &subject, in_use.clone());
-    body.payload = Payload::DeviceStatusChanged {
+    body.payload = payload_bytes(&IdentityPayload::DeviceStatusChanged {
         status: DeviceStatus::Lost,
         reason: "x".repeat(70 * 1024),
         openpgp_revocation: None,
-    };
-    let env = codec::sign(&body, &[&author]);
+    });
+    let env = ics_kernel::envelope::sign(&body, &[&author]);
     refused(
         &mut c,
         vec![pb_of(&env)],

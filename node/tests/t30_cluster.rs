@@ -3,15 +3,15 @@
 
 mod common;
 
+use ics_identity::payload::DeviceStatus;
+use ics_kernel::{Algorithm, Envelope, EventId, SigningKey};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
 use ics_node::client::{self, ChainHead, Client};
-use ics_node::domain::event::{DeviceStatus, Envelope, EventId};
-use ics_node::domain::keys::{Algorithm, SigningKey};
-use ics_proto::v1 as pb;
+use ics_proto::core_v1 as pb;
 use tonic::Code;
 
 /// Appends with retries across nodes, the way a client rides out a leader

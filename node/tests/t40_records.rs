@@ -2,20 +2,23 @@
 
 mod common;
 
+use ics_identity::payload::CodeIdentity;
+use ics_identity::payload::{CodeStatus, DeviceStatus};
+use ics_kernel::{Algorithm, SigningKey, SubjectRef};
 use std::time::Duration;
 
 use common::*;
 use ics_node::client::{self, ChainHead};
-use ics_node::codec;
-use ics_node::domain::event::{CodeStatus, DeviceStatus, EventKind, SubjectKind, SubjectRef};
-use ics_node::domain::keys::{Algorithm, SigningKey};
-use ics_proto::v1 as pb;
+use ics_proto::core_v1 as pb;
 use tonic::Code;
 
-fn code_kinds() -> std::collections::BTreeSet<EventKind> {
-    [EventKind::CodeReleased, EventKind::CodeStatusChanged]
-        .into_iter()
-        .collect()
+fn code_kinds() -> std::collections::BTreeSet<String> {
+    [
+        "code-released".to_string(),
+        "code-status-changed".to_string(),
+    ]
+    .into_iter()
+    .collect()
 }
 
 async fn verify(
@@ -39,8 +42,8 @@ async fn developer_releases_code_and_verify_follows_its_status() {
     let mut c = cluster.node(1).client();
     let author = register_author(&mut c, &cluster.root_key(), code_kinds()).await;
 
-    let identity = client::code_identity("thermo-fw", "1.0.0", b"firmware 1.0.0", None);
-    let subject = SubjectRef::new(SubjectKind::Code, hex::encode(identity.blake3));
+    let identity = CodeIdentity::of_artifact("thermo-fw", "1.0.0", b"firmware 1.0.0", None);
+    let subject = SubjectRef::new(ics_identity::CODE, hex::encode(identity.blake3));
     c.append(vec![
         client::release_code(&author, identity.clone()).unwrap(),
     ])
@@ -87,7 +90,7 @@ async fn developer_releases_code_and_verify_follows_its_status() {
         .into_inner();
     assert_eq!(found.subjects.len(), 1);
     let before = c.status().await.unwrap().event_count;
-    let other = client::code_identity("thermo-fw", "1.0.0", b"a different build", None);
+    let other = CodeIdentity::of_artifact("thermo-fw", "1.0.0", b"a different build", None);
     let err = c
         .append(vec![client::release_code(&author, other).unwrap()])
         .await
@@ -206,7 +209,7 @@ async fn search_pages_and_verify_tracks_a_stolen_device() {
     let v = verify(&mut c, what()).await;
     assert!(v.trusted, "{v:?}");
     assert!(v.as_of_index >= v.registered_at_index);
-    let subject = SubjectRef::new(SubjectKind::Device, key.id().to_hex());
+    let subject = SubjectRef::new(ics_identity::DEVICE, key.id().to_hex());
     let head: ChainHead = c.chain_head(&subject).await.unwrap();
     c.append(vec![client::change_status(
         &author,
@@ -221,9 +224,8 @@ async fn search_pages_and_verify_tracks_a_stolen_device() {
     assert!(!v.trusted);
     assert_eq!(v.status, "stolen");
     assert_eq!(
-        v.subject
-            .map(|s| codec::subject_kind_from_pb(s.kind).unwrap()),
-        Some(SubjectKind::Device)
+        v.subject.map(|s| s.kind),
+        Some(ics_identity::DEVICE.to_string())
     );
 }
 
@@ -232,7 +234,7 @@ async fn service_identity_and_key_rotation_over_grpc() {
     let cluster = start_cluster(1, "");
     cluster.wait_ready(Duration::from_secs(30)).await;
     let mut c = cluster.node(1).client();
-    let kinds = [EventKind::ServiceRegistered, EventKind::KeyRotated]
+    let kinds = ["service-registered".to_string(), "key-rotated".to_string()]
         .into_iter()
         .collect();
     let author = register_author(&mut c, &cluster.root_key(), kinds).await;
@@ -246,7 +248,7 @@ async fn service_identity_and_key_rotation_over_grpc() {
     )])
     .await
     .expect("service registered");
-    let subject = SubjectRef::new(SubjectKind::Service, old.key_id().to_hex());
+    let subject = SubjectRef::new(ics_identity::SERVICE, old.key_id().to_hex());
     let fingerprint =
         |k: &SigningKey| pb::verify_request::What::KeyFingerprint(k.key_id().0.to_vec());
     assert!(verify(&mut c, fingerprint(&old)).await.trusted);

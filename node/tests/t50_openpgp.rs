@@ -3,15 +3,15 @@
 
 mod common;
 
+use ics_identity::payload::DeviceStatus;
+use ics_kernel::{Algorithm, SigningKey, SubjectRef};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::*;
+use ics_identity::openpgp;
 use ics_node::client::{self, Client};
-use ics_node::domain::event::{DeviceStatus, SubjectKind, SubjectRef};
-use ics_node::domain::keys::{Algorithm, SigningKey};
-use ics_node::domain::openpgp;
 
 fn run(what: &str, cmd: &mut Command) -> Output {
     let out = cmd
@@ -55,7 +55,7 @@ async fn register(
     let (env, escrow) =
         client::register_device_with_openpgp(author, serial, &device, attrs).unwrap();
     c.append(vec![env]).await.expect("register device");
-    let subject = SubjectRef::new(SubjectKind::Device, device.key_id().to_hex());
+    let subject = SubjectRef::new(ics_identity::DEVICE, device.key_id().to_hex());
     let export = c.export_openpgp(&subject).await.expect("export");
     Registered {
         subject,

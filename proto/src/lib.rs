@@ -1,7 +1,21 @@
-//! Generated protobuf and gRPC code for the ICS API. Nothing else lives here:
-//! domain types and their validation are in `ics-node`.
+//! Generated protobuf and gRPC code for the ICS API, one module per protobuf
+//! package. Nothing else lives here: domain types and their validation are
+//! in `ics-kernel` and the capability crates.
 
-pub mod v1 {
-    #![allow(clippy::all, clippy::pedantic)]
-    tonic::include_proto!("ics.v1");
+pub mod ics {
+    pub mod core {
+        pub mod v1 {
+            #![allow(clippy::all, clippy::pedantic)]
+            tonic::include_proto!("ics.core.v1");
+        }
+    }
+    pub mod identity {
+        pub mod v1 {
+            #![allow(clippy::all, clippy::pedantic)]
+            tonic::include_proto!("ics.identity.v1");
+        }
+    }
 }
+
+pub use ics::core::v1 as core_v1;
+pub use ics::identity::v1 as identity_v1;

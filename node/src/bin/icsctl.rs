@@ -1,5 +1,6 @@
 //! `icsctl`: the command-line client of an ICS node.
 
+use ics_identity::payload::CodeIdentity;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,16 +9,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
+use ics_identity::IdentityPayload;
+use ics_identity::openpgp;
+use ics_identity::payload::{CodeStatus, DeviceStatus, EndorsementKind};
+use ics_kernel::authority::PartyPayload;
+use ics_kernel::{Algorithm, Event, EventId, EventLimits, PublicKey, SigningKey, SubjectRef};
 use ics_node::client::{self, ChainHead, Client};
 use ics_node::codec;
-use ics_node::domain::event::{
-    CodeStatus, DeviceStatus, EndorsementKind, EventBody, EventKind, Payload, SubjectKind,
-    SubjectRef,
-};
-use ics_node::domain::keys::{Algorithm, PublicKey, SigningKey};
-use ics_node::domain::openpgp;
 use ics_node::keyfile;
-use ics_proto::v1 as pb;
+use ics_proto::core_v1 as pb;
 use serde_json::json;
 
 #[derive(Parser)]
@@ -82,7 +82,7 @@ enum Command {
         #[arg(long)]
         party: String,
         #[arg(long)]
-        role: String,
+        role: ics_kernel::Role,
         /// Its root public key as ALGORITHM:HEX.
         #[arg(long)]
         root_public: String,
@@ -393,10 +393,23 @@ struct SubjectRefArgs {
 
 impl SubjectRefArgs {
     fn subject(&self) -> anyhow::Result<SubjectRef> {
-        let kind = SubjectKind::from_name(&self.kind)
-            .with_context(|| format!("unknown subject kind {:?}", self.kind))?;
-        Ok(SubjectRef::new(kind, self.id.clone()))
+        subject_named(&self.kind, &self.id)
     }
+}
+
+/// A subject from a kind and an id, or from an id of the printed form `kind/id`.
+fn subject_named(kind: &str, id: &str) -> anyhow::Result<SubjectRef> {
+    let subject = SubjectRef::parse(id).unwrap_or_else(|| SubjectRef::new(kind, id));
+    let rules = ics_node::capabilities::rules();
+    if !rules.is_subject_kind(&subject.kind) {
+        let kinds: Vec<&str> = rules.subject_kind_names().collect();
+        bail!(
+            "unknown subject kind {:?} ({})",
+            subject.kind,
+            kinds.join(", ")
+        );
+    }
+    Ok(subject)
 }
 
 #[derive(Args)]
@@ -490,34 +503,33 @@ fn consistency(stale: bool) -> i32 {
 }
 
 fn subject_of(args: &SubjectArgs) -> anyhow::Result<SubjectRef> {
-    let kind = SubjectKind::from_name(&args.kind).with_context(|| {
-        format!(
-            "unknown subject kind {:?} (party, author-key, device)",
-            args.kind
-        )
-    })?;
-    Ok(SubjectRef::new(kind, args.id.clone()))
+    subject_named(&args.kind, &args.id)
+}
+
+/// Decodes a stored event with this build's rules (signatures unchecked).
+fn decode_event(env: pb::SignedEvent) -> anyhow::Result<Event> {
+    let envelope = codec::envelope_from_pb(env)?;
+    Ok(codec::parse_event(envelope, &EventLimits::unbounded())?)
 }
 
 fn describe(event: &pb::StoredEvent) -> serde_json::Value {
     let env = event.event.clone().unwrap_or_default();
-    let body = codec::decode_body(&env.body);
     let signatures: Vec<_> = env
         .signatures
         .iter()
         .map(|s| hex::encode(&s.key_id))
         .collect();
-    match body {
-        Ok(b) => json!({
+    match decode_event(env) {
+        Ok(e) => json!({
             "index": event.index,
             "event_id": hex::encode(&event.event_id),
-            "subject": b.subject.to_string(),
-            "sequence": b.sequence,
-            "previous": b.previous.map(|p| p.to_hex()),
-            "author": b.author.to_hex(),
-            "time_unix_ms": b.time_ms,
-            "kind": b.payload.kind().name(),
-            "payload": payload_json(&b),
+            "subject": e.body.subject.to_string(),
+            "sequence": e.body.sequence,
+            "previous": e.body.previous.map(|p| p.to_hex()),
+            "author": e.body.author.to_hex(),
+            "time_unix_ms": e.body.time_ms,
+            "kind": e.kind.name,
+            "payload": payload_json(&e),
             "signed_by": signatures,
         }),
         Err(e) => {
@@ -526,27 +538,15 @@ fn describe(event: &pb::StoredEvent) -> serde_json::Value {
     }
 }
 
-fn payload_json(b: &EventBody) -> serde_json::Value {
-    use ics_node::domain::event::Payload as P;
-    match &b.payload {
-        P::PartyGenesis {
-            party_name,
-            role,
-            root_key,
-        } => {
-            json!({"party": party_name, "role": role, "root_key": root_key.id().to_hex()})
-        }
-        P::AuthorKeyRegistered {
-            key,
-            label,
-            allowed_kinds,
-            not_after_ms,
-        } => json!({
-            "key": key.id().to_hex(), "label": label,
-            "allowed_kinds": allowed_kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
-            "not_after_unix_ms": not_after_ms,
-        }),
-        P::AuthorKeyRevoked { reason } => json!({"reason": reason}),
+fn payload_json(e: &Event) -> serde_json::Value {
+    if let Some(p) = e.payload::<PartyPayload>() {
+        return party_payload_json(p);
+    }
+    let Some(p) = e.payload::<IdentityPayload>() else {
+        return json!(null);
+    };
+    use IdentityPayload as P;
+    match p {
         P::DeviceRegistered {
             serial,
             device_key,
@@ -573,12 +573,6 @@ fn payload_json(b: &EventBody) -> serde_json::Value {
         P::CodeStatusChanged { status, reason } => {
             json!({"status": status.name(), "reason": reason})
         }
-        P::PartyRecognized { role, root_key } => {
-            json!({"role": role, "root_key": root_key.id().to_hex()})
-        }
-        P::AccessGranted { party, kinds } => json!({
-            "party": party, "kinds": kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
-        }),
         P::Endorsed {
             kind,
             scope,
@@ -614,6 +608,43 @@ fn payload_json(b: &EventBody) -> serde_json::Value {
     }
 }
 
+fn party_payload_json(p: &PartyPayload) -> serde_json::Value {
+    match p {
+        PartyPayload::Genesis {
+            party_name,
+            role,
+            root_key,
+        } => {
+            json!({"party": party_name, "role": role.name(), "root_key": root_key.id().to_hex()})
+        }
+        PartyPayload::AuthorKeyRegistered {
+            key,
+            label,
+            allowed_kinds,
+            not_after_ms,
+        } => json!({
+            "key": key.id().to_hex(), "label": label,
+            "allowed_kinds": allowed_kinds,
+            "not_after_unix_ms": not_after_ms,
+        }),
+        PartyPayload::AuthorKeyRevoked { reason } => json!({"reason": reason}),
+        PartyPayload::Recognized { role, root_key } => {
+            json!({"role": role.name(), "root_key": root_key.id().to_hex()})
+        }
+        PartyPayload::AccessGranted { party, kinds } => json!({"party": party, "kinds": kinds}),
+    }
+}
+
+/// An event kind name these rules know.
+fn known_kind(name: &str) -> anyhow::Result<String> {
+    let rules = ics_node::capabilities::rules();
+    if rules.kind(name).is_none() {
+        let names: Vec<&str> = rules.kinds().map(|k| k.name).collect();
+        bail!("unknown event kind {name:?} ({})", names.join(", "));
+    }
+    Ok(name.to_string())
+}
+
 /// One revocation out of a device's revocations file.
 fn escrowed(path: &std::path::Path, slot: openpgp::RevocationSlot) -> anyhow::Result<Vec<u8>> {
     let escrow: openpgp::RevocationEscrow = keyfile::read_secret(path)?;
@@ -625,7 +656,7 @@ async fn certification_target(
     c: &mut Client,
     subject: &SubjectRef,
 ) -> anyhow::Result<Option<openpgp::CertificationTarget>> {
-    if subject.kind != SubjectKind::Device {
+    if subject.kind != ics_identity::DEVICE {
         return Ok(None);
     }
     match c.export_openpgp(subject).await {
@@ -735,14 +766,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let author = keyfile::read(&key)?;
             let kinds = kinds
                 .iter()
-                .map(|k| {
-                    EventKind::from_name(k).with_context(|| format!("unknown event kind {k:?}"))
-                })
+                .map(|k| known_kind(k))
                 .collect::<anyhow::Result<BTreeSet<_>>>()?;
             let not_after = client::now_ms() + i64::from(valid_days) * 86_400_000;
             let env =
                 client::register_author(&root, &author.public_key(), &label, kinds, not_after);
-            let subject = SubjectRef::new(SubjectKind::AuthorKey, author.key_id().to_hex());
+            let subject =
+                SubjectRef::new(ics_kernel::authority::AUTHOR_KEY, author.key_id().to_hex());
             let out = c.append(vec![env]).await?;
             print_appended(j, "registered", &subject, &out);
         }
@@ -752,7 +782,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             reason,
         }) => {
             let root = keyfile::read(&signer)?;
-            let subject = SubjectRef::new(SubjectKind::AuthorKey, key_id.clone());
+            let subject = SubjectRef::new(ics_kernel::authority::AUTHOR_KEY, key_id.clone());
             let head = c.chain_head(&subject).await?;
             let out = c
                 .append(vec![client::revoke_author(&root, &key_id, head, &reason)])
@@ -783,7 +813,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .with_context(|| format!("attribute {a:?} must be NAME=VALUE"))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let subject = SubjectRef::new(SubjectKind::Device, public.id().to_hex());
+            let subject = SubjectRef::new(ics_identity::DEVICE, public.id().to_hex());
             let (event, escrow) = match device_secret {
                 Some(device) if !no_openpgp => {
                     let (event, escrow) =
@@ -844,7 +874,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     status.name()
                 ),
             };
-            let subject = SubjectRef::new(SubjectKind::Device, device.clone());
+            let subject = subject_named(ics_identity::DEVICE, &device)?;
             let head = c.chain_head(&subject).await?;
             let out = c
                 .append(vec![client::report_status(
@@ -863,8 +893,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let author = keyfile::read(&signer)?;
             let bytes = std::fs::read(&artifact)
                 .with_context(|| format!("read artifact {}", artifact.display()))?;
-            let identity = client::code_identity(&name, &version, &bytes, suit_manifest);
-            let subject = SubjectRef::new(SubjectKind::Code, hex::encode(identity.blake3));
+            let identity = CodeIdentity::of_artifact(&name, &version, &bytes, suit_manifest);
+            let subject = SubjectRef::new(ics_identity::CODE, hex::encode(identity.blake3));
             let out = c
                 .append(vec![client::release_code(&author, identity)?])
                 .await?;
@@ -886,7 +916,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     bail!("give the service's key with --service-key or --service-public")
                 }
             };
-            let subject = SubjectRef::new(SubjectKind::Service, public.id().to_hex());
+            let subject = SubjectRef::new(ics_identity::SERVICE, public.id().to_hex());
             let out = c
                 .append(vec![client::register_service(
                     &author, &name, &public, endpoints, &owner,
@@ -934,7 +964,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let status = CodeStatus::from_name(&status).with_context(|| {
                 format!("unknown code status {status:?} (released, deprecated, withdrawn)")
             })?;
-            let subject = SubjectRef::new(SubjectKind::Code, code.clone());
+            let subject = SubjectRef::new(ics_identity::CODE, code.clone());
             let head = c.chain_head(&subject).await?;
             let out = c
                 .append(vec![client::change_code_status(
@@ -950,8 +980,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             root_public,
         } => {
             let root = keyfile::read(&signer)?;
-            let subject = SubjectRef::new(SubjectKind::Party, party.clone());
-            let payload = Payload::PartyRecognized {
+            let subject = SubjectRef::new(ics_kernel::authority::PARTY, party.clone());
+            let payload = PartyPayload::Recognized {
                 role,
                 root_key: parse_public_key(&root_public).context("--root-public")?,
             };
@@ -975,11 +1005,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let subject = subject.subject()?;
             let kinds = kinds
                 .iter()
-                .map(|k| {
-                    EventKind::from_name(k).with_context(|| format!("unknown event kind {k:?}"))
-                })
+                .map(|k| known_kind(k))
                 .collect::<anyhow::Result<BTreeSet<_>>>()?;
-            let payload = Payload::AccessGranted { party, kinds };
+            let payload = PartyPayload::AccessGranted { party, kinds };
             let out = c.append_next(&key, &subject, payload).await?;
             print_appended(j, "granted on", &subject, &out);
         }
@@ -1014,7 +1042,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             )
                         })
                         .transpose()?;
-                    Ok(Payload::Endorsed {
+                    Ok(IdentityPayload::Endorsed {
                         kind,
                         scope: scope.clone(),
                         not_after_ms,
@@ -1032,11 +1060,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let key = keyfile::read(&signer)?;
             let subject = subject.subject()?;
-            let endorsement = ics_node::domain::event::EventId::from_slice(&hex_arg(
-                "endorsement",
-                &endorsement,
-            )?)
-            .context("--endorsement must be 32 bytes")?;
+            let endorsement = EventId::from_slice(&hex_arg("endorsement", &endorsement)?)
+                .context("--endorsement must be 32 bytes")?;
             // An endorsement made with an OpenPGP certification is withdrawn
             // with a certification revocation by the same key. Another key of
             // the party sends none: the node accepts that only when the
@@ -1049,14 +1074,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .await?
                 .into_inner();
-            let endorsed = codec::decode_body(&endorsed.event.unwrap_or_default().body)?;
-            let certified = endorsed.author == key.key_id()
+            let endorsed = decode_event(endorsed.event.unwrap_or_default())?;
+            let certified = endorsed.body.author == key.key_id()
                 && matches!(
-                    endorsed.payload,
-                    Payload::Endorsed {
+                    endorsed.payload::<IdentityPayload>(),
+                    Some(IdentityPayload::Endorsed {
                         openpgp_certification: Some(_),
                         ..
-                    }
+                    })
                 );
             let target = if certified {
                 certification_target(&mut c, &subject).await?
@@ -1069,7 +1094,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .as_ref()
                         .map(|t| openpgp::revoke_endorsement(&key, t, &reason, time_ms))
                         .transpose()?;
-                    Ok(Payload::EndorsementWithdrawn {
+                    Ok(IdentityPayload::EndorsementWithdrawn {
                         endorsement,
                         reason: reason.clone(),
                         openpgp_revocation,
@@ -1107,9 +1132,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .into_inner();
                 for s in &page.subjects {
                     let subject = s.subject.clone().unwrap_or_default();
-                    let kind = codec::subject_kind_from_pb(subject.kind)
-                        .map(|k| k.name())
-                        .unwrap_or("?");
+                    let kind = subject.kind;
                     if j {
                         println!(
                             "{}",
@@ -1157,12 +1180,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .await?
                 .into_inner();
-            let subject = v.subject.clone().map(|s| {
-                let kind = codec::subject_kind_from_pb(s.kind)
-                    .map(|k| k.name())
-                    .unwrap_or("?");
-                format!("{kind}/{}", s.id)
-            });
+            let subject = v.subject.clone().map(|s| format!("{}/{}", s.kind, s.id));
             if j {
                 println!(
                     "{}",
@@ -1216,14 +1234,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             while let Some(e) = stream.next().await {
                 let e = e?;
                 let env = e.event.clone().unwrap_or_default();
-                let body = codec::decode_body(&env.body)?;
+                let body = decode_event(env.clone())?.body;
                 // The client checks the chain itself rather than trusting the order.
                 if body.sequence != head.sequence || body.previous != head.previous {
                     bail!("history of {subject} is broken at index {}", e.index);
                 }
                 head = ChainHead {
                     sequence: body.sequence + 1,
-                    previous: Some(ics_node::domain::event::EventId::of_body(&env.body)),
+                    previous: Some(EventId::of_body(&env.body)),
                 };
                 print_event(j, &e);
             }

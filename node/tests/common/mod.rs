@@ -2,16 +2,15 @@
 
 #![allow(dead_code)]
 
+use ics_kernel::{Algorithm, SigningKey};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ics_node::client::{self, Client};
-use ics_node::domain::event::EventKind;
-use ics_node::domain::keys::{Algorithm, SigningKey};
 use ics_node::keyfile;
-use ics_proto::v1 as pb;
+use ics_proto::core_v1 as pb;
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -282,14 +281,17 @@ impl Cluster {
     }
 }
 
-pub fn device_kinds() -> BTreeSet<EventKind> {
-    BTreeSet::from([EventKind::DeviceRegistered, EventKind::DeviceStatusChanged])
+pub fn device_kinds() -> BTreeSet<String> {
+    BTreeSet::from([
+        "device-registered".to_string(),
+        "device-status-changed".to_string(),
+    ])
 }
 
 pub async fn register_author(
     c: &mut Client,
     root: &SigningKey,
-    kinds: BTreeSet<EventKind>,
+    kinds: BTreeSet<String>,
 ) -> SigningKey {
     let author = SigningKey::generate(Algorithm::Ed25519);
     let env = client::register_author(

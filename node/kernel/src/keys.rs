@@ -1,4 +1,4 @@
-//! Signing keys, public keys, fingerprints and domain-separated event signatures.
+//! Signing keys, public keys, key ids and domain-separated event signatures.
 
 use std::fmt;
 

@@ -34,8 +34,9 @@ use openpgp::types::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::event::{CodeIdentity, EndorsementKind};
-use super::keys::{Algorithm, KeyId, PublicKey, SigningKey};
+use ics_kernel::keys::{Algorithm, KeyId, PublicKey, SigningKey};
+
+use crate::payload::{CodeIdentity, EndorsementKind};
 
 /// The draft's notation names a device certification may carry, in the
 /// order they appear; an attribute with one of these names becomes a notation.

@@ -1,9 +1,11 @@
-//! Why an event is refused. Each variant names the rule it breaks; the edge
-//! maps the class to a gRPC status code.
+//! Why an event is refused. Each variant names the rule it breaks; its
+//! `reason()` is the machine-readable name clients branch on (the edge puts
+//! it in `google.rpc.ErrorInfo.reason`), its class picks the gRPC code.
+//! Capabilities refuse with their own rules through [`Refusal::Rule`].
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RefusalClass {
     /// The bytes are not a well-formed event of a known schema.
     InvalidArgument,
@@ -27,18 +29,16 @@ pub enum Refusal {
     Malformed(String),
     #[error("event body is {size} bytes, over the limit of {limit} bytes")]
     BodyTooLarge { size: usize, limit: usize },
-    #[error("schema version {0} is not supported (this node reads version 1)")]
+    #[error("schema version {0} is not supported (this node reads version {SCHEMA})", SCHEMA = crate::envelope::SCHEMA_VERSION)]
     UnsupportedSchema(u32),
-    #[error("payload kind is unknown or missing")]
-    UnknownPayload,
+    #[error("payload kind {0:?} is unknown to this node's rules")]
+    UnknownPayload(String),
     #[error("event carries no signature")]
     MissingSignature,
     #[error("event carries {count} signatures, over the limit of {limit}")]
     TooManySignatures { count: usize, limit: usize },
     #[error("event is not signed by its author key {0}")]
     MissingAuthorSignature(String),
-    #[error("key rotation must also be signed by the new key {0} (proof of possession)")]
-    MissingNewKeySignature(String),
     #[error("signature by key {0} does not verify")]
     BadSignature(String),
     #[error("signing key {0} is not a key of this party")]
@@ -81,46 +81,24 @@ pub enum Refusal {
     UnknownSubject(String),
     #[error("subject {subject}: {reason}")]
     InvalidSubject { subject: String, reason: String },
-    #[error("{subject}: status {from} may not become {to}")]
-    InvalidTransition {
-        subject: String,
-        from: String,
-        to: String,
-    },
     #[error("a {role} party may not author {kind} events")]
     RoleMayNotAuthor { role: String, kind: String },
-    #[error("code {name} version {version} is already registered as {subject}")]
-    CodeVersionTaken {
-        name: String,
-        version: String,
-        subject: String,
-    },
     #[error("party {party} has no grant to attach {kind} records to {subject}")]
     NoGrant {
         party: String,
         subject: String,
         kind: String,
     },
-    #[error("endorsement {endorsement} on {subject} cannot be withdrawn: {reason}")]
-    NotWithdrawable {
-        subject: String,
-        endorsement: String,
-        reason: String,
-    },
     #[error("author key {0} is already revoked")]
     AlreadyRevoked(String),
     #[error("key {key} already identifies {subject}")]
     KeyTaken { key: String, subject: String },
-    #[error("service name {name} is already registered as {subject}")]
-    ServiceNameTaken { name: String, subject: String },
-    #[error("serial {serial} is already registered as {subject}")]
-    SerialTaken { serial: String, subject: String },
+    #[error("{name} is already claimed by {subject}")]
+    NameTaken { name: String, subject: String },
     #[error("subject {subject} has {count} records, the limit")]
     TooManyRecords { subject: String, count: u64 },
     #[error("field {field}: {reason}")]
     InvalidField { field: String, reason: String },
-    #[error("OpenPGP {field}: {reason}")]
-    OpenPgp { field: String, reason: String },
     #[error("batch holds {count} events, over the limit of {limit}")]
     BatchTooLarge { count: usize, limit: usize },
     #[error("batch is empty")]
@@ -133,6 +111,13 @@ pub enum Refusal {
         now_ms: i64,
         skew_ms: i64,
     },
+    /// A capability's own rule: `reason` is its machine-readable name.
+    #[error("{message}")]
+    Rule {
+        reason: String,
+        class: RefusalClass,
+        message: String,
+    },
 }
 
 impl Refusal {
@@ -141,17 +126,14 @@ impl Refusal {
         match self {
             Malformed(_)
             | UnsupportedSchema(_)
-            | UnknownPayload
+            | UnknownPayload(_)
             | MissingSignature
             | InvalidField { .. }
-            | OpenPgp { .. }
             | InvalidSubject { .. }
             | EmptyBatch
             | GenesisNotSelfSigned
             | ClockSkew { .. } => RefusalClass::InvalidArgument,
-            BadSignature(_) | MissingAuthorSignature(_) | MissingNewKeySignature(_) => {
-                RefusalClass::Unauthenticated
-            }
+            BadSignature(_) | MissingAuthorSignature(_) => RefusalClass::Unauthenticated,
             UnknownKey(_)
             | AuthorRevoked(_)
             | AuthorExpired { .. }
@@ -160,62 +142,61 @@ impl Refusal {
             | RoleMayNotAuthor { .. }
             | NoGrant { .. } => RefusalClass::PermissionDenied,
             ChainConflict { .. } => RefusalClass::Conflict,
-            UnknownSubject(_)
-            | InvalidTransition { .. }
-            | AlreadyRevoked(_)
-            | NotWithdrawable { .. }
-            | NoGenesis
-            | GenesisExists => RefusalClass::FailedPrecondition,
-            SerialTaken { .. }
-            | CodeVersionTaken { .. }
-            | KeyTaken { .. }
-            | ServiceNameTaken { .. } => RefusalClass::AlreadyExists,
+            UnknownSubject(_) | AlreadyRevoked(_) | NoGenesis | GenesisExists => {
+                RefusalClass::FailedPrecondition
+            }
+            KeyTaken { .. } | NameTaken { .. } => RefusalClass::AlreadyExists,
             BodyTooLarge { .. }
             | TooManySignatures { .. }
             | TooManyRecords { .. }
             | BatchTooLarge { .. } => RefusalClass::ResourceExhausted,
+            Rule { class, .. } => *class,
         }
     }
-}
 
-/// Limits the pure core enforces. Every one has a name and a default; the
-/// node's config sets them once at start.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EventLimits {
-    pub max_body_bytes: usize,
-    pub max_signatures: usize,
-    pub max_records_per_subject: u64,
-    pub max_attributes: usize,
-    pub max_text_bytes: usize,
-    pub max_batch_events: usize,
-}
-
-impl EventLimits {
-    /// An append request holds at least one event and at most `max_batch_events`.
-    pub fn check_batch_len(&self, count: usize) -> Result<(), Refusal> {
-        if count == 0 {
-            return Err(Refusal::EmptyBatch);
+    /// The machine-readable name of the rule: stable across releases, what
+    /// clients and federation peers branch on (never the message text).
+    pub fn reason(&self) -> &str {
+        use Refusal::*;
+        match self {
+            Malformed(_) => "MALFORMED",
+            BodyTooLarge { .. } => "BODY_TOO_LARGE",
+            UnsupportedSchema(_) => "UNSUPPORTED_SCHEMA",
+            UnknownPayload(_) => "UNKNOWN_PAYLOAD",
+            MissingSignature => "MISSING_SIGNATURE",
+            TooManySignatures { .. } => "TOO_MANY_SIGNATURES",
+            MissingAuthorSignature(_) => "MISSING_AUTHOR_SIGNATURE",
+            BadSignature(_) => "BAD_SIGNATURE",
+            UnknownKey(_) => "UNKNOWN_KEY",
+            AuthorRevoked(_) => "AUTHOR_REVOKED",
+            AuthorExpired { .. } => "AUTHOR_EXPIRED",
+            AuthorNotYetValid { .. } => "AUTHOR_NOT_YET_VALID",
+            AuthorNotAllowed { .. } => "AUTHOR_NOT_ALLOWED",
+            GenesisExists => "GENESIS_EXISTS",
+            NoGenesis => "NO_GENESIS",
+            GenesisNotSelfSigned => "GENESIS_NOT_SELF_SIGNED",
+            ChainConflict { .. } => "CHAIN_CONFLICT",
+            UnknownSubject(_) => "UNKNOWN_SUBJECT",
+            InvalidSubject { .. } => "INVALID_SUBJECT",
+            RoleMayNotAuthor { .. } => "ROLE_MAY_NOT_AUTHOR",
+            NoGrant { .. } => "NO_GRANT",
+            AlreadyRevoked(_) => "ALREADY_REVOKED",
+            KeyTaken { .. } => "KEY_TAKEN",
+            NameTaken { .. } => "NAME_TAKEN",
+            TooManyRecords { .. } => "TOO_MANY_RECORDS",
+            InvalidField { .. } => "INVALID_FIELD",
+            BatchTooLarge { .. } => "BATCH_TOO_LARGE",
+            EmptyBatch => "EMPTY_BATCH",
+            ClockSkew { .. } => "CLOCK_SKEW",
+            Rule { reason, .. } => reason,
         }
-        if count > self.max_batch_events {
-            return Err(Refusal::BatchTooLarge {
-                count,
-                limit: self.max_batch_events,
-            });
-        }
-        Ok(())
     }
-}
 
-impl Default for EventLimits {
-    fn default() -> Self {
-        EventLimits {
-            max_body_bytes: 64 * 1024,
-            max_signatures: 8,
-            max_records_per_subject: 1024,
-            max_attributes: 64,
-            max_text_bytes: 1024,
-            max_batch_events: 1000,
+    /// A refusal naming the field at fault.
+    pub fn field(field: &str, reason: impl Into<String>) -> Refusal {
+        Refusal::InvalidField {
+            field: field.to_string(),
+            reason: reason.into(),
         }
     }
 }

@@ -1,0 +1,463 @@
+//! The kernel's own kinds: who may sign for the party. The genesis names the
+//! party, its role and root key; the root key registers author keys (each
+//! limited to named kinds and a validity period) and revokes them, recognizes
+//! other parties by their root keys, and grants them kinds of record they may
+//! attach to one subject. Wire: `proto/ics/core/v1/party.proto`.
+
+use std::collections::BTreeSet;
+
+use crate::capability::{Claim, KindSpec, Payload, Subjects};
+use crate::envelope::{decode_public_key, encode_public_key};
+use crate::keys::{KeyId, PublicKey};
+use crate::limits::{EventLimits, check_name};
+use crate::projection::{KernelSubject, KeyState, PartyState, SubjectEntry, View};
+use crate::refusal::Refusal;
+use crate::roles::Role;
+use crate::rules::Event;
+use crate::wire::{Reader, Writer};
+
+/// Bumped whenever a kernel verdict could change.
+pub const KERNEL_VERSION: u32 = 1;
+
+pub const PARTY: &str = "party";
+pub const AUTHOR_KEY: &str = "author-key";
+/// The subject kinds the kernel keeps.
+pub const SUBJECT_KINDS: [&str; 2] = [PARTY, AUTHOR_KEY];
+
+const ALL: &[Role] = &Role::ALL;
+
+pub static PARTY_GENESIS: KindSpec = KindSpec {
+    name: "party-genesis",
+    message: "ics.core.v1.PartyGenesis",
+    subjects: Subjects::Of(&[PARTY]),
+    opens_subject: true,
+    authored_by: ALL,
+    grantable: false,
+};
+pub static AUTHOR_KEY_REGISTERED: KindSpec = KindSpec {
+    name: "author-key-registered",
+    message: "ics.core.v1.AuthorKeyRegistered",
+    subjects: Subjects::Of(&[AUTHOR_KEY]),
+    opens_subject: true,
+    authored_by: ALL,
+    grantable: false,
+};
+pub static AUTHOR_KEY_REVOKED: KindSpec = KindSpec {
+    name: "author-key-revoked",
+    message: "ics.core.v1.AuthorKeyRevoked",
+    subjects: Subjects::Of(&[AUTHOR_KEY]),
+    opens_subject: false,
+    authored_by: ALL,
+    grantable: false,
+};
+pub static PARTY_RECOGNIZED: KindSpec = KindSpec {
+    name: "party-recognized",
+    message: "ics.core.v1.PartyRecognized",
+    subjects: Subjects::Of(&[PARTY]),
+    opens_subject: true,
+    authored_by: ALL,
+    grantable: false,
+};
+pub static ACCESS_GRANTED: KindSpec = KindSpec {
+    name: "access-granted",
+    message: "ics.core.v1.AccessGranted",
+    subjects: Subjects::AnyCapabilitySubject,
+    opens_subject: false,
+    authored_by: ALL,
+    grantable: false,
+};
+
+pub static KINDS: [&KindSpec; 5] = [
+    &PARTY_GENESIS,
+    &AUTHOR_KEY_REGISTERED,
+    &AUTHOR_KEY_REVOKED,
+    &PARTY_RECOGNIZED,
+    &ACCESS_GRANTED,
+];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PartyPayload {
+    Genesis {
+        party_name: String,
+        role: Role,
+        root_key: PublicKey,
+    },
+    AuthorKeyRegistered {
+        key: PublicKey,
+        label: String,
+        /// Kind names the key may sign.
+        allowed_kinds: BTreeSet<String>,
+        not_after_ms: i64,
+    },
+    AuthorKeyRevoked {
+        reason: String,
+    },
+    Recognized {
+        role: Role,
+        root_key: PublicKey,
+    },
+    AccessGranted {
+        party: String,
+        kinds: BTreeSet<String>,
+    },
+}
+
+fn role(name: &str) -> Result<Role, Refusal> {
+    Role::from_name(name).ok_or_else(|| {
+        Refusal::field(
+            "role",
+            format!(
+                "{name:?} is not a role (manufacturer, developer, maintenance, infield, certifier)"
+            ),
+        )
+    })
+}
+
+fn missing_key(field: &str) -> Refusal {
+    Refusal::field(field, "missing")
+}
+
+impl PartyPayload {
+    pub(crate) fn decode(kind: &'static KindSpec, bytes: &[u8]) -> Result<Self, Refusal> {
+        let mut r = Reader::new(kind.message, bytes);
+        let mut strings = [String::new(), String::new()];
+        let mut key = None;
+        let mut list = BTreeSet::new();
+        let mut int = 0;
+        if std::ptr::eq(kind, &PARTY_GENESIS) {
+            while let Some((f, v)) = r.next(&[])? {
+                match f {
+                    1 => strings[0] = v.string("party_name")?,
+                    2 => strings[1] = v.string("role")?,
+                    3 => key = Some(decode_public_key(v.bytes("root_key")?, "root_key")?),
+                    _ => {}
+                }
+            }
+            let [party_name, role_name] = strings;
+            return Ok(PartyPayload::Genesis {
+                party_name,
+                role: role(&role_name)?,
+                root_key: key.ok_or_else(|| missing_key("root_key"))?,
+            });
+        }
+        if std::ptr::eq(kind, &AUTHOR_KEY_REGISTERED) {
+            while let Some((f, v)) = r.next(&[3])? {
+                match f {
+                    1 => key = Some(decode_public_key(v.bytes("key")?, "key")?),
+                    2 => strings[0] = v.string("label")?,
+                    3 => {
+                        list.insert(v.string("allowed_kinds")?);
+                    }
+                    4 => int = v.i64("not_after_unix_ms")?,
+                    _ => {}
+                }
+            }
+            let [label, _] = strings;
+            return Ok(PartyPayload::AuthorKeyRegistered {
+                key: key.ok_or_else(|| missing_key("key"))?,
+                label,
+                allowed_kinds: list,
+                not_after_ms: int,
+            });
+        }
+        if std::ptr::eq(kind, &AUTHOR_KEY_REVOKED) {
+            while let Some((f, v)) = r.next(&[])? {
+                if f == 1 {
+                    strings[0] = v.string("reason")?;
+                }
+            }
+            let [reason, _] = strings;
+            return Ok(PartyPayload::AuthorKeyRevoked { reason });
+        }
+        if std::ptr::eq(kind, &PARTY_RECOGNIZED) {
+            while let Some((f, v)) = r.next(&[])? {
+                match f {
+                    1 => strings[0] = v.string("role")?,
+                    2 => key = Some(decode_public_key(v.bytes("root_key")?, "root_key")?),
+                    _ => {}
+                }
+            }
+            return Ok(PartyPayload::Recognized {
+                role: role(&strings[0])?,
+                root_key: key.ok_or_else(|| missing_key("root_key"))?,
+            });
+        }
+        assert!(std::ptr::eq(kind, &ACCESS_GRANTED), "a kernel kind");
+        while let Some((f, v)) = r.next(&[2])? {
+            match f {
+                1 => strings[0] = v.string("party")?,
+                2 => {
+                    list.insert(v.string("kinds")?);
+                }
+                _ => {}
+            }
+        }
+        let [party, _] = strings;
+        Ok(PartyPayload::AccessGranted { party, kinds: list })
+    }
+}
+
+impl Payload for PartyPayload {
+    fn kind(&self) -> &'static KindSpec {
+        match self {
+            PartyPayload::Genesis { .. } => &PARTY_GENESIS,
+            PartyPayload::AuthorKeyRegistered { .. } => &AUTHOR_KEY_REGISTERED,
+            PartyPayload::AuthorKeyRevoked { .. } => &AUTHOR_KEY_REVOKED,
+            PartyPayload::Recognized { .. } => &PARTY_RECOGNIZED,
+            PartyPayload::AccessGranted { .. } => &ACCESS_GRANTED,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        match self {
+            PartyPayload::Genesis {
+                party_name,
+                role,
+                root_key,
+            } => w
+                .string(1, party_name)
+                .string(2, role.name())
+                .message(3, &encode_public_key(root_key)),
+            PartyPayload::AuthorKeyRegistered {
+                key,
+                label,
+                allowed_kinds,
+                not_after_ms,
+            } => {
+                w.message(1, &encode_public_key(key)).string(2, label);
+                for k in allowed_kinds {
+                    w.message(3, k.as_bytes());
+                }
+                w.i64(4, *not_after_ms)
+            }
+            PartyPayload::AuthorKeyRevoked { reason } => w.string(1, reason),
+            PartyPayload::Recognized { role, root_key } => w
+                .string(1, role.name())
+                .message(2, &encode_public_key(root_key)),
+            PartyPayload::AccessGranted { party, kinds } => {
+                w.string(1, party);
+                for k in kinds {
+                    w.message(2, k.as_bytes());
+                }
+                &mut w
+            }
+        };
+        w.finish()
+    }
+
+    fn introduced_keys(&self) -> Vec<&PublicKey> {
+        match self {
+            PartyPayload::Genesis { root_key, .. } => vec![root_key],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// What a kernel kind changes beside the subject's entry.
+#[derive(Default)]
+pub(crate) struct KernelEffects {
+    pub party: Option<PartyState>,
+    pub key: Option<(KeyId, KeyState)>,
+    pub claims: Vec<Claim>,
+}
+
+/// The rules of the kernel's kinds; `entry` is the subject's entry moved one
+/// event on, changed here where the payload changes it.
+pub(crate) fn decide(
+    view: &dyn View,
+    event: &Event,
+    payload: &PartyPayload,
+    entry: &mut SubjectEntry,
+    limits: &EventLimits,
+) -> Result<KernelEffects, Refusal> {
+    let body = &event.body;
+    let subject_text = body.subject.to_string();
+    let mut fx = KernelEffects::default();
+    match payload {
+        PartyPayload::Genesis {
+            party_name,
+            role,
+            root_key,
+        } => {
+            check_name("party_name", party_name)?;
+            if &body.subject.id != party_name {
+                return Err(Refusal::InvalidSubject {
+                    subject: subject_text,
+                    reason: format!("genesis subject id must be the party name {party_name:?}"),
+                });
+            }
+            entry.kernel = Some(KernelSubject::Party);
+            fx.party = Some(PartyState {
+                name: party_name.clone(),
+                role: *role,
+                root_key: root_key.id(),
+                genesis_ms: body.time_ms,
+            });
+            fx.key = Some((
+                root_key.id(),
+                KeyState::root(
+                    party_name,
+                    root_key.clone(),
+                    "root".to_string(),
+                    body.time_ms,
+                ),
+            ));
+        }
+        PartyPayload::AuthorKeyRegistered {
+            key,
+            label,
+            allowed_kinds,
+            not_after_ms,
+        } => {
+            limits.check_text("label", label)?;
+            let key_id = key.id();
+            if body.subject.id != key_id.to_hex() {
+                return Err(Refusal::InvalidSubject {
+                    subject: subject_text,
+                    reason: format!("author key subject id must be the key's fingerprint {key_id}"),
+                });
+            }
+            if view.key(&key_id).is_some() {
+                return Err(Refusal::InvalidSubject {
+                    subject: subject_text,
+                    reason: "the key already signs for this party".to_string(),
+                });
+            }
+            check_key_free(view, &key_id)?;
+            if allowed_kinds.is_empty() || allowed_kinds.contains(PARTY_GENESIS.name) {
+                return Err(Refusal::field(
+                    "allowed_kinds",
+                    "must name at least one kind, and never party-genesis",
+                ));
+            }
+            if let Some(unknown) = allowed_kinds
+                .iter()
+                .find(|k| view.rules().kind(k).is_none())
+            {
+                return Err(Refusal::field(
+                    "allowed_kinds",
+                    format!("unknown event kind {unknown:?}"),
+                ));
+            }
+            if *not_after_ms <= body.time_ms {
+                return Err(Refusal::field(
+                    "not_after_unix_ms",
+                    "must be later than the event time",
+                ));
+            }
+            let party = view.party().expect("the kernel checked the genesis");
+            entry.kernel = Some(KernelSubject::AuthorKey { key_id });
+            fx.claims.push(Claim::key(&key_id));
+            fx.key = Some((
+                key_id,
+                KeyState {
+                    party: party.name.clone(),
+                    public_key: key.clone(),
+                    label: label.clone(),
+                    allowed_kinds: Some(allowed_kinds.clone()),
+                    registered_ms: body.time_ms,
+                    not_after_ms: Some(*not_after_ms),
+                    revoked: false,
+                },
+            ));
+        }
+        PartyPayload::AuthorKeyRevoked { reason } => {
+            limits.check_text("reason", reason)?;
+            let Some(KernelSubject::AuthorKey { key_id }) = entry.kernel else {
+                return Err(Refusal::UnknownSubject(subject_text));
+            };
+            let mut key = view
+                .key(&key_id)
+                .cloned()
+                .ok_or_else(|| Refusal::UnknownKey(key_id.to_hex()))?;
+            if key.revoked {
+                return Err(Refusal::AlreadyRevoked(key_id.to_hex()));
+            }
+            key.revoked = true;
+            fx.key = Some((key_id, key));
+        }
+        PartyPayload::Recognized { role, root_key } => {
+            let own = view.party().map(|p| p.name.as_str());
+            if own == Some(body.subject.id.as_str()) {
+                return Err(Refusal::InvalidSubject {
+                    subject: subject_text,
+                    reason: "a party does not recognize itself".to_string(),
+                });
+            }
+            check_name("party", &body.subject.id)?;
+            check_key_free(view, &root_key.id())?;
+            entry.kernel = Some(KernelSubject::ForeignParty {
+                role: *role,
+                root_key: root_key.id(),
+            });
+            fx.key = Some((
+                root_key.id(),
+                KeyState::root(
+                    &body.subject.id,
+                    root_key.clone(),
+                    format!("root of {}", body.subject.id),
+                    body.time_ms,
+                ),
+            ));
+        }
+        PartyPayload::AccessGranted { party, kinds } => {
+            let known = view
+                .entry(&crate::envelope::SubjectRef::new(PARTY, party.clone()))
+                .is_some_and(|s| matches!(s.kernel, Some(KernelSubject::ForeignParty { .. })));
+            if !known {
+                return Err(Refusal::field(
+                    "party",
+                    format!("{party:?} is not a party this one recognizes"),
+                ));
+            }
+            let grantable = |k: &String| view.rules().kind(k).is_some_and(|s| s.grantable);
+            if kinds.is_empty() || !kinds.iter().all(grantable) {
+                let names: Vec<&str> = view
+                    .rules()
+                    .kinds()
+                    .filter(|k| k.grantable)
+                    .map(|k| k.name)
+                    .collect();
+                return Err(Refusal::field(
+                    "kinds",
+                    format!("grants name grantable kinds only ({})", names.join(", ")),
+                ));
+            }
+            let author_party = view
+                .key(&body.author)
+                .map(|k| k.party.clone())
+                .unwrap_or_default();
+            let own = view.party().map(|p| p.name.as_str());
+            if own != Some(author_party.as_str()) {
+                // Only the registrant's party hands out rights on its subject.
+                return Err(Refusal::NoGrant {
+                    party: author_party,
+                    subject: subject_text,
+                    kind: event.kind.name.to_string(),
+                });
+            }
+            entry
+                .grants
+                .entry(party.clone())
+                .or_default()
+                .extend(kinds.iter().cloned());
+        }
+    }
+    Ok(fx)
+}
+
+/// One key, one identity: a key claimed by a subject or signing for a party is taken.
+pub(crate) fn check_key_free(view: &dyn View, key: &KeyId) -> Result<(), Refusal> {
+    let taken = view.claim_owner(&Claim::key(key)).cloned().or_else(|| {
+        view.key(key)
+            .map(|k| crate::envelope::SubjectRef::new(PARTY, k.party.clone()))
+    });
+    match taken {
+        Some(subject) => Err(Refusal::KeyTaken {
+            key: key.to_hex(),
+            subject: subject.to_string(),
+        }),
+        None => Ok(()),
+    }
+}

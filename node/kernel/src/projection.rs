@@ -1,0 +1,874 @@
+//! The projection of the event log and the kernel's checks that grow it.
+//!
+//! `decide(view, event)` runs the checks every event passes (duplicate, size,
+//! schema, subject kind, signatures, author rights, the subject's hash chain,
+//! the record cap), then the rules of the kind's owner (the kernel's
+//! authority, or a capability), and returns the effects of accepting it.
+//! `Staged` applies effects to an overlay so a batch is checked as a whole;
+//! `Projection::commit` merges an accepted batch. Nothing here reads a clock
+//! or does I/O: the event's own time is the only time the rules see.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::authority::{self, PartyPayload};
+use crate::capability::{AnyPayload, CapState, Capability, Claim, Ctx, Subjects};
+use crate::envelope::{EventId, SCHEMA_VERSION, SubjectRef};
+use crate::keys::{KeyId, PublicKey};
+use crate::limits::EventLimits;
+use crate::refusal::Refusal;
+use crate::roles::Role;
+use crate::rules::{ErasedState, Event, Owner, Rules};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartyState {
+    pub name: String,
+    pub role: Role,
+    pub root_key: KeyId,
+    pub genesis_ms: i64,
+}
+
+/// A key that may sign for a party: the root key, a registered author key,
+/// or the root key of a party this one recognized.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyState {
+    /// The party the key signs for: this party, or one it recognized.
+    pub party: String,
+    pub public_key: PublicKey,
+    pub label: String,
+    /// Kind names it may sign; `None` for a root key, which may sign every kind.
+    pub allowed_kinds: Option<BTreeSet<String>>,
+    pub registered_ms: i64,
+    pub not_after_ms: Option<i64>,
+    pub revoked: bool,
+}
+
+impl KeyState {
+    pub(crate) fn root(party: &str, public_key: PublicKey, label: String, time_ms: i64) -> Self {
+        KeyState {
+            party: party.to_string(),
+            public_key,
+            label,
+            allowed_kinds: None,
+            registered_ms: time_ms,
+            not_after_ms: None,
+            revoked: false,
+        }
+    }
+
+    pub fn may_sign(&self, kind: &str) -> bool {
+        self.allowed_kinds
+            .as_ref()
+            .is_none_or(|kinds| kinds.contains(kind))
+    }
+
+    /// Whether the key can sign at `time_ms`: not revoked, not expired.
+    pub fn live_at(&self, time_ms: i64) -> bool {
+        !self.revoked && self.not_after_ms.is_none_or(|t| time_ms <= t)
+    }
+}
+
+/// The kernel's own subjects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelSubject {
+    Party,
+    /// Another party this one recognizes.
+    ForeignParty {
+        role: Role,
+        root_key: KeyId,
+    },
+    AuthorKey {
+        key_id: KeyId,
+    },
+}
+
+/// What the kernel keeps of every subject: its chain, history and grants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubjectEntry {
+    pub next_sequence: u64,
+    pub last_event: EventId,
+    /// Key that signed the subject's first event.
+    pub registered_by: KeyId,
+    /// Log positions of the subject's events, in chain order.
+    pub history: Vec<u64>,
+    /// Other parties' rights to attach records, by party name: kind names.
+    pub grants: BTreeMap<String, BTreeSet<String>>,
+    /// Set on the kernel's own subjects.
+    pub kernel: Option<KernelSubject>,
+}
+
+/// Read access to the state the rules need: the projection, or a batch
+/// staged on top of it.
+pub(crate) trait View {
+    fn rules(&self) -> &Rules;
+    fn party(&self) -> Option<&PartyState>;
+    fn key(&self, id: &KeyId) -> Option<&KeyState>;
+    fn entry(&self, subject: &SubjectRef) -> Option<&SubjectEntry>;
+    fn claim_owner(&self, claim: &Claim) -> Option<&SubjectRef>;
+    fn event_index(&self, id: &EventId) -> Option<u64>;
+    /// Position the next accepted event gets.
+    fn next_index(&self) -> u64;
+    fn cap_subject(&self, slot: usize, subject: &SubjectRef) -> Option<&AnyPayload>;
+}
+
+/// What accepting one event changes.
+pub(crate) struct Effects {
+    event_id: EventId,
+    subject: SubjectRef,
+    entry: SubjectEntry,
+    party: Option<PartyState>,
+    key: Option<(KeyId, KeyState)>,
+    claims: Vec<Claim>,
+    capability: Option<(usize, Box<AnyPayload>)>,
+    /// The capability state's `Debug` text, for the state hash.
+    capability_text: String,
+}
+
+impl Effects {
+    /// What the event changed, as text hashed into the state hash: equal on
+    /// replicas that agree, whether events commit one by one or in batches.
+    fn digest(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(&self.event_id.0);
+        h.update(format!("{}{:?}", self.subject, self.entry).as_bytes());
+        if let Some(p) = &self.party {
+            h.update(format!("{p:?}").as_bytes());
+        }
+        if let Some(k) = &self.key {
+            h.update(format!("{k:?}").as_bytes());
+        }
+        for c in &self.claims {
+            h.update(c.to_string().as_bytes());
+        }
+        h.update(self.capability_text.as_bytes());
+        *h.finalize().as_bytes()
+    }
+}
+
+pub(crate) enum Decision {
+    /// Already in the log at this position: accepting it again changes nothing.
+    Duplicate(u64),
+    Accept(Box<Effects>),
+}
+
+/// Outcome of one event in an accepted batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appended {
+    /// The event's position in the log (the first event is 1).
+    pub index: u64,
+    pub event_id: EventId,
+    pub duplicate: bool,
+}
+
+fn chain_text(id: Option<&EventId>) -> String {
+    id.map_or_else(|| "none".to_string(), EventId::to_hex)
+}
+
+fn subject_kinds_text(rules: &Rules, subjects: Subjects) -> String {
+    let kinds: Vec<&str> = match subjects {
+        Subjects::Of(kinds) => kinds.to_vec(),
+        Subjects::AnyCapabilitySubject => rules
+            .subject_kind_names()
+            .filter(|k| !authority::SUBJECT_KINDS.contains(k))
+            .collect(),
+    };
+    kinds.join(" or ")
+}
+
+/// Checks the signatures: the author's must be there, every one must verify
+/// against a key of the party or one the event brings in.
+fn check_signatures(view: &dyn View, event: &Event, limits: &EventLimits) -> Result<(), Refusal> {
+    let sigs = &event.envelope.signatures;
+    if sigs.is_empty() {
+        return Err(Refusal::MissingSignature);
+    }
+    if sigs.len() > limits.max_signatures {
+        return Err(Refusal::TooManySignatures {
+            count: sigs.len(),
+            limit: limits.max_signatures,
+        });
+    }
+    if !sigs.iter().any(|s| s.key_id == event.body.author) {
+        return Err(Refusal::MissingAuthorSignature(event.body.author.to_hex()));
+    }
+    let introduced = view.rules().introduced_keys(event);
+    for sig in sigs {
+        let public = match view.key(&sig.key_id) {
+            Some(k) => &k.public_key,
+            None => *introduced
+                .iter()
+                .find(|k| k.id() == sig.key_id)
+                .ok_or_else(|| Refusal::UnknownKey(sig.key_id.to_hex()))?,
+        };
+        if public.algorithm() != sig.algorithm
+            || !public.verify_event(&event.envelope.body, &sig.bytes)
+        {
+            return Err(Refusal::BadSignature(sig.key_id.to_hex()));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the author may sign this kind on this subject.
+fn check_author(view: &dyn View, event: &Event) -> Result<(), Refusal> {
+    let body = &event.body;
+    let kind = event.kind;
+    if let Some(PartyPayload::Genesis { root_key, .. }) = event.payload::<PartyPayload>() {
+        if view.party().is_some() {
+            return Err(Refusal::GenesisExists);
+        }
+        if root_key.id() != body.author {
+            return Err(Refusal::GenesisNotSelfSigned);
+        }
+        return Ok(());
+    }
+    let Some(party) = view.party() else {
+        return Err(Refusal::NoGenesis);
+    };
+    let author_hex = body.author.to_hex();
+    let author = view
+        .key(&body.author)
+        .ok_or_else(|| Refusal::UnknownKey(author_hex.clone()))?;
+    if author.revoked {
+        return Err(Refusal::AuthorRevoked(author_hex));
+    }
+    if let Some(not_after_ms) = author.not_after_ms
+        && body.time_ms > not_after_ms
+    {
+        return Err(Refusal::AuthorExpired {
+            key: author_hex,
+            not_after_ms,
+            time_ms: body.time_ms,
+        });
+    }
+    if body.time_ms < author.registered_ms {
+        return Err(Refusal::AuthorNotYetValid {
+            key: author_hex,
+            registered_ms: author.registered_ms,
+            time_ms: body.time_ms,
+        });
+    }
+    if !author.may_sign(kind.name) {
+        return Err(Refusal::AuthorNotAllowed {
+            key: author_hex,
+            kind: kind.name.to_string(),
+        });
+    }
+    if author.party == party.name {
+        // The party's role decides which records it authors.
+        if !kind.authored_by.contains(&party.role) {
+            return Err(Refusal::RoleMayNotAuthor {
+                role: party.role.name().to_string(),
+                kind: kind.name.to_string(),
+            });
+        }
+    } else {
+        // Another party attaches only what the subject's registrant granted it.
+        let granted = view
+            .entry(&body.subject)
+            .and_then(|s| s.grants.get(&author.party))
+            .is_some_and(|kinds| kinds.contains(kind.name));
+        if !granted {
+            return Err(Refusal::NoGrant {
+                party: author.party.clone(),
+                subject: body.subject.to_string(),
+                kind: kind.name.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks `event` against `view`: the kernel's checks, then its kind's rules.
+pub(crate) fn decide(
+    view: &dyn View,
+    event: &Event,
+    limits: &EventLimits,
+) -> Result<Decision, Refusal> {
+    if let Some(index) = view.event_index(&event.id) {
+        return Ok(Decision::Duplicate(index));
+    }
+    let body = &event.body;
+    let kind = event.kind;
+    if event.envelope.body.len() > limits.max_body_bytes {
+        return Err(Refusal::BodyTooLarge {
+            size: event.envelope.body.len(),
+            limit: limits.max_body_bytes,
+        });
+    }
+    if body.schema_version != SCHEMA_VERSION {
+        return Err(Refusal::UnsupportedSchema(body.schema_version));
+    }
+    let subject_text = body.subject.to_string();
+    if !kind.is_about(&body.subject.kind) || !view.rules().is_subject_kind(&body.subject.kind) {
+        return Err(Refusal::InvalidSubject {
+            subject: subject_text,
+            reason: format!(
+                "{} events are about {} subjects",
+                kind.name,
+                subject_kinds_text(view.rules(), kind.subjects)
+            ),
+        });
+    }
+    check_signatures(view, event, limits)?;
+    check_author(view, event)?;
+
+    // The subject's hash chain.
+    let current = view.entry(&body.subject);
+    let (expected_sequence, expected_previous) = match current {
+        None => (0, None),
+        Some(s) => (s.next_sequence, Some(s.last_event)),
+    };
+    if body.sequence != expected_sequence || body.previous != expected_previous {
+        if current.is_none() && !kind.opens_subject {
+            return Err(Refusal::UnknownSubject(subject_text));
+        }
+        return Err(Refusal::ChainConflict {
+            subject: subject_text,
+            expected_sequence,
+            expected_previous: chain_text(expected_previous.as_ref()),
+            sequence: body.sequence,
+            previous: chain_text(body.previous.as_ref()),
+        });
+    }
+    if current.is_none() != kind.opens_subject {
+        // Sequence 0 of an existing subject is a conflict above; this is an
+        // opening kind on a live subject's later position, or the reverse.
+        return Err(match current {
+            None => Refusal::UnknownSubject(subject_text),
+            Some(_) => Refusal::InvalidSubject {
+                subject: subject_text,
+                reason: format!("{} may only open a subject's history", kind.name),
+            },
+        });
+    }
+    if let Some(s) = current
+        && s.next_sequence >= limits.max_records_per_subject
+    {
+        return Err(Refusal::TooManyRecords {
+            subject: subject_text,
+            count: s.next_sequence,
+        });
+    }
+
+    // The subject moved one event on; the kind's rules change the rest.
+    let position = view.next_index();
+    let mut entry = match current {
+        Some(s) => SubjectEntry {
+            next_sequence: body.sequence + 1,
+            last_event: event.id,
+            ..s.clone()
+        },
+        None => SubjectEntry {
+            next_sequence: body.sequence + 1,
+            last_event: event.id,
+            registered_by: body.author,
+            history: Vec::new(),
+            grants: BTreeMap::new(),
+            kernel: None,
+        },
+    };
+    entry.history.push(position);
+    let mut effects = Effects {
+        event_id: event.id,
+        subject: body.subject.clone(),
+        entry,
+        party: None,
+        key: None,
+        claims: Vec::new(),
+        capability: None,
+        capability_text: String::new(),
+    };
+    match event.owner {
+        Owner::Kernel => {
+            let payload = event
+                .payload::<PartyPayload>()
+                .expect("the kernel decodes its own kinds");
+            let fx = authority::decide(view, event, payload, &mut effects.entry, limits)?;
+            effects.party = fx.party;
+            effects.key = fx.key;
+            effects.claims = fx.claims;
+        }
+        Owner::Capability(slot) => {
+            let ctx = Ctx {
+                event,
+                position,
+                limits,
+                author: view.key(&body.author).expect("check_author found the key"),
+                view,
+            };
+            let cap = view.rules().capability(slot);
+            let current = view.cap_subject(slot, &body.subject);
+            let (state, claims) = cap.decide(&ctx, current, event.payload.as_ref())?;
+            effects.capability_text = cap.debug(state.as_ref());
+            effects.capability = Some((slot, state));
+            effects.claims = claims;
+        }
+    }
+    for claim in &effects.claims {
+        if let Some(owner) = view.claim_owner(claim) {
+            return Err(Refusal::NameTaken {
+                name: claim.to_string(),
+                subject: owner.to_string(),
+            });
+        }
+    }
+    Ok(Decision::Accept(Box::new(effects)))
+}
+
+/// Everything an accepted batch changes, ready to merge.
+pub struct Changes {
+    /// `next_index` of the state the batch was staged on.
+    base_next: u64,
+    party: Option<PartyState>,
+    keys: BTreeMap<KeyId, KeyState>,
+    entries: BTreeMap<SubjectRef, SubjectEntry>,
+    claims: BTreeMap<Claim, SubjectRef>,
+    capabilities: BTreeMap<(usize, SubjectRef), Box<AnyPayload>>,
+    /// Accepted events in order, with the digest of what each changed.
+    events: Vec<(EventId, [u8; 32])>,
+}
+
+impl Changes {
+    fn new(base_next: u64) -> Self {
+        Changes {
+            base_next,
+            party: None,
+            keys: BTreeMap::new(),
+            entries: BTreeMap::new(),
+            claims: BTreeMap::new(),
+            capabilities: BTreeMap::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Events this batch accepts (duplicates excluded).
+    pub fn event_count(&self) -> usize {
+        self.events.len()
+    }
+
+    fn absorb(&mut self, other: Changes) {
+        assert_eq!(
+            other.base_next,
+            self.base_next + self.events.len() as u64,
+            "an inner batch staged on another state"
+        );
+        if other.party.is_some() {
+            self.party = other.party;
+        }
+        self.keys.extend(other.keys);
+        self.entries.extend(other.entries);
+        self.claims.extend(other.claims);
+        self.capabilities.extend(other.capabilities);
+        self.events.extend(other.events);
+    }
+}
+
+/// A view of a base state with a batch's staged changes on top.
+pub struct Staged<'a> {
+    base: &'a dyn View,
+    changes: Changes,
+}
+
+impl<'a> Staged<'a> {
+    fn over(base: &'a dyn View) -> Self {
+        Staged {
+            base,
+            changes: Changes::new(base.next_index()),
+        }
+    }
+
+    pub fn new(base: &'a Projection) -> Self {
+        Self::over(base)
+    }
+
+    /// Decides `event` against the base plus what is staged, and stages it.
+    pub fn stage(&mut self, event: &Event, limits: &EventLimits) -> Result<Appended, Refusal> {
+        match decide(self, event, limits)? {
+            Decision::Duplicate(index) => Ok(Appended {
+                index,
+                event_id: event.id,
+                duplicate: true,
+            }),
+            Decision::Accept(effects) => {
+                let index = self.next_index();
+                assert_eq!(
+                    effects.entry.history.last(),
+                    Some(&index),
+                    "the subject's history ends at the event's position"
+                );
+                let digest = effects.digest();
+                let c = &mut self.changes;
+                if let Some(p) = effects.party {
+                    c.party = Some(p);
+                }
+                if let Some((id, k)) = effects.key {
+                    c.keys.insert(id, k);
+                }
+                for claim in effects.claims {
+                    c.claims.insert(claim, effects.subject.clone());
+                }
+                if let Some((slot, state)) = effects.capability {
+                    c.capabilities
+                        .insert((slot, effects.subject.clone()), state);
+                }
+                c.entries.insert(effects.subject, effects.entry);
+                c.events.push((effects.event_id, digest));
+                Ok(Appended {
+                    index,
+                    event_id: event.id,
+                    duplicate: false,
+                })
+            }
+        }
+    }
+
+    pub fn into_changes(self) -> Changes {
+        self.changes
+    }
+
+    /// Stages a client's batch: all of its events or, on a refusal, none.
+    pub fn stage_batch(
+        &mut self,
+        events: &[Event],
+        limits: &EventLimits,
+    ) -> Result<Vec<Appended>, Refusal> {
+        limits.check_batch_len(events.len())?;
+        let (out, changes) = {
+            let mut inner = Staged::over(&*self);
+            let mut out = Vec::with_capacity(events.len());
+            for event in events {
+                out.push(inner.stage(event, limits)?);
+            }
+            (out, inner.into_changes())
+        };
+        self.changes.absorb(changes);
+        Ok(out)
+    }
+}
+
+impl View for Staged<'_> {
+    fn rules(&self) -> &Rules {
+        self.base.rules()
+    }
+    fn party(&self) -> Option<&PartyState> {
+        self.changes.party.as_ref().or_else(|| self.base.party())
+    }
+    fn key(&self, id: &KeyId) -> Option<&KeyState> {
+        self.changes.keys.get(id).or_else(|| self.base.key(id))
+    }
+    fn entry(&self, subject: &SubjectRef) -> Option<&SubjectEntry> {
+        self.changes
+            .entries
+            .get(subject)
+            .or_else(|| self.base.entry(subject))
+    }
+    fn claim_owner(&self, claim: &Claim) -> Option<&SubjectRef> {
+        self.changes
+            .claims
+            .get(claim)
+            .or_else(|| self.base.claim_owner(claim))
+    }
+    fn event_index(&self, id: &EventId) -> Option<u64> {
+        self.changes
+            .events
+            .iter()
+            .position(|(e, _)| e == id)
+            .map(|i| self.changes.base_next + i as u64)
+            .or_else(|| self.base.event_index(id))
+    }
+    fn next_index(&self) -> u64 {
+        self.changes.base_next + self.changes.events.len() as u64
+    }
+    fn cap_subject(&self, slot: usize, subject: &SubjectRef) -> Option<&AnyPayload> {
+        match self.changes.capabilities.get(&(slot, subject.clone())) {
+            Some(state) => Some(state.as_ref()),
+            None => self.base.cap_subject(slot, subject),
+        }
+    }
+}
+
+/// A subject as queries show it: the kernel's entry, a summary and a status.
+pub struct SubjectView<'a> {
+    pub subject: &'a SubjectRef,
+    pub entry: &'a SubjectEntry,
+    pub summary: String,
+    pub status: Option<&'static str>,
+}
+
+/// The in-memory projection of the applied event log.
+pub struct Projection {
+    rules: Arc<Rules>,
+    party: Option<PartyState>,
+    keys: BTreeMap<KeyId, KeyState>,
+    subjects: BTreeMap<SubjectRef, SubjectEntry>,
+    claims: BTreeMap<Claim, SubjectRef>,
+    capabilities: Vec<Box<dyn ErasedState>>,
+    event_ids: HashMap<EventId, u64>,
+    event_count: u64,
+    log_hash: [u8; 32],
+    state_hash: [u8; 32],
+}
+
+impl Clone for Projection {
+    fn clone(&self) -> Self {
+        Projection {
+            rules: self.rules.clone(),
+            party: self.party.clone(),
+            keys: self.keys.clone(),
+            subjects: self.subjects.clone(),
+            claims: self.claims.clone(),
+            capabilities: self.capabilities.iter().map(|c| c.clone_box()).collect(),
+            event_ids: self.event_ids.clone(),
+            event_count: self.event_count,
+            log_hash: self.log_hash,
+            state_hash: self.state_hash,
+        }
+    }
+}
+
+impl std::fmt::Debug for Projection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Projection")
+            .field("rules", &self.rules)
+            .field("party", &self.party)
+            .field("event_count", &self.event_count)
+            .finish()
+    }
+}
+
+impl View for Projection {
+    fn rules(&self) -> &Rules {
+        &self.rules
+    }
+    fn party(&self) -> Option<&PartyState> {
+        self.party.as_ref()
+    }
+    fn key(&self, id: &KeyId) -> Option<&KeyState> {
+        self.keys.get(id)
+    }
+    fn entry(&self, subject: &SubjectRef) -> Option<&SubjectEntry> {
+        self.subjects.get(subject)
+    }
+    fn claim_owner(&self, claim: &Claim) -> Option<&SubjectRef> {
+        self.claims.get(claim)
+    }
+    fn event_index(&self, id: &EventId) -> Option<u64> {
+        self.event_ids.get(id).copied()
+    }
+    fn next_index(&self) -> u64 {
+        self.event_count + 1
+    }
+    fn cap_subject(&self, slot: usize, subject: &SubjectRef) -> Option<&AnyPayload> {
+        self.capabilities[slot].get(subject)
+    }
+}
+
+impl Projection {
+    pub fn new(rules: Arc<Rules>) -> Self {
+        let capabilities = (0..rules.capability_count())
+            .map(|slot| rules.capability(slot).new_state())
+            .collect();
+        Projection {
+            rules,
+            party: None,
+            keys: BTreeMap::new(),
+            subjects: BTreeMap::new(),
+            claims: BTreeMap::new(),
+            capabilities,
+            event_ids: HashMap::new(),
+            event_count: 0,
+            log_hash: [0; 32],
+            state_hash: [0; 32],
+        }
+    }
+
+    pub fn rules(&self) -> &Arc<Rules> {
+        &self.rules
+    }
+
+    /// Parses an envelope with these rules.
+    pub fn parse(
+        &self,
+        envelope: crate::envelope::Envelope,
+        limits: &EventLimits,
+    ) -> Result<Event, Refusal> {
+        self.rules.parse(envelope, limits)
+    }
+
+    /// Checks a whole batch; nothing changes unless every event is accepted.
+    pub fn check_batch(
+        &self,
+        events: &[Event],
+        limits: &EventLimits,
+    ) -> Result<(Vec<Appended>, Changes), Refusal> {
+        let mut staged = Staged::new(self);
+        let out = staged.stage_batch(events, limits)?;
+        Ok((out, staged.into_changes()))
+    }
+
+    /// Merges an accepted batch staged on this very state.
+    pub fn commit(&mut self, changes: Changes) {
+        assert_eq!(
+            changes.base_next,
+            self.next_index(),
+            "a batch staged on another state is committed"
+        );
+        if let Some(p) = changes.party {
+            self.party = Some(p);
+        }
+        self.keys.extend(changes.keys);
+        for (subject, entry) in changes.entries {
+            assert_eq!(
+                entry.history.len() as u64,
+                entry.next_sequence,
+                "{subject}: one history position per chain link"
+            );
+            self.subjects.insert(subject, entry);
+        }
+        for ((slot, subject), state) in changes.capabilities {
+            assert!(
+                self.subjects.contains_key(&subject),
+                "a capability changed {subject}, which has no chain"
+            );
+            self.capabilities[slot].commit(subject, state);
+        }
+        for (claim, subject) in changes.claims {
+            let previous = self.claims.insert(claim, subject);
+            assert!(previous.is_none(), "a name was claimed twice");
+        }
+        for (id, digest) in changes.events {
+            self.event_count += 1;
+            let previous = self.event_ids.insert(id, self.event_count);
+            assert!(previous.is_none(), "event {id} committed twice");
+            self.log_hash = chain(&self.log_hash, &id.0);
+            self.state_hash = chain(&self.state_hash, &digest);
+        }
+    }
+
+    /// Checks and, if every event is accepted, commits a batch.
+    pub fn apply_batch(
+        &mut self,
+        events: &[Event],
+        limits: &EventLimits,
+    ) -> Result<Vec<Appended>, Refusal> {
+        let (out, changes) = self.check_batch(events, limits)?;
+        self.commit(changes);
+        Ok(out)
+    }
+
+    pub fn event_count(&self) -> u64 {
+        self.event_count
+    }
+
+    /// Running hash over the ids of all accepted events, in log order.
+    pub fn log_hash(&self) -> [u8; 32] {
+        self.log_hash
+    }
+
+    /// Running hash over what each committed event changed (its subject's
+    /// entry and capability state, keys, claims); equal on replicas that
+    /// agree. Kept as events commit, so reading it costs nothing.
+    pub fn state_hash(&self) -> [u8; 32] {
+        self.state_hash
+    }
+
+    pub fn party(&self) -> Option<&PartyState> {
+        self.party.as_ref()
+    }
+
+    pub fn key(&self, id: &KeyId) -> Option<&KeyState> {
+        self.keys.get(id)
+    }
+
+    /// Keys that sign for a party (this one, or one it recognized).
+    pub fn keys_of<'a>(
+        &'a self,
+        party: &'a str,
+    ) -> impl Iterator<Item = (&'a KeyId, &'a KeyState)> {
+        self.keys.iter().filter(move |(_, k)| k.party == party)
+    }
+
+    pub fn entry(&self, subject: &SubjectRef) -> Option<&SubjectEntry> {
+        self.subjects.get(subject)
+    }
+
+    pub fn claim_owner(&self, claim: &Claim) -> Option<&SubjectRef> {
+        self.claims.get(claim)
+    }
+
+    pub fn event_index(&self, id: &EventId) -> Option<u64> {
+        self.event_ids.get(id).copied()
+    }
+
+    /// A capability's state. Panics if the rules lack `C`: which capabilities
+    /// a node runs is decided at build time.
+    pub fn capability<C: Capability>(&self) -> &CapState<C> {
+        let slot = self
+            .rules
+            .slot_of::<C>()
+            .unwrap_or_else(|| panic!("capability {} is not in the rules", C::NAME));
+        self.capabilities[slot]
+            .as_any()
+            .downcast_ref::<CapState<C>>()
+            .expect("a slot holds its capability's state")
+    }
+
+    /// Subjects of one kind after `after`, in subject order (for paging).
+    pub fn subjects_of_kind<'a>(
+        &'a self,
+        kind: &'a str,
+        after: Option<&SubjectRef>,
+    ) -> impl Iterator<Item = SubjectView<'a>> + 'a {
+        use std::ops::Bound;
+        let start = match after {
+            Some(s) if s.kind.as_str() >= kind => Bound::Excluded(s.clone()),
+            _ => Bound::Included(SubjectRef::new(kind, "")),
+        };
+        self.subjects
+            .range((start, Bound::Unbounded))
+            .take_while(move |(s, _)| s.kind == kind)
+            .filter_map(|(s, _)| self.describe(s))
+    }
+
+    /// A subject with its summary and status, from whoever keeps it.
+    pub fn describe<'a>(&'a self, subject: &SubjectRef) -> Option<SubjectView<'a>> {
+        let (subject, entry) = self.subjects.get_key_value(subject)?;
+        let (summary, status) = match (&entry.kernel, self.rules.subject_owner(&subject.kind)) {
+            (Some(k), _) => (kernel_summary(k), None),
+            (None, Some(Owner::Capability(slot))) => {
+                let cap = self.rules.capability(slot);
+                match self.capabilities[slot].get(subject) {
+                    Some(state) => (cap.summary(state), cap.status(state)),
+                    None => (String::new(), None),
+                }
+            }
+            (None, _) => (String::new(), None),
+        };
+        Some(SubjectView {
+            subject,
+            entry,
+            summary,
+            status,
+        })
+    }
+}
+
+fn chain(previous: &[u8; 32], next: &[u8; 32]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(previous);
+    h.update(next);
+    *h.finalize().as_bytes()
+}
+
+fn kernel_summary(k: &KernelSubject) -> String {
+    match k {
+        KernelSubject::Party => "party".to_string(),
+        KernelSubject::ForeignParty { role, root_key } => {
+            format!("recognized {role} party, root key {root_key}")
+        }
+        KernelSubject::AuthorKey { key_id } => format!("author key {key_id}"),
+    }
+}

@@ -1,0 +1,210 @@
+//! The conformance suite every capability runs (feature `testing`), after
+//! openraft's storage `Suite`: a capability hands it the rules it runs in
+//! and a scenario (batches of signed events, each expected to be accepted or
+//! refused with a named reason), and the suite checks the contract:
+//!
+//! - its kinds are data the kernel can use: unique names and messages in its
+//!   own protobuf package, subject kinds it owns, a payload that encodes to
+//!   what the kind names;
+//! - a refusal leaves the state unchanged (event count, log and state hashes);
+//! - `decide` is deterministic: two projections fed the same scenario agree
+//!   after every step, and a refused batch is refused again for the same reason;
+//! - replay equals live apply: the accepted events, applied one by one with
+//!   unbounded limits (as a restart does), reach the same state.
+
+use std::sync::Arc;
+
+use crate::capability::{Capability, Subjects};
+use crate::envelope::Envelope;
+use crate::limits::EventLimits;
+use crate::projection::Projection;
+use crate::refusal::Refusal;
+use crate::rules::{Event, Rules};
+
+/// What a step of a scenario must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expect {
+    Accepted,
+    /// Refused with this machine-readable reason.
+    Refused(&'static str),
+}
+
+/// One client batch and what must happen to it.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub what: String,
+    pub batch: Vec<Envelope>,
+    pub expect: Expect,
+}
+
+impl Step {
+    pub fn accepted(what: impl Into<String>, batch: Vec<Envelope>) -> Self {
+        Step {
+            what: what.into(),
+            batch,
+            expect: Expect::Accepted,
+        }
+    }
+
+    pub fn refused(what: impl Into<String>, batch: Vec<Envelope>, reason: &'static str) -> Self {
+        Step {
+            what: what.into(),
+            batch,
+            expect: Expect::Refused(reason),
+        }
+    }
+}
+
+fn parse(rules: &Rules, batch: &[Envelope], limits: &EventLimits) -> Result<Vec<Event>, Refusal> {
+    batch
+        .iter()
+        .map(|e| rules.parse(e.clone(), limits))
+        .collect()
+}
+
+fn fingerprint(p: &Projection) -> (u64, [u8; 32], [u8; 32]) {
+    (p.event_count(), p.log_hash(), p.state_hash())
+}
+
+/// Checks that `C`'s kinds are well-formed data in `rules`.
+pub fn check_kinds<C: Capability>(rules: &Rules) {
+    let package = format!("ics.{}.v1.", C::NAME);
+    for kind in C::kinds() {
+        assert!(
+            std::ptr::eq(
+                rules.kind(kind.name).expect("the kind is in the rules"),
+                *kind
+            ),
+            "{} resolves to another kind",
+            kind.name
+        );
+        assert!(
+            kind.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'-'),
+            "kind name {:?} is lower-case words joined by dashes",
+            kind.name
+        );
+        assert!(
+            kind.message.starts_with(&package),
+            "{} lives in {package}*",
+            kind.message
+        );
+        assert!(
+            !kind.authored_by.is_empty(),
+            "{} has an author role",
+            kind.name
+        );
+        if let Subjects::Of(subjects) = kind.subjects {
+            assert!(!subjects.is_empty(), "{} is about some subject", kind.name);
+            for s in subjects {
+                assert!(
+                    rules.is_subject_kind(s),
+                    "{}: unknown subject kind {s}",
+                    kind.name
+                );
+            }
+        }
+    }
+    for s in C::subject_kinds() {
+        assert!(rules.is_subject_kind(s));
+    }
+}
+
+/// Runs the whole suite on scenarios (each on a fresh projection, e.g. one
+/// per role), which together must accept an event of every kind of `C`.
+/// Panics with the step at fault.
+pub fn check_scenarios<C: Capability>(
+    rules: Arc<Rules>,
+    limits: &EventLimits,
+    scenarios: &[Vec<Step>],
+) {
+    check_kinds::<C>(&rules);
+    let mut kinds_seen = std::collections::BTreeSet::new();
+    for steps in scenarios {
+        kinds_seen.extend(check_scenario(rules.clone(), limits, steps));
+    }
+    for kind in C::kinds() {
+        assert!(
+            kinds_seen.contains(kind.name),
+            "no scenario accepts a {} event",
+            kind.name
+        );
+    }
+}
+
+/// Runs one scenario; returns the kinds it accepted.
+fn check_scenario(
+    rules: Arc<Rules>,
+    limits: &EventLimits,
+    steps: &[Step],
+) -> std::collections::BTreeSet<&'static str> {
+    let mut live = Projection::new(rules.clone());
+    let mut twin = Projection::new(rules.clone());
+    let mut accepted: Vec<Event> = Vec::new();
+    let mut kinds_seen = std::collections::BTreeSet::new();
+    for step in steps {
+        let before = fingerprint(&live);
+        let outcome = parse(&rules, &step.batch, limits)
+            .and_then(|events| live.apply_batch(&events, limits).map(|out| (events, out)));
+        let twin_outcome =
+            parse(&rules, &step.batch, limits).and_then(|events| twin.apply_batch(&events, limits));
+        match (&step.expect, outcome) {
+            (Expect::Accepted, Ok((events, out))) => {
+                assert_eq!(
+                    out.len(),
+                    events.len(),
+                    "{}: one result per event",
+                    step.what
+                );
+                for (event, appended) in events.into_iter().zip(out) {
+                    kinds_seen.insert(event.kind.name);
+                    if !appended.duplicate {
+                        accepted.push(event);
+                    }
+                }
+            }
+            (Expect::Refused(reason), Err(refusal)) => {
+                assert_eq!(
+                    refusal.reason(),
+                    *reason,
+                    "{}: refused for another reason: {refusal}",
+                    step.what
+                );
+                assert_eq!(
+                    before,
+                    fingerprint(&live),
+                    "{}: a refusal changed the state",
+                    step.what
+                );
+                assert_eq!(
+                    twin_outcome.as_ref().err(),
+                    Some(&refusal),
+                    "{}: refused differently the second time",
+                    step.what
+                );
+            }
+            (expect, Ok(_)) => panic!("{}: expected {expect:?}, was accepted", step.what),
+            (expect, Err(r)) => panic!("{}: expected {expect:?}, refused: {r}", step.what),
+        }
+        assert_eq!(
+            fingerprint(&live),
+            fingerprint(&twin),
+            "{}: two projections fed the same events disagree",
+            step.what
+        );
+    }
+    let mut replayed = Projection::new(rules);
+    let unbounded = EventLimits::unbounded();
+    for event in &accepted {
+        replayed
+            .apply_batch(std::slice::from_ref(event), &unbounded)
+            .unwrap_or_else(|r| panic!("{event:?} does not replay: {r}"));
+    }
+    assert_eq!(
+        fingerprint(&replayed),
+        fingerprint(&live),
+        "replay one by one differs from live apply"
+    );
+    kinds_seen
+}
