@@ -43,6 +43,7 @@ fn main() {
                 party_name: "bench".into(),
                 role: Role::Maintenance,
                 root_key: root.public_key(),
+                rules: ics_node::capabilities::genesis_rules(EventLimits::default()),
             },
         ),
     );

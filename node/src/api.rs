@@ -386,6 +386,9 @@ impl Node {
                 party_name: self.config.party.clone(),
                 role: self.config.role,
                 root_key: root.public_key(),
+                // The party's first rules: this node's configured limits and
+                // what its build runs. Replicated from here on.
+                rules: crate::capabilities::genesis_rules(self.config.limits.events.clone()),
             },
         );
         let req = pb::AppendRequest {
@@ -862,6 +865,36 @@ impl Cluster for Api {
                 .unwrap_or_default(),
             last_snapshot_index: m.snapshot.map_or(0, |l| l.index()),
             last_purged_index: m.purged.map_or(0, |l| l.index()),
+            active_rules: applied
+                .projection
+                .active_rules()
+                .map(|r| r.version_text())
+                .unwrap_or_default(),
+            active_limits: applied.projection.active_rules().map(|r| {
+                let l = &r.limits;
+                pb::EventLimits {
+                    max_body_bytes: l.max_body_bytes as u64,
+                    max_signatures: l.max_signatures as u64,
+                    max_records_per_subject: l.max_records_per_subject,
+                    max_attributes: l.max_attributes as u64,
+                    max_text_bytes: l.max_text_bytes as u64,
+                    max_batch_events: l.max_batch_events as u64,
+                }
+            }),
+            active_capabilities: applied
+                .projection
+                .active_rules()
+                .map(|r| {
+                    r.capabilities
+                        .iter()
+                        .map(|(name, version)| pb::CapabilityVersion {
+                            name: name.clone(),
+                            version: *version,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            build_rules: crate::capabilities::rules().version(),
         }))
     }
 

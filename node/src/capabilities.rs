@@ -15,3 +15,11 @@ pub fn rules() -> &'static Arc<Rules> {
 pub fn projection() -> ics_kernel::Projection {
     ics_kernel::Projection::new(rules().clone())
 }
+
+/// The rules a new party's genesis activates: `limits` and what this build runs.
+pub fn genesis_rules(limits: ics_kernel::EventLimits) -> ics_kernel::ActiveRules {
+    ics_kernel::ActiveRules {
+        limits,
+        capabilities: rules().versions(),
+    }
+}

@@ -86,7 +86,9 @@ impl Default for RaftTuning {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Rules of the state machine: must be equal on every node of a cluster.
+    /// The limits a new party's genesis starts with (the node that appends
+    /// the genesis writes its own). From then on the log's rules decide and
+    /// this setting plays no part; `icsctl rules change` changes them.
     pub events: EventLimits,
     /// Encoded size of one append request's events.
     pub max_batch_bytes: usize,

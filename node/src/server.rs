@@ -35,12 +35,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate().context("invalid config")?;
     let config = Arc::new(config);
-    let (log, sm) = store::open(
-        &config.data_dir,
-        config.limits.events.clone(),
-        config.limits.cache_bytes,
-    )
-    .with_context(|| format!("open store in {}", config.data_dir.display()))?;
+    let (log, sm) = store::open(&config.data_dir, config.limits.cache_bytes)
+        .with_context(|| format!("open store in {}", config.data_dir.display()))?;
     let shared = sm.shared();
 
     let raft_config = openraft::Config {
@@ -82,10 +78,15 @@ pub async fn run(
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_on_signal = stop_tx.clone();
     tokio::spawn(async move {
         shutdown.await;
-        let _ = stop_tx.send(true);
+        let _ = stop_on_signal.send(true);
     });
+    // A Raft core that stopped on a fatal error (storage, or a log that
+    // activated rules this build does not run) stops the node: serving on
+    // would answer from a state that no longer moves.
+    let fatal = tokio::spawn(watch_fatal(raft.clone(), stop_tx));
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -124,11 +125,36 @@ pub async fn run(
     let (g, h) = tokio::join!(grpc, http);
     g.context("gRPC server")?;
     h.context("HTTP server")?;
+    fatal.abort();
+    if let Ok(Some(e)) = fatal.await {
+        anyhow::bail!("raft stopped on a fatal error: {e}");
+    }
     raft.shutdown()
         .await
         .map_err(|e| anyhow::anyhow!("raft shutdown: {e}"))?;
     tracing::info!("icsd stopped");
     Ok(())
+}
+
+/// Waits for the Raft core to stop on a fatal error; then asks the node to
+/// stop and returns the error.
+async fn watch_fatal(raft: Raft, stop: tokio::sync::watch::Sender<bool>) -> Option<String> {
+    use openraft::async_runtime::watch::WatchReceiver;
+    let mut metrics = raft.metrics();
+    loop {
+        let failed = match &metrics.borrow_watched().running_state {
+            Ok(()) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(e) = failed {
+            tracing::error!(error = %e, "raft stopped on a fatal error; stopping the node");
+            let _ = stop.send(true);
+            return Some(e);
+        }
+        if metrics.changed().await.is_err() {
+            return None;
+        }
+    }
 }
 
 /// Initializes a fresh cluster when this node is the one to do it.

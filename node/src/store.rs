@@ -27,7 +27,9 @@ use crate::codec;
 use crate::raft_types::{
     Entry, LogId, LogResponse, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, Vote,
 };
-use ics_kernel::{Appended, Envelope, EventId, EventLimits, Projection, Refusal};
+use ics_kernel::{
+    Appended, Envelope, Event, EventId, EventLimits, Projection, Refusal, Staged, UnsupportedRules,
+};
 
 /// sled segment size. An item over a quarter of a segment is written to a
 /// separate blob file that sled never fsyncs; 8 MiB segments put that
@@ -151,19 +153,40 @@ impl Shared {
     }
 }
 
+/// The limits of the events before a party's genesis (the genesis itself):
+/// from the genesis on, the replicated ones decide. Never node config.
+fn pre_genesis_limits() -> EventLimits {
+    EventLimits::default()
+}
+
+/// Parses stored envelope bytes. No size limit here: the replicated rules
+/// check sizes, so node config cannot change a verdict.
+fn parse_stored(bytes: &[u8]) -> Result<Event, Refusal> {
+    codec::parse_event(
+        codec::envelope_from_bytes(bytes)?,
+        &EventLimits::unbounded(),
+    )
+}
+
+/// A log that activated rules this build does not run: stop, and say why.
+fn unsupported(e: UnsupportedRules) -> io::Error {
+    tracing::error!(error = %e, "stopping: upgrade this node's icsd to a build that runs these rules");
+    io::Error::other(e)
+}
+
 fn replay(projection: &mut Projection, envelope: &[u8], index: u64) -> io::Result<()> {
-    let limits = EventLimits::unbounded();
     let corrupt = |e: Refusal| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("applied event {index} does not replay: {e}"),
         )
     };
-    let env = codec::envelope_from_bytes(envelope).map_err(corrupt)?;
-    let event = codec::parse_event(env, &limits).map_err(corrupt)?;
-    let out = projection
-        .apply_batch(std::slice::from_ref(&event), &limits)
+    let event = parse_stored(envelope).map_err(corrupt)?;
+    let (out, changes) = projection
+        .check_batch(std::slice::from_ref(&event), &pre_genesis_limits())
         .map_err(corrupt)?;
+    projection.check_supported(&changes).map_err(unsupported)?;
+    projection.commit(changes);
     if out[0].index != index || out[0].duplicate {
         return Err(corrupt(Refusal::Malformed(format!(
             "replayed at index {} instead",
@@ -181,11 +204,7 @@ struct SmMeta {
 
 /// Opens the store: the Raft log and the state machine, whose projections are
 /// rebuilt from the applied events on disk.
-pub fn open(
-    dir: &Path,
-    limits: EventLimits,
-    cache_bytes: u64,
-) -> anyhow::Result<(LogStore, StateMachineStore)> {
+pub fn open(dir: &Path, cache_bytes: u64) -> anyhow::Result<(LogStore, StateMachineStore)> {
     let db = Db::open(dir, cache_bytes)?;
     let meta: SmMeta = match db.sm.get(SM_META_KEY)? {
         Some(v) => decode(&v, "state machine meta")?,
@@ -214,7 +233,7 @@ pub fn open(
     });
     Ok((
         LogStore { db: db.clone() },
-        StateMachineStore { db, shared, limits },
+        StateMachineStore { db, shared },
     ))
 }
 
@@ -361,7 +380,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 pub struct StateMachineStore {
     db: Arc<Db>,
     shared: Arc<Shared>,
-    limits: EventLimits,
 }
 
 impl StateMachineStore {
@@ -369,25 +387,16 @@ impl StateMachineStore {
         self.shared.clone()
     }
 
-    /// Applies one client batch: all of its events or none.
-    fn apply_batch(
-        applied: &mut Applied,
+    /// Decides one client batch on top of what is staged: all of its events or none.
+    fn stage_batch(
+        staged: &mut Staged<'_>,
         envelopes: &[Vec<u8>],
-        limits: &EventLimits,
-        writes: &mut sled::Batch,
     ) -> Result<Vec<Appended>, Refusal> {
         let events = envelopes
             .iter()
-            .map(|bytes| codec::parse_event(codec::envelope_from_bytes(bytes)?, limits))
+            .map(|bytes| parse_stored(bytes))
             .collect::<Result<Vec<_>, _>>()?;
-        let (out, changes) = applied.projection.check_batch(&events, limits)?;
-        for (appended, bytes) in out.iter().zip(envelopes) {
-            if !appended.duplicate {
-                writes.insert(&event_key(appended.index), bytes.as_slice());
-            }
-        }
-        applied.projection.commit(changes);
-        Ok(out)
+        staged.stage_batch(&events, &pre_genesis_limits())
     }
 
     fn write_snapshot_file(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
@@ -457,27 +466,57 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
         let entries: Vec<EntryResponder<TypeConfig>> = entries.try_collect().await?;
+        // Decide every batch under the read lock (signatures are verified
+        // here), each on top of the batches before it; readers go on meanwhile.
+        let (verdicts, changes) = {
+            let applied = self.shared.read();
+            let mut staged = Staged::new(&applied.projection);
+            let verdicts: Vec<Vec<Result<Vec<Appended>, Refusal>>> = entries
+                .iter()
+                .map(|(entry, _)| match &entry.payload {
+                    EntryPayload::Normal(req) => req
+                        .batches
+                        .iter()
+                        .map(|b| {
+                            let r = Self::stage_batch(&mut staged, b);
+                            if let Err(e) = &r {
+                                tracing::debug!(log_id = %entry.log_id, error = %e, "state machine refused a batch");
+                            }
+                            r
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                })
+                .collect();
+            let changes = staged.into_changes();
+            applied
+                .projection
+                .check_supported(&changes)
+                .map_err(unsupported)?;
+            (verdicts, changes)
+        };
+        // Write the accepted events and the applied id, then commit, under
+        // the write lock: readers never see a projection ahead of the disk.
+        // Only this task changes the state, so what was staged still applies.
         let mut writes = sled::Batch::default();
         let mut replies = Vec::with_capacity(entries.len());
         let count = {
             let mut applied = self.shared.write();
-            for (entry, responder) in entries {
+            for ((entry, responder), results) in entries.into_iter().zip(verdicts) {
                 applied.last_applied = Some(entry.log_id);
                 let response = match entry.payload {
                     EntryPayload::Blank => LogResponse::default(),
-                    EntryPayload::Normal(req) => LogResponse {
-                        results: req
-                            .batches
-                            .iter()
-                            .map(|b| {
-                                let r = Self::apply_batch(&mut applied, b, &self.limits, &mut writes);
-                                if let Err(e) = &r {
-                                    tracing::debug!(log_id = %entry.log_id, error = %e, "state machine refused a batch");
+                    EntryPayload::Normal(req) => {
+                        for (result, envelopes) in results.iter().zip(&req.batches) {
+                            let Ok(out) = result else { continue };
+                            for (appended, bytes) in out.iter().zip(envelopes) {
+                                if !appended.duplicate {
+                                    writes.insert(&event_key(appended.index), bytes.as_slice());
                                 }
-                                r
-                            })
-                            .collect(),
-                    },
+                            }
+                        }
+                        LogResponse { results }
+                    }
                     EntryPayload::Membership(m) => {
                         applied.membership = StoredMembership::new(Some(entry.log_id), m);
                         LogResponse::default()
@@ -492,9 +531,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 membership: applied.membership.clone(),
             };
             writes.insert(SM_META_KEY, encode(&meta)?);
-            // Written while the lock is held, so readers never see a
-            // projection ahead of the events on disk.
             self.db.sm.apply_batch(writes).map_err(io_err)?;
+            let before = applied.projection.event_count();
+            let accepted = changes.event_count() as u64;
+            applied.projection.commit(changes);
+            assert_eq!(
+                applied.projection.event_count(),
+                before + accepted,
+                "the projection holds the events written to disk"
+            );
             applied.projection.event_count()
         };
         self.shared.event_count.send_replace(count);

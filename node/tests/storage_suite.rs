@@ -1,6 +1,5 @@
 //! openraft's storage conformance suite against the sled store.
 
-use ics_kernel::EventLimits;
 use ics_node::raft_types::TypeConfig;
 use ics_node::store::{self, LogStore, StateMachineStore};
 use openraft::StorageError;
@@ -13,8 +12,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
         &self,
     ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (log, sm) =
-            store::open(dir.path(), EventLimits::default(), 8 << 20).expect("open store");
+        let (log, sm) = store::open(dir.path(), 8 << 20).expect("open store");
         Ok((dir, log, sm))
     }
 }

@@ -5,7 +5,8 @@
 use ics_kernel::authority::{AUTHOR_KEY, PARTY, PartyPayload};
 use ics_kernel::capability::{Payload, payload_bytes};
 use ics_kernel::{
-    Algorithm, EventBody, EventId, KeyId, Role, SCHEMA_VERSION, SigningKey, SubjectRef,
+    ActiveRules, Algorithm, EventBody, EventId, EventLimits, KeyId, Role, SCHEMA_VERSION,
+    SigningKey, SubjectRef,
 };
 use ics_proto::core_v1 as pb;
 use prost::Message;
@@ -22,6 +23,10 @@ fn body(payload: &impl Payload) -> EventBody {
     }
 }
 
+fn rules() -> ActiveRules {
+    ics_node::capabilities::genesis_rules(EventLimits::default())
+}
+
 fn payloads() -> Vec<PartyPayload> {
     let ed = SigningKey::generate(Algorithm::Ed25519).public_key();
     let p256 = SigningKey::generate(Algorithm::EcdsaP256Sha256).public_key();
@@ -30,6 +35,7 @@ fn payloads() -> Vec<PartyPayload> {
             party_name: "acme".into(),
             role: Role::Manufacturer,
             root_key: ed.clone(),
+            rules: rules(),
         },
         PartyPayload::AuthorKeyRegistered {
             key: p256.clone(),
@@ -47,6 +53,15 @@ fn payloads() -> Vec<PartyPayload> {
         PartyPayload::AccessGranted {
             party: "tuv".into(),
             kinds: ["endorsed".to_string()].into(),
+        },
+        PartyPayload::RulesChanged {
+            rules: ActiveRules {
+                limits: EventLimits {
+                    max_text_bytes: 4096,
+                    ..EventLimits::default()
+                },
+                ..rules()
+            },
         },
     ]
 }
@@ -92,6 +107,7 @@ fn prost_agrees_on_every_kernel_payload() {
             }
             PartyPayload::Recognized { .. } => prost_round_trip::<pb::PartyRecognized>(&ours),
             PartyPayload::AccessGranted { .. } => prost_round_trip::<pb::AccessGranted>(&ours),
+            PartyPayload::RulesChanged { .. } => prost_round_trip::<pb::RulesChanged>(&ours),
         };
         assert_eq!(again, ours, "{p:?}");
         // And the message name the kind gives is the one prost knows.
@@ -107,11 +123,31 @@ fn prost_agrees_on_every_kernel_payload() {
                 .bytes()
                 .to_vec(),
         }),
+        rules: Some(pb::Rules {
+            limits: Some(pb::EventLimits {
+                max_body_bytes: 65536,
+                max_signatures: 8,
+                max_records_per_subject: 1024,
+                max_attributes: 64,
+                max_text_bytes: 1024,
+                max_batch_events: 1000,
+            }),
+            capabilities: vec![
+                pb::CapabilityVersion {
+                    name: "identity".into(),
+                    version: 1,
+                },
+                pb::CapabilityVersion {
+                    name: "kernel".into(),
+                    version: 1,
+                },
+            ],
+        }),
     };
     let subject = SubjectRef::new(PARTY, "acme");
     assert_eq!(subject.to_string(), "party/acme");
-    let rules = ics_node::capabilities::rules();
-    let kind = rules.kind("party-genesis").expect("a kernel kind");
+    let node_rules = ics_node::capabilities::rules();
+    let kind = node_rules.kind("party-genesis").expect("a kernel kind");
     let b = EventBody {
         payload: ics_kernel::PayloadBytes {
             message: kind.message.to_string(),
@@ -120,7 +156,7 @@ fn prost_agrees_on_every_kernel_payload() {
         ..body(&payloads()[0])
     };
     let key = SigningKey::generate(Algorithm::Ed25519);
-    let event = rules
+    let event = node_rules
         .parse(
             ics_kernel::envelope::sign(&b, &[&key]),
             &ics_kernel::EventLimits::default(),
@@ -136,6 +172,7 @@ fn prost_agrees_on_every_kernel_payload() {
                 "root_key"
             )
             .unwrap(),
+            rules: rules(),
         })
     );
 }

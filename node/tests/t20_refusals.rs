@@ -65,16 +65,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     let author = register_author(&mut c, &root, device_kinds()).await;
 
     // A registered device to chain status changes on.
-    let device = SigningKey::generate(Algorithm::Ed25519).public_key();
-    let subject = SubjectRef::new(ics_identity::DEVICE, device.id().to_hex());
-    c.append(vec![client::register_device(
-        &author,
-        "SN-1",
-        &device,
-        vec![],
-    )])
-    .await
-    .unwrap();
+    let subject = register_device(&mut c, &author, "SN-1").await;
     let head = c.chain_head(&subject).await.unwrap();
     let in_use = IdentityPayload::DeviceStatusChanged {
         status: DeviceStatus::InUse,

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use crate::capability::{Claim, KindSpec, Payload, Subjects};
 use crate::envelope::{decode_public_key, encode_public_key};
 use crate::keys::{KeyId, PublicKey};
-use crate::limits::{EventLimits, check_name};
+use crate::limits::{ActiveRules, EventLimits, check_name};
 use crate::projection::{KernelSubject, KeyState, PartyState, SubjectEntry, View};
 use crate::refusal::Refusal;
 use crate::roles::Role;
@@ -18,6 +18,8 @@ use crate::wire::{Reader, Writer};
 
 /// Bumped whenever a kernel verdict could change.
 pub const KERNEL_VERSION: u32 = 1;
+/// The kernel's name in the active rules.
+pub const KERNEL: &str = "kernel";
 
 pub const PARTY: &str = "party";
 pub const AUTHOR_KEY: &str = "author-key";
@@ -67,12 +69,23 @@ pub static ACCESS_GRANTED: KindSpec = KindSpec {
     grantable: false,
 };
 
-pub static KINDS: [&KindSpec; 5] = [
+pub static RULES_CHANGED: KindSpec = KindSpec {
+    name: "rules-changed",
+    message: "ics.core.v1.RulesChanged",
+    subjects: Subjects::Of(&[PARTY]),
+    opens_subject: false,
+    // Signed by the party's root key only (checked in `decide`).
+    authored_by: ALL,
+    grantable: false,
+};
+
+pub static KINDS: [&KindSpec; 6] = [
     &PARTY_GENESIS,
     &AUTHOR_KEY_REGISTERED,
     &AUTHOR_KEY_REVOKED,
     &PARTY_RECOGNIZED,
     &ACCESS_GRANTED,
+    &RULES_CHANGED,
 ];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +94,8 @@ pub enum PartyPayload {
         party_name: String,
         role: Role,
         root_key: PublicKey,
+        /// The rules the party's log starts with.
+        rules: ActiveRules,
     },
     AuthorKeyRegistered {
         key: PublicKey,
@@ -99,6 +114,10 @@ pub enum PartyPayload {
     AccessGranted {
         party: String,
         kinds: BTreeSet<String>,
+    },
+    /// New limits or capability versions, from the next event on.
+    RulesChanged {
+        rules: ActiveRules,
     },
 }
 
@@ -124,12 +143,14 @@ impl PartyPayload {
         let mut key = None;
         let mut list = BTreeSet::new();
         let mut int = 0;
+        let mut rules = None;
         if std::ptr::eq(kind, &PARTY_GENESIS) {
             while let Some((f, v)) = r.next(&[])? {
                 match f {
                     1 => strings[0] = v.string("party_name")?,
                     2 => strings[1] = v.string("role")?,
                     3 => key = Some(decode_public_key(v.bytes("root_key")?, "root_key")?),
+                    4 => rules = Some(ActiveRules::decode(v.bytes("rules")?)?),
                     _ => {}
                 }
             }
@@ -138,6 +159,17 @@ impl PartyPayload {
                 party_name,
                 role: role(&role_name)?,
                 root_key: key.ok_or_else(|| missing_key("root_key"))?,
+                rules: rules.ok_or_else(|| missing_key("rules"))?,
+            });
+        }
+        if std::ptr::eq(kind, &RULES_CHANGED) {
+            while let Some((f, v)) = r.next(&[])? {
+                if f == 1 {
+                    rules = Some(ActiveRules::decode(v.bytes("rules")?)?);
+                }
+            }
+            return Ok(PartyPayload::RulesChanged {
+                rules: rules.ok_or_else(|| missing_key("rules"))?,
             });
         }
         if std::ptr::eq(kind, &AUTHOR_KEY_REGISTERED) {
@@ -205,6 +237,7 @@ impl Payload for PartyPayload {
             PartyPayload::AuthorKeyRevoked { .. } => &AUTHOR_KEY_REVOKED,
             PartyPayload::Recognized { .. } => &PARTY_RECOGNIZED,
             PartyPayload::AccessGranted { .. } => &ACCESS_GRANTED,
+            PartyPayload::RulesChanged { .. } => &RULES_CHANGED,
         }
     }
 
@@ -215,10 +248,12 @@ impl Payload for PartyPayload {
                 party_name,
                 role,
                 root_key,
+                rules,
             } => w
                 .string(1, party_name)
                 .string(2, role.name())
-                .message(3, &encode_public_key(root_key)),
+                .message(3, &encode_public_key(root_key))
+                .message(4, &rules.encode()),
             PartyPayload::AuthorKeyRegistered {
                 key,
                 label,
@@ -242,6 +277,7 @@ impl Payload for PartyPayload {
                 }
                 &mut w
             }
+            PartyPayload::RulesChanged { rules } => w.message(1, &rules.encode()),
         };
         w.finish()
     }
@@ -279,8 +315,10 @@ pub(crate) fn decide(
             party_name,
             role,
             root_key,
+            rules,
         } => {
             check_name("party_name", party_name)?;
+            rules.check()?;
             if &body.subject.id != party_name {
                 return Err(Refusal::InvalidSubject {
                     subject: subject_text,
@@ -293,6 +331,7 @@ pub(crate) fn decide(
                 role: *role,
                 root_key: root_key.id(),
                 genesis_ms: body.time_ms,
+                rules: rules.clone(),
             });
             fx.key = Some((
                 root_key.id(),
@@ -442,6 +481,28 @@ pub(crate) fn decide(
                 .entry(party.clone())
                 .or_default()
                 .extend(kinds.iter().cloned());
+        }
+        PartyPayload::RulesChanged { rules } => {
+            let party = view.party().expect("the kernel checked the genesis");
+            if body.subject.id != party.name {
+                return Err(Refusal::InvalidSubject {
+                    subject: subject_text,
+                    reason: format!(
+                        "rules change on the party's own subject party/{}",
+                        party.name
+                    ),
+                });
+            }
+            if body.author != party.root_key {
+                return Err(Refusal::RootOnly {
+                    kind: event.kind.name.to_string(),
+                });
+            }
+            rules.check()?;
+            fx.party = Some(PartyState {
+                rules: rules.clone(),
+                ..party.clone()
+            });
         }
     }
     Ok(fx)

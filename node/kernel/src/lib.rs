@@ -27,8 +27,8 @@ pub use envelope::{
     Envelope, EventBody, EventId, PayloadBytes, SCHEMA_VERSION, Signature, SubjectRef,
 };
 pub use keys::{Algorithm, KeyId, PublicKey, SigningKey};
-pub use limits::EventLimits;
+pub use limits::{ActiveRules, EventLimits};
 pub use projection::{Appended, Projection, Staged};
 pub use refusal::{Refusal, RefusalClass};
 pub use roles::Role;
-pub use rules::{Event, Rules};
+pub use rules::{Event, Rules, UnsupportedRules};

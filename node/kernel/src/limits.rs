@@ -1,8 +1,11 @@
 //! Limits the rules enforce. Every one has a name and a default.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::refusal::Refusal;
+use crate::wire::{Reader, Writer};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -90,4 +93,148 @@ impl Default for EventLimits {
             max_batch_events: 1000,
         }
     }
+}
+
+/// The rules a party's log activated (at genesis, then by root-signed
+/// `rules-changed` events): the limits every replica applies, and the
+/// capabilities that may act, each at one version (`kernel` included).
+/// Replicated state, never node config: every replica reaches the same verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActiveRules {
+    pub limits: EventLimits,
+    pub capabilities: BTreeMap<String, u32>,
+}
+
+impl ActiveRules {
+    /// Checks the rules are usable: positive limits, named capabilities
+    /// with positive versions, the kernel among them.
+    pub fn check(&self) -> Result<(), Refusal> {
+        let l = &self.limits;
+        let positive = [
+            ("max_body_bytes", l.max_body_bytes as u64),
+            ("max_signatures", l.max_signatures as u64),
+            ("max_records_per_subject", l.max_records_per_subject),
+            ("max_attributes", l.max_attributes as u64),
+            ("max_text_bytes", l.max_text_bytes as u64),
+            ("max_batch_events", l.max_batch_events as u64),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(Refusal::field(
+                &format!("rules.limits.{name}"),
+                "must be positive",
+            ));
+        }
+        if self.capabilities.len() > 64 {
+            return Err(Refusal::field("rules.capabilities", "at most 64"));
+        }
+        for (name, version) in &self.capabilities {
+            check_name("rules.capabilities.name", name)?;
+            if *version == 0 {
+                return Err(Refusal::field(
+                    "rules.capabilities.version",
+                    format!("{name}: versions start at 1"),
+                ));
+            }
+        }
+        if !self.capabilities.contains_key(crate::authority::KERNEL) {
+            return Err(Refusal::field(
+                "rules.capabilities",
+                "must name the kernel's version",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `name/version` pairs, as people read them.
+    pub fn version_text(&self) -> String {
+        let parts: Vec<String> = self
+            .capabilities
+            .iter()
+            .map(|(n, v)| format!("{n}/{v}"))
+            .collect();
+        parts.join(" ")
+    }
+
+    /// Encodes as `ics.core.v1.Rules`.
+    pub fn encode(&self) -> Vec<u8> {
+        let l = &self.limits;
+        let limits = Writer::new()
+            .u64(1, l.max_body_bytes as u64)
+            .u64(2, l.max_signatures as u64)
+            .u64(3, l.max_records_per_subject)
+            .u64(4, l.max_attributes as u64)
+            .u64(5, l.max_text_bytes as u64)
+            .u64(6, l.max_batch_events as u64)
+            .finish();
+        let mut w = Writer::new();
+        w.message(1, &limits);
+        for (name, version) in &self.capabilities {
+            let c = Writer::new()
+                .string(1, name)
+                .u64(2, u64::from(*version))
+                .finish();
+            w.message(2, &c);
+        }
+        w.finish()
+    }
+
+    /// Decodes an `ics.core.v1.Rules`.
+    pub fn decode(bytes: &[u8]) -> Result<Self, Refusal> {
+        let mut r = Reader::new("Rules", bytes);
+        let mut limits = None;
+        let mut capabilities = BTreeMap::new();
+        while let Some((f, v)) = r.next(&[2])? {
+            match f {
+                1 => limits = Some(decode_limits(v.bytes("rules.limits")?)?),
+                2 => {
+                    let mut c = Reader::new("CapabilityVersion", v.bytes("rules.capabilities")?);
+                    let (mut name, mut version) = (String::new(), 0);
+                    while let Some((f, v)) = c.next(&[])? {
+                        match f {
+                            1 => name = v.string("rules.capabilities.name")?,
+                            2 => version = v.u32("rules.capabilities.version")?,
+                            _ => {}
+                        }
+                    }
+                    if capabilities.insert(name.clone(), version).is_some() {
+                        return Err(Refusal::field(
+                            "rules.capabilities",
+                            format!("{name:?} named twice"),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(ActiveRules {
+            limits: limits.ok_or_else(|| Refusal::field("rules.limits", "missing"))?,
+            capabilities,
+        })
+    }
+}
+
+fn decode_limits(bytes: &[u8]) -> Result<EventLimits, Refusal> {
+    let mut r = Reader::new("EventLimits", bytes);
+    let mut l = EventLimits {
+        max_body_bytes: 0,
+        max_signatures: 0,
+        max_records_per_subject: 0,
+        max_attributes: 0,
+        max_text_bytes: 0,
+        max_batch_events: 0,
+    };
+    let size =
+        |v: u64, field: &str| usize::try_from(v).map_err(|_| Refusal::field(field, "out of range"));
+    while let Some((f, v)) = r.next(&[])? {
+        match f {
+            1 => l.max_body_bytes = size(v.u64("max_body_bytes")?, "max_body_bytes")?,
+            2 => l.max_signatures = size(v.u64("max_signatures")?, "max_signatures")?,
+            3 => l.max_records_per_subject = v.u64("max_records_per_subject")?,
+            4 => l.max_attributes = size(v.u64("max_attributes")?, "max_attributes")?,
+            5 => l.max_text_bytes = size(v.u64("max_text_bytes")?, "max_text_bytes")?,
+            6 => l.max_batch_events = size(v.u64("max_batch_events")?, "max_batch_events")?,
+            _ => {}
+        }
+    }
+    Ok(l)
 }

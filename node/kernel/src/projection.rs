@@ -17,10 +17,10 @@ use crate::authority::{self, PartyPayload};
 use crate::capability::{AnyPayload, CapState, Capability, Claim, Ctx, Subjects};
 use crate::envelope::{EventId, SCHEMA_VERSION, SubjectRef};
 use crate::keys::{KeyId, PublicKey};
-use crate::limits::EventLimits;
+use crate::limits::{ActiveRules, EventLimits};
 use crate::refusal::Refusal;
 use crate::roles::Role;
-use crate::rules::{ErasedState, Event, Owner, Rules};
+use crate::rules::{ErasedState, Event, Owner, Rules, UnsupportedRules};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartyState {
@@ -28,6 +28,8 @@ pub struct PartyState {
     pub role: Role,
     pub root_key: KeyId,
     pub genesis_ms: i64,
+    /// The rules the log activated; they, not node config, decide.
+    pub rules: ActiveRules,
 }
 
 /// A key that may sign for a party: the root key, a registered author key,
@@ -282,6 +284,7 @@ fn check_author(view: &dyn View, event: &Event) -> Result<(), Refusal> {
 }
 
 /// Checks `event` against `view`: the kernel's checks, then its kind's rules.
+/// `limits` apply only before the genesis; from then on, the replicated ones.
 pub(crate) fn decide(
     view: &dyn View,
     event: &Event,
@@ -290,6 +293,7 @@ pub(crate) fn decide(
     if let Some(index) = view.event_index(&event.id) {
         return Ok(Decision::Duplicate(index));
     }
+    let limits = view.party().map_or(limits, |p| &p.rules.limits);
     let body = &event.body;
     let kind = event.kind;
     if event.envelope.body.len() > limits.max_body_bytes {
@@ -392,6 +396,21 @@ pub(crate) fn decide(
             effects.claims = fx.claims;
         }
         Owner::Capability(slot) => {
+            let cap = view.rules().capability(slot);
+            let party = view.party().expect("check_author found the genesis");
+            let Some(active) = party.rules.capabilities.get(cap.name()) else {
+                return Err(Refusal::InactiveCapability {
+                    capability: cap.name().to_string(),
+                });
+            };
+            // A node whose build does not run the active version stopped
+            // when the version was activated (`Projection::check_supported`).
+            assert_eq!(
+                *active,
+                cap.version(),
+                "capability {} runs at another version than the log activated",
+                cap.name()
+            );
             let ctx = Ctx {
                 event,
                 position,
@@ -399,7 +418,6 @@ pub(crate) fn decide(
                 author: view.key(&body.author).expect("check_author found the key"),
                 view,
             };
-            let cap = view.rules().capability(slot);
             let current = view.cap_subject(slot, &body.subject);
             let (state, claims) = cap.decide(&ctx, current, event.payload.as_ref())?;
             effects.capability_text = cap.debug(state.as_ref());
@@ -442,6 +460,11 @@ impl Changes {
             capabilities: BTreeMap::new(),
             events: Vec::new(),
         }
+    }
+
+    /// The rules the batch activates, if it changes them.
+    pub fn activated_rules(&self) -> Option<&ActiveRules> {
+        self.party.as_ref().map(|p| &p.rules)
     }
 
     /// Events this batch accepts (duplicates excluded).
@@ -535,7 +558,11 @@ impl<'a> Staged<'a> {
         events: &[Event],
         limits: &EventLimits,
     ) -> Result<Vec<Appended>, Refusal> {
-        limits.check_batch_len(events.len())?;
+        let replicated = self.party().map(|p| p.rules.limits.clone());
+        replicated
+            .as_ref()
+            .unwrap_or(limits)
+            .check_batch_len(events.len())?;
         let (out, changes) = {
             let mut inner = Staged::over(&*self);
             let mut out = Vec::with_capacity(events.len());
@@ -709,13 +736,27 @@ impl Projection {
         Ok((out, staged.into_changes()))
     }
 
-    /// Merges an accepted batch staged on this very state.
+    /// Whether this build runs the rules an accepted batch activates. When
+    /// it does not, the node must stop applying (and say why): refusing would
+    /// make it diverge from the replicas that run them.
+    pub fn check_supported(&self, changes: &Changes) -> Result<(), UnsupportedRules> {
+        match changes.activated_rules() {
+            Some(rules) => self.rules.check_supported(rules),
+            None => Ok(()),
+        }
+    }
+
+    /// Merges an accepted batch staged on this very state, whose rules this
+    /// build runs (see [`Projection::check_supported`]).
     pub fn commit(&mut self, changes: Changes) {
         assert_eq!(
             changes.base_next,
             self.next_index(),
             "a batch staged on another state is committed"
         );
+        if let Err(e) = self.check_supported(&changes) {
+            panic!("{e}: the caller commits only what check_supported allowed");
+        }
         if let Some(p) = changes.party {
             self.party = Some(p);
         }
@@ -748,7 +789,8 @@ impl Projection {
         }
     }
 
-    /// Checks and, if every event is accepted, commits a batch.
+    /// Checks and, if every event is accepted, commits a batch. For tests and
+    /// tools: panics when the batch activates rules this build does not run.
     pub fn apply_batch(
         &mut self,
         events: &[Event],
@@ -777,6 +819,11 @@ impl Projection {
 
     pub fn party(&self) -> Option<&PartyState> {
         self.party.as_ref()
+    }
+
+    /// The rules the log activated (`None` before the genesis).
+    pub fn active_rules(&self) -> Option<&ActiveRules> {
+        self.party.as_ref().map(|p| &p.rules)
     }
 
     pub fn key(&self, id: &KeyId) -> Option<&KeyState> {

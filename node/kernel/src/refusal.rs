@@ -89,6 +89,12 @@ pub enum Refusal {
         subject: String,
         kind: String,
     },
+    #[error("only the party's root key signs {kind} events")]
+    RootOnly { kind: String },
+    #[error(
+        "capability {capability} is not active in this party's rules (a rules-changed event activates it)"
+    )]
+    InactiveCapability { capability: String },
     #[error("author key {0} is already revoked")]
     AlreadyRevoked(String),
     #[error("key {key} already identifies {subject}")]
@@ -140,11 +146,14 @@ impl Refusal {
             | AuthorNotYetValid { .. }
             | AuthorNotAllowed { .. }
             | RoleMayNotAuthor { .. }
+            | RootOnly { .. }
             | NoGrant { .. } => RefusalClass::PermissionDenied,
             ChainConflict { .. } => RefusalClass::Conflict,
-            UnknownSubject(_) | AlreadyRevoked(_) | NoGenesis | GenesisExists => {
-                RefusalClass::FailedPrecondition
-            }
+            UnknownSubject(_)
+            | AlreadyRevoked(_)
+            | NoGenesis
+            | GenesisExists
+            | InactiveCapability { .. } => RefusalClass::FailedPrecondition,
             KeyTaken { .. } | NameTaken { .. } => RefusalClass::AlreadyExists,
             BodyTooLarge { .. }
             | TooManySignatures { .. }
@@ -181,6 +190,8 @@ impl Refusal {
             RoleMayNotAuthor { .. } => "ROLE_MAY_NOT_AUTHOR",
             NoGrant { .. } => "NO_GRANT",
             AlreadyRevoked(_) => "ALREADY_REVOKED",
+            RootOnly { .. } => "ROOT_ONLY",
+            InactiveCapability { .. } => "INACTIVE_CAPABILITY",
             KeyTaken { .. } => "KEY_TAKEN",
             NameTaken { .. } => "NAME_TAKEN",
             TooManyRecords { .. } => "TOO_MANY_RECORDS",

@@ -170,6 +170,11 @@ impl<C: Capability> ErasedState for CapState<C> {
     }
 }
 
+/// A log activated rules this build does not run: the node must stop.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("this build does not run the rules the log activated: {0}")]
+pub struct UnsupportedRules(pub String);
+
 /// The rules a node runs: the kernel's own kinds and its capabilities'.
 pub struct Rules {
     caps: Vec<Box<dyn ErasedCapability>>,
@@ -260,16 +265,47 @@ impl Rules {
     }
 
     /// What these rules are: the kernel's and each capability's name and
-    /// version, in order. Replicas running different rules must not apply
-    /// the same log.
+    /// version (`identity/1 kernel/1`), as `ActiveRules::version_text` prints.
     pub fn version(&self) -> String {
-        let mut parts = vec![format!("kernel/{}", authority::KERNEL_VERSION)];
-        parts.extend(
-            self.caps
-                .iter()
-                .map(|c| format!("{}/{}", c.name(), c.version())),
-        );
+        let parts: Vec<String> = self
+            .versions()
+            .iter()
+            .map(|(name, version)| format!("{name}/{version}"))
+            .collect();
         parts.join(" ")
+    }
+
+    /// What this build runs: the kernel's and each capability's version.
+    pub fn versions(&self) -> BTreeMap<String, u32> {
+        std::iter::once((authority::KERNEL.to_string(), authority::KERNEL_VERSION))
+            .chain(
+                self.caps
+                    .iter()
+                    .map(|c| (c.name().to_string(), c.version())),
+            )
+            .collect()
+    }
+
+    /// Whether this build runs every capability `active` names, at that version.
+    pub fn check_supported(
+        &self,
+        active: &crate::limits::ActiveRules,
+    ) -> Result<(), UnsupportedRules> {
+        let ours = self.versions();
+        let missing: Vec<String> = active
+            .capabilities
+            .iter()
+            .filter(|(name, version)| ours.get(*name) != Some(version))
+            .map(|(name, version)| match ours.get(name) {
+                Some(v) => format!("{name}/{version} (this build runs {name}/{v})"),
+                None => format!("{name}/{version} (this build lacks it)"),
+            })
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(UnsupportedRules(missing.join(", ")))
+        }
     }
 
     /// An event kind by name.

@@ -44,6 +44,9 @@ enum Command {
     /// Key files.
     #[command(subcommand)]
     Key(KeyCmd),
+    /// The party's replicated rules: limits and active capabilities.
+    #[command(subcommand)]
+    Rules(RulesCmd),
     /// Author keys that sign for the party.
     #[command(subcommand)]
     Author(AuthorCmd),
@@ -423,6 +426,28 @@ struct SubjectArgs {
 }
 
 #[derive(Subcommand)]
+enum RulesCmd {
+    /// The rules the log activated and what this node's build runs.
+    Show,
+    /// Changes the rules from the next event on (a root-signed rules-changed event).
+    Change {
+        /// The party's root key file.
+        #[arg(long)]
+        signer: PathBuf,
+        /// A limit, NAME=VALUE (e.g. max_text_bytes=2048); repeat.
+        #[arg(long = "limit")]
+        limits: Vec<String>,
+        /// A capability to activate at a version, NAME=VERSION; repeat. Every
+        /// node must run it first: a node whose build does not stops.
+        #[arg(long = "activate")]
+        activate: Vec<String>,
+        /// A capability to deactivate; repeat.
+        #[arg(long = "deactivate")]
+        deactivate: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum ClusterCmd {
     /// Initialize a new cluster with these members (ID=HOST:PORT, repeat).
     Init {
@@ -614,9 +639,12 @@ fn party_payload_json(p: &PartyPayload) -> serde_json::Value {
             party_name,
             role,
             root_key,
-        } => {
-            json!({"party": party_name, "role": role.name(), "root_key": root_key.id().to_hex()})
-        }
+            rules,
+        } => json!({
+            "party": party_name, "role": role.name(), "root_key": root_key.id().to_hex(),
+            "rules": rules_json(rules),
+        }),
+        PartyPayload::RulesChanged { rules } => json!({"rules": rules_json(rules)}),
         PartyPayload::AuthorKeyRegistered {
             key,
             label,
@@ -633,6 +661,93 @@ fn party_payload_json(p: &PartyPayload) -> serde_json::Value {
         }
         PartyPayload::AccessGranted { party, kinds } => json!({"party": party, "kinds": kinds}),
     }
+}
+
+fn rules_json(rules: &ics_kernel::ActiveRules) -> serde_json::Value {
+    json!({"limits": &rules.limits, "capabilities": &rules.capabilities})
+}
+
+/// The active rules as the node reports them.
+fn active_rules(s: &pb::StatusResponse) -> anyhow::Result<ics_kernel::ActiveRules> {
+    let l = s
+        .active_limits
+        .as_ref()
+        .context("the node has no active rules yet (no genesis)")?;
+    let size = |v: u64| usize::try_from(v).context("limit out of range");
+    Ok(ics_kernel::ActiveRules {
+        limits: EventLimits {
+            max_body_bytes: size(l.max_body_bytes)?,
+            max_signatures: size(l.max_signatures)?,
+            max_records_per_subject: l.max_records_per_subject,
+            max_attributes: size(l.max_attributes)?,
+            max_text_bytes: size(l.max_text_bytes)?,
+            max_batch_events: size(l.max_batch_events)?,
+        },
+        capabilities: s
+            .active_capabilities
+            .iter()
+            .map(|c| (c.name.clone(), c.version))
+            .collect(),
+    })
+}
+
+async fn rules(c: &mut Client, j: bool, cmd: RulesCmd) -> anyhow::Result<()> {
+    let status = c.status().await?;
+    let mut rules = active_rules(&status)?;
+    match cmd {
+        RulesCmd::Show => {
+            if j {
+                println!(
+                    "{}",
+                    json!({"active": rules_json(&rules), "build": status.build_rules})
+                );
+            } else {
+                println!("active: {}", rules.version_text());
+                println!("limits: {:?}", rules.limits);
+                println!("this build runs: {}", status.build_rules);
+            }
+        }
+        RulesCmd::Change {
+            signer,
+            limits,
+            activate,
+            deactivate,
+        } => {
+            let root = keyfile::read(&signer)?;
+            let mut value = serde_json::to_value(&rules.limits)?;
+            for l in &limits {
+                let (name, v) = l.split_once('=').context("--limit is NAME=VALUE")?;
+                let slot = value
+                    .get_mut(name)
+                    .with_context(|| format!("no limit named {name:?}"))?;
+                *slot = json!(v.parse::<u64>().context("a limit is a number")?);
+            }
+            rules.limits = serde_json::from_value(value)?;
+            for a in &activate {
+                let (name, v) = a.split_once('=').context("--activate is NAME=VERSION")?;
+                rules.capabilities.insert(
+                    name.to_string(),
+                    v.parse().context("a version is a number")?,
+                );
+            }
+            for d in &deactivate {
+                rules.capabilities.remove(d);
+            }
+            let build = ics_node::capabilities::rules();
+            if let Err(e) = build.check_supported(&rules) {
+                bail!(
+                    "refusing to activate rules this node's build does not run: {}",
+                    e.0
+                );
+            }
+            let party = SubjectRef::new(ics_kernel::authority::PARTY, status.party.clone());
+            let out = c
+                .append_next(&root, &party, PartyPayload::RulesChanged { rules })
+                .await?;
+            print_appended(j, "rules changed on", &party, &out);
+        }
+    }
+    Ok(())
 }
 
 /// An event kind name these rules know.
@@ -1325,6 +1440,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Cluster(cmd) => cluster(&mut c, j, cmd).await?,
+        Command::Rules(cmd) => rules(&mut c, j, cmd).await?,
         Command::Bench(args) => bench(&cli.server, args).await?,
         Command::BenchVerify(args) => bench_verify(&cli.server, args).await?,
         Command::BenchHkp(args) => bench_hkp(args).await?,
@@ -1392,6 +1508,10 @@ async fn cluster(c: &mut Client, j: bool, cmd: ClusterCmd) -> anyhow::Result<()>
                     s.last_applied_index,
                     s.event_count,
                     &hex::encode(&s.log_hash)[..16]
+                );
+                println!(
+                    "rules: {} (this build runs {})",
+                    s.active_rules, s.build_rules
                 );
                 print_members(false, &s.members);
             }

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use ics_kernel::{Algorithm, SigningKey};
+use ics_kernel::{Algorithm, SigningKey, SubjectRef};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -58,6 +58,22 @@ impl TestNode {
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// Waits for the process to exit by itself; `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.child.as_mut()?.try_wait().expect("poll icsd");
+            if let Some(status) = status {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn log(&self) -> String {
@@ -128,6 +144,11 @@ fn node_config(
 
 /// Extra TOML appended to every node's config.
 pub fn start_cluster(size: usize, extra_toml: &str) -> Cluster {
+    start_cluster_with(size, |_| extra_toml.to_string())
+}
+
+/// Extra TOML appended to each node's config, by node id.
+pub fn start_cluster_with(size: usize, extra_toml: impl Fn(u64) -> String) -> Cluster {
     let dir = tempfile::tempdir().expect("temp dir");
     let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
     let peers: Vec<String> = ports
@@ -142,7 +163,8 @@ pub fn start_cluster(size: usize, extra_toml: &str) -> Cluster {
         } else {
             String::new()
         };
-        let mut node = node_config(dir.path(), i as u64 + 1, *g, *h, &peers_line, extra_toml);
+        let id = i as u64 + 1;
+        let mut node = node_config(dir.path(), id, *g, *h, &peers_line, &extra_toml(id));
         node.start();
         nodes.push(node);
     }
@@ -279,6 +301,20 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// Registers a fresh device (no OpenPGP) through `c`; returns its subject.
+pub async fn register_device(c: &mut Client, author: &SigningKey, serial: &str) -> SubjectRef {
+    let device = SigningKey::generate(Algorithm::Ed25519).public_key();
+    c.append(vec![client::register_device(
+        author,
+        serial,
+        &device,
+        vec![],
+    )])
+    .await
+    .expect("register a device");
+    SubjectRef::new(ics_identity::DEVICE, device.id().to_hex())
 }
 
 pub fn device_kinds() -> BTreeSet<String> {

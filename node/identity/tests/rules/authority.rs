@@ -209,6 +209,7 @@ fn refuses_second_genesis_and_events_before_genesis() {
             party_name: "evil".into(),
             role: Role::Maintenance,
             root_key: other.public_key(),
+            rules: genesis_rules(),
         },
     );
     assert_eq!(p.refuse(&event(&g, &[&other])), Refusal::GenesisExists);
@@ -304,13 +305,15 @@ fn genesis_with_an_unknown_role_is_refused() {
             party_name: "x".into(),
             role: Role::Maintenance,
             root_key: root.public_key(),
+            rules: genesis_rules(),
         },
     );
     // The kernel's own encoder writes only roles it knows: write this one by hand.
     g.payload.value = wire::Writer::new()
         .string(1, "x")
         .string(2, "overlord")
-        .message(2 + 1, &envelope::encode_public_key(&root.public_key()))
+        .message(3, &envelope::encode_public_key(&root.public_key()))
+        .message(4, &genesis_rules().encode())
         .finish();
     let proj = Projection::new(rules().clone());
     let err = proj

@@ -72,7 +72,9 @@ fn refuses_taken_serial_and_over_cap_subjects() {
     let (b2, _) = p.device_body(&author, "SN-1");
     assert_eq!(p.refuse(&event(&b2, &[&author])).reason(), "SERIAL_TAKEN");
 
-    p.limits.max_records_per_subject = 2;
+    // A replicated limit, changed by the root key: node config plays no part.
+    let e = p.rules_change(|r| r.limits.max_records_per_subject = 2);
+    p.apply(&e).unwrap();
     p.apply(&event(
         &p.status_body(&author, &s, DeviceStatus::InUse),
         &[&author],

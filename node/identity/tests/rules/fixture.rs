@@ -14,6 +14,14 @@ pub use ics_kernel::*;
 
 pub const T0: i64 = 1_700_000_000_000;
 
+/// The rules a test party starts with: default limits, this build's capabilities.
+pub fn genesis_rules() -> ActiveRules {
+    ActiveRules {
+        limits: EventLimits::default(),
+        capabilities: rules().versions(),
+    }
+}
+
 pub fn rules() -> &'static Arc<Rules> {
     static RULES: OnceLock<Arc<Rules>> = OnceLock::new();
     RULES.get_or_init(|| Arc::new(Rules::builder().add::<Identity>().build()))
@@ -62,6 +70,7 @@ pub fn genesis_body(root: &SigningKey, role: Role) -> EventBody {
             party_name: "acme".into(),
             role,
             root_key: root.public_key(),
+            rules: genesis_rules(),
         },
     );
     genesis.time_ms = T0;
@@ -220,6 +229,18 @@ impl Party {
         self.apply(&event(&b, &[&self.root]))
             .expect("party recognized");
         root
+    }
+
+    /// The root key's `rules-changed` event on the party: `change` edits
+    /// the active rules.
+    pub fn rules_change(&self, change: impl FnOnce(&mut ActiveRules)) -> Event {
+        let mut rules = self.proj.active_rules().expect("genesis").clone();
+        change(&mut rules);
+        self.on_subject(
+            &SubjectRef::new(PARTY, "acme"),
+            &self.root,
+            PartyPayload::RulesChanged { rules },
+        )
     }
 
     pub fn on_subject(&self, s: &SubjectRef, signer: &SigningKey, payload: impl Payload) -> Event {

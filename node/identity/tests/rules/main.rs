@@ -9,4 +9,5 @@ mod device;
 mod fixture;
 mod openpgp;
 mod query;
+mod replicated_rules;
 mod service;
