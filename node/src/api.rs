@@ -17,7 +17,8 @@ use openraft::{BasicNode, ChangeMembers, ReadPolicy, ServerState};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::codec;
 use crate::config::Config;
@@ -36,31 +37,47 @@ const FORWARDED: &str = "ics-forwarded";
 /// Metadata key naming the leader's address on a not-leader answer.
 pub const LEADER_HINT: &str = "ics-leader";
 
+/// A gRPC error whose `google.rpc.ErrorInfo` (domain `ics`) carries
+/// `reason`: clients and federation peers branch on it, never on the text.
+pub fn rpc_error(code: Code, reason: &str, message: impl Into<String>) -> Status {
+    let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(code, message, details)
+}
+
+/// The `ErrorInfo.domain` of every error this node gives.
+pub const ERROR_DOMAIN: &str = "ics";
+
 pub fn refusal_status(r: &Refusal) -> Status {
-    let msg = r.to_string();
-    match r.class() {
-        RefusalClass::InvalidArgument => Status::invalid_argument(msg),
-        RefusalClass::Unauthenticated => Status::unauthenticated(msg),
-        RefusalClass::PermissionDenied => Status::permission_denied(msg),
-        RefusalClass::Conflict => Status::aborted(msg),
-        RefusalClass::FailedPrecondition => Status::failed_precondition(msg),
-        RefusalClass::AlreadyExists => Status::already_exists(msg),
-        RefusalClass::ResourceExhausted => Status::resource_exhausted(msg),
-    }
+    let code = match r.class() {
+        RefusalClass::InvalidArgument => Code::InvalidArgument,
+        RefusalClass::Unauthenticated => Code::Unauthenticated,
+        RefusalClass::PermissionDenied => Code::PermissionDenied,
+        RefusalClass::Conflict => Code::Aborted,
+        RefusalClass::FailedPrecondition => Code::FailedPrecondition,
+        RefusalClass::AlreadyExists => Code::AlreadyExists,
+        RefusalClass::ResourceExhausted => Code::ResourceExhausted,
+    };
+    rpc_error(code, r.reason(), r.to_string())
 }
 
 fn not_leader(leader: Option<(NodeId, String)>) -> Status {
     match leader {
         Some((id, addr)) => {
-            let mut s = Status::unavailable(format!(
-                "this node is not the leader; the leader is node {id} at {addr}"
-            ));
+            let mut s = rpc_error(
+                Code::Unavailable,
+                "NOT_LEADER",
+                format!("this node is not the leader; the leader is node {id} at {addr}"),
+            );
             if let Ok(v) = addr.parse() {
                 s.metadata_mut().insert(LEADER_HINT, v);
             }
             s
         }
-        None => Status::unavailable("no leader is elected yet; retry shortly"),
+        None => rpc_error(
+            Code::Unavailable,
+            "NO_LEADER",
+            "no leader is elected yet; retry shortly",
+        ),
     }
 }
 
@@ -71,7 +88,7 @@ pub fn raft_metrics(raft: &Raft) -> openraft::RaftMetrics<crate::raft_types::Typ
 }
 
 fn internal(context: &str, e: impl std::fmt::Display) -> Status {
-    Status::internal(format!("{context}: {e}"))
+    rpc_error(Code::Internal, "INTERNAL", format!("{context}: {e}"))
 }
 
 enum WriteError {
@@ -135,10 +152,9 @@ impl Node {
         f: impl FnOnce(&ics_kernel::Projection, SubjectView<'_>) -> Result<T, Status>,
     ) -> Result<T, Status> {
         let applied = self.shared.read();
-        let s = applied
-            .projection
-            .describe(subject)
-            .ok_or_else(|| Status::not_found(format!("no subject {subject}")))?;
+        let s = applied.projection.describe(subject).ok_or_else(|| {
+            rpc_error(Code::NotFound, "NOT_FOUND", format!("no subject {subject}"))
+        })?;
         f(&applied.projection, s)
     }
 
@@ -256,10 +272,14 @@ impl Node {
         // not an identity, and must not buy a client a way around the limit.
         if !self.append_rate.try_take() {
             self.metrics.refused();
-            return Err(Status::resource_exhausted(format!(
-                "append rate over the limit of {} per second; retry later",
-                self.config.limits.max_appends_per_second
-            )));
+            return Err(rpc_error(
+                Code::ResourceExhausted,
+                "RATE_LIMITED",
+                format!(
+                    "append rate over the limit of {} per second; retry later",
+                    self.config.limits.max_appends_per_second
+                ),
+            ));
         }
         let (events, bytes) = self.parse_append(&req).map_err(|r| {
             self.metrics.refused();
@@ -283,10 +303,16 @@ impl Node {
                 bytes,
                 reply: tx,
             })
-            .map_err(|_| Status::resource_exhausted("too many appends are waiting; retry later"))?;
+            .map_err(|_| {
+                rpc_error(
+                    Code::ResourceExhausted,
+                    "WRITER_BUSY",
+                    "too many appends are waiting; retry later",
+                )
+            })?;
         let result = rx
             .await
-            .map_err(|_| Status::unavailable("node is shutting down"))?;
+            .map_err(|_| rpc_error(Code::Unavailable, "SHUTTING_DOWN", "node is shutting down"))?;
         match result {
             Ok(appended) => {
                 self.metrics.appended(appended.len(), started.elapsed());
@@ -306,9 +332,11 @@ impl Node {
                 Err(refusal_status(&r))
             }
             Err(WriteError::NotLeader(leader)) => Err(not_leader(leader)),
-            Err(WriteError::Raft(e)) => {
-                Err(Status::unavailable(format!("write not committed: {e}")))
-            }
+            Err(WriteError::Raft(e)) => Err(rpc_error(
+                Code::Unavailable,
+                "NOT_COMMITTED",
+                format!("write not committed: {e}"),
+            )),
         }
     }
 
@@ -319,18 +347,22 @@ impl Node {
             return Ok(false);
         }
         if consistency != pb::ReadConsistency::Linearizable as i32 {
-            return Err(Status::invalid_argument(format!(
-                "unknown read consistency {consistency}"
-            )));
+            return Err(rpc_error(
+                Code::InvalidArgument,
+                "INVALID_REQUEST",
+                format!("unknown read consistency {consistency}"),
+            ));
         }
         match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
             Ok(_) => Ok(false),
             Err(e) => match e.forward_to_leader() {
                 Some(_) if !forwarded && self.leader().is_some() => Ok(true),
                 Some(_) => Err(not_leader(self.leader())),
-                None => Err(Status::unavailable(format!(
-                    "linearizable read failed: {e}"
-                ))),
+                None => Err(rpc_error(
+                    Code::Unavailable,
+                    "READ_INDEX_FAILED",
+                    format!("linearizable read failed: {e}"),
+                )),
             },
         }
     }
@@ -338,7 +370,13 @@ impl Node {
     fn stored_event(&self, index: u64) -> Result<pb::StoredEvent, Status> {
         let (id, env) = store::stored_event(&self.shared.db, index)
             .map_err(|e| internal("read event", e))?
-            .ok_or_else(|| Status::not_found(format!("no event at index {index}")))?;
+            .ok_or_else(|| {
+                rpc_error(
+                    Code::NotFound,
+                    "NOT_FOUND",
+                    format!("no event at index {index}"),
+                )
+            })?;
         Ok(pb::StoredEvent {
             index,
             event_id: id.0.to_vec(),
@@ -535,8 +573,13 @@ impl EventLog for Api {
     ) -> Result<Response<pb::StoredEvent>, Status> {
         let forwarded = is_forwarded(&req);
         let r = req.into_inner();
-        let id = EventId::from_slice(&r.event_id)
-            .ok_or_else(|| Status::invalid_argument("event_id must be 32 bytes"))?;
+        let id = EventId::from_slice(&r.event_id).ok_or_else(|| {
+            rpc_error(
+                Code::InvalidArgument,
+                "INVALID_REQUEST",
+                "event_id must be 32 bytes",
+            )
+        })?;
         if self.node.read_gate(r.consistency, forwarded).await? {
             let mut c = self.node.leader_client(self.node.leader())?;
             return c.get_event(Node::forwarded(r)).await;
@@ -547,7 +590,7 @@ impl EventLog for Api {
             .read()
             .projection
             .event_index(&id)
-            .ok_or_else(|| Status::not_found(format!("no event {id}")))?;
+            .ok_or_else(|| rpc_error(Code::NotFound, "NOT_FOUND", format!("no event {id}")))?;
         self.node.stored_event(index).map(Response::new)
     }
 
@@ -572,7 +615,9 @@ impl EventLog for Api {
             .projection
             .entry(&subject)
             .map(|s| s.history.clone())
-            .ok_or_else(|| Status::not_found(format!("no subject {subject}")))?;
+            .ok_or_else(|| {
+                rpc_error(Code::NotFound, "NOT_FOUND", format!("no subject {subject}"))
+            })?;
         let node = self.node.clone();
         let stream = futures::stream::iter(indexes).map(move |i| node.stored_event(i));
         Ok(Response::new(Box::pin(stream)))
@@ -637,9 +682,11 @@ impl EventLog for Api {
                 .subject(&subject)
                 .and_then(query::openpgp_export)
                 .ok_or_else(|| {
-                    Status::failed_precondition(format!(
-                        "{subject} was registered without OpenPGP signatures"
-                    ))
+                    rpc_error(
+                        Code::FailedPrecondition,
+                        "NO_OPENPGP",
+                        format!("{subject} was registered without OpenPGP signatures"),
+                    )
                 })
         })?;
         let (fingerprint, revoked) = match &export {
@@ -668,9 +715,11 @@ impl EventLog for Api {
         let limit = match r.page_size {
             0 => DEFAULT_PAGE_SIZE,
             n if n > MAX_PAGE_SIZE => {
-                return Err(Status::invalid_argument(format!(
-                    "page_size {n} is over the limit of {MAX_PAGE_SIZE}"
-                )));
+                return Err(rpc_error(
+                    Code::InvalidArgument,
+                    "INVALID_REQUEST",
+                    format!("page_size {n} is over the limit of {MAX_PAGE_SIZE}"),
+                ));
             }
             n => n,
         } as usize;
@@ -678,10 +727,11 @@ impl EventLog for Api {
             None
         } else {
             Some(parse_page_token(&r.page_token).ok_or_else(|| {
-                Status::invalid_argument(format!(
-                    "page_token {:?} is not one this node issued",
-                    r.page_token
-                ))
+                rpc_error(
+                    Code::InvalidArgument,
+                    "INVALID_REQUEST",
+                    format!("page_token {:?} is not one this node issued", r.page_token),
+                )
             })?)
         };
         if self.node.read_gate(r.consistency, forwarded).await? {
@@ -707,21 +757,37 @@ impl EventLog for Api {
             Some(What::PublicKey(k)) => {
                 let alg = codec::algorithm_from_pb(k.algorithm, "public_key.algorithm")
                     .map_err(|e| refusal_status(&e))?;
-                let key = ics_kernel::PublicKey::new(alg, k.key)
-                    .map_err(|e| Status::invalid_argument(format!("public_key: {e}")))?;
+                let key = ics_kernel::PublicKey::new(alg, k.key).map_err(|e| {
+                    rpc_error(
+                        Code::InvalidArgument,
+                        "INVALID_REQUEST",
+                        format!("public_key: {e}"),
+                    )
+                })?;
                 VerifyTarget::Key(key.id())
             }
-            Some(What::KeyFingerprint(f)) => VerifyTarget::Key(
-                KeyId::from_slice(&f)
-                    .ok_or_else(|| Status::invalid_argument("key_fingerprint must be 32 bytes"))?,
-            ),
-            Some(What::CodeDigest(d)) => VerifyTarget::CodeDigest(
-                d.as_slice()
-                    .try_into()
-                    .map_err(|_| Status::invalid_argument("code_digest must be 32 bytes"))?,
-            ),
+            Some(What::KeyFingerprint(f)) => {
+                VerifyTarget::Key(KeyId::from_slice(&f).ok_or_else(|| {
+                    rpc_error(
+                        Code::InvalidArgument,
+                        "INVALID_REQUEST",
+                        "key_fingerprint must be 32 bytes",
+                    )
+                })?)
+            }
+            Some(What::CodeDigest(d)) => {
+                VerifyTarget::CodeDigest(d.as_slice().try_into().map_err(|_| {
+                    rpc_error(
+                        Code::InvalidArgument,
+                        "INVALID_REQUEST",
+                        "code_digest must be 32 bytes",
+                    )
+                })?)
+            }
             None => {
-                return Err(Status::invalid_argument(
+                return Err(rpc_error(
+                    Code::InvalidArgument,
+                    "INVALID_REQUEST",
                     "verify needs public_key, key_fingerprint or code_digest",
                 ));
             }
@@ -769,19 +835,29 @@ fn search_query(by: Option<pb::search_request::By>) -> Result<SearchQuery, Statu
     use pb::search_request::By;
     let digest = |b: &[u8], name: &str| -> Result<[u8; 32], Status> {
         b.try_into().map_err(|_| {
-            Status::invalid_argument(format!("{name} must be 32 bytes, got {}", b.len()))
+            rpc_error(
+                Code::InvalidArgument,
+                "INVALID_REQUEST",
+                format!("{name} must be 32 bytes, got {}", b.len()),
+            )
         })
     };
     Ok(
         match by.ok_or_else(|| {
-            Status::invalid_argument(
+            rpc_error(
+                Code::InvalidArgument,
+                "INVALID_REQUEST",
                 "search needs one of serial, attribute, code_name, code_digest, key_fingerprint",
             )
         })? {
             By::Serial(s) => SearchQuery::Serial(s),
             By::Attribute(a) => {
                 let (name, value) = a.split_once('=').ok_or_else(|| {
-                    Status::invalid_argument(format!("attribute {a:?} must be NAME=VALUE"))
+                    rpc_error(
+                        Code::InvalidArgument,
+                        "INVALID_REQUEST",
+                        format!("attribute {a:?} must be NAME=VALUE"),
+                    )
                 })?;
                 SearchQuery::Attribute {
                     name: name.to_string(),
@@ -905,7 +981,9 @@ impl Cluster for Api {
         let mut members = BTreeMap::new();
         for m in req.into_inner().members {
             if m.id == 0 || m.address.is_empty() {
-                return Err(Status::invalid_argument(
+                return Err(rpc_error(
+                    Code::InvalidArgument,
+                    "INVALID_REQUEST",
                     "members need a positive id and an address",
                 ));
             }
@@ -920,16 +998,19 @@ impl Cluster for Api {
             );
         }
         if !members.contains_key(&self.node.id) {
-            return Err(Status::invalid_argument(format!(
-                "members must include this node ({})",
-                self.node.id
-            )));
+            return Err(rpc_error(
+                Code::InvalidArgument,
+                "INVALID_REQUEST",
+                format!("members must include this node ({})", self.node.id),
+            ));
         }
-        self.node
-            .raft
-            .initialize(members)
-            .await
-            .map_err(|e| Status::failed_precondition(format!("cannot initialize: {e}")))?;
+        self.node.raft.initialize(members).await.map_err(|e| {
+            rpc_error(
+                Code::FailedPrecondition,
+                "MEMBERSHIP",
+                format!("cannot initialize: {e}"),
+            )
+        })?;
         tokio::spawn(self.node.clone().ensure_genesis());
         Ok(Response::new(pb::InitializeResponse {}))
     }
@@ -943,7 +1024,9 @@ impl Cluster for Api {
         }
         let r = req.into_inner();
         if r.id == 0 || r.address.is_empty() {
-            return Err(Status::invalid_argument(
+            return Err(rpc_error(
+                Code::InvalidArgument,
+                "INVALID_REQUEST",
                 "a node needs a positive id and an address",
             ));
         }
@@ -952,7 +1035,11 @@ impl Cluster for Api {
             .add_learner(r.id, BasicNode { addr: r.address }, true)
             .await
             .map_err(|e| {
-                Status::failed_precondition(format!("cannot add learner {}: {e}", r.id))
+                rpc_error(
+                    Code::FailedPrecondition,
+                    "MEMBERSHIP",
+                    format!("cannot add learner {}: {e}", r.id),
+                )
             })?;
         if !r.learner_only {
             self.node
@@ -960,7 +1047,11 @@ impl Cluster for Api {
                 .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([r.id])), false)
                 .await
                 .map_err(|e| {
-                    Status::failed_precondition(format!("cannot make {} a voter: {e}", r.id))
+                    rpc_error(
+                        Code::FailedPrecondition,
+                        "MEMBERSHIP",
+                        format!("cannot make {} a voter: {e}", r.id),
+                    )
                 })?;
         }
         Ok(Response::new(pb::MembershipResponse {
@@ -979,7 +1070,11 @@ impl Cluster for Api {
         let m = raft_metrics(&self.node.raft);
         let membership = m.membership_config.membership();
         if membership.get_node(&id).is_none() {
-            return Err(Status::not_found(format!("node {id} is not a member")));
+            return Err(rpc_error(
+                Code::NotFound,
+                "NOT_FOUND",
+                format!("node {id} is not a member"),
+            ));
         }
         let change = if membership.voter_ids().any(|v| v == id) {
             ChangeMembers::RemoveVoters(BTreeSet::from([id]))
@@ -990,7 +1085,13 @@ impl Cluster for Api {
             .raft
             .change_membership(change, false)
             .await
-            .map_err(|e| Status::failed_precondition(format!("cannot remove node {id}: {e}")))?;
+            .map_err(|e| {
+                rpc_error(
+                    Code::FailedPrecondition,
+                    "MEMBERSHIP",
+                    format!("cannot remove node {id}: {e}"),
+                )
+            })?;
         Ok(Response::new(pb::MembershipResponse {
             members: member_list(&self.node),
         }))

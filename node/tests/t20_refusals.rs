@@ -20,9 +20,27 @@ async fn event_count(c: &mut Client) -> (u64, Vec<u8>) {
     (s.event_count, s.state_hash)
 }
 
-/// Sends `events`, expects `code` with `needle` in the message, and checks
-/// the log and the projections did not change.
-async fn refused(c: &mut Client, events: Vec<pb::SignedEvent>, code: Code, needle: &str) {
+/// The machine-readable reason of an error (`google.rpc.ErrorInfo`).
+fn reason_of(err: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    let info = err
+        .get_error_details()
+        .error_info()
+        .cloned()
+        .unwrap_or_else(|| panic!("no ErrorInfo on {err:?}"));
+    assert_eq!(info.domain, "ics");
+    info.reason
+}
+
+/// Sends `events`, expects the code and machine-readable reason, with
+/// `needle` in the message, and checks the log and the projections did not
+/// change.
+async fn refused(
+    c: &mut Client,
+    events: Vec<pb::SignedEvent>,
+    (code, reason): (Code, &str),
+    needle: &str,
+) {
     let before = event_count(c).await;
     let err = c
         .log
@@ -30,6 +48,7 @@ async fn refused(c: &mut Client, events: Vec<pb::SignedEvent>, code: Code, needl
         .await
         .expect_err("append must be refused");
     assert_eq!(err.code(), code, "{}", err.message());
+    assert_eq!(reason_of(&err), reason, "{}", err.message());
     assert!(
         err.message().contains(needle),
         "message {:?} does not name {needle:?}",
@@ -82,7 +101,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     refused(
         &mut c,
         vec![pb_of(&env)],
-        Code::Unauthenticated,
+        (Code::Unauthenticated, "BAD_SIGNATURE"),
         "does not verify",
     )
     .await;
@@ -96,7 +115,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     refused(
         &mut c,
         vec![pb_of(&env)],
-        Code::InvalidArgument,
+        (Code::InvalidArgument, "MISSING_SIGNATURE"),
         "no signature",
     )
     .await;
@@ -110,7 +129,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     refused(
         &mut c,
         vec![pb_of(&env)],
-        Code::PermissionDenied,
+        (Code::PermissionDenied, "UNKNOWN_KEY"),
         "is not a key of this party",
     )
     .await;
@@ -127,7 +146,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     refused(
         &mut c,
         vec![pb_of(&env)],
-        Code::PermissionDenied,
+        (Code::PermissionDenied, "AUTHOR_NOT_ALLOWED"),
         "may not sign device-registered",
     )
     .await;
@@ -147,7 +166,13 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     let mut late = device_body(&short, head, &subject, in_use.clone());
     late.time_ms = now + 2_000;
     let env = ics_kernel::envelope::sign(&late, &[&short]);
-    refused(&mut c, vec![pb_of(&env)], Code::PermissionDenied, "expired").await;
+    refused(
+        &mut c,
+        vec![pb_of(&env)],
+        (Code::PermissionDenied, "AUTHOR_EXPIRED"),
+        "expired",
+    )
+    .await;
 
     // Revoked author key.
     let revoked = register_author(&mut c, &root, device_kinds()).await;
@@ -168,7 +193,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     refused(
         &mut c,
         vec![pb_of(&env)],
-        Code::PermissionDenied,
+        (Code::PermissionDenied, "AUTHOR_REVOKED"),
         "is revoked",
     )
     .await;
@@ -185,7 +210,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     refused(
         &mut c,
         vec![pb_of(&env)],
-        Code::Aborted,
+        (Code::Aborted, "CHAIN_CONFLICT"),
         "expected sequence 1",
     )
     .await;
@@ -200,7 +225,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     refused(
         &mut c,
         vec![pb_of(&env)],
-        Code::Aborted,
+        (Code::Aborted, "CHAIN_CONFLICT"),
         "expected sequence 1 after event",
     )
     .await;
@@ -216,6 +241,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     };
     assert_eq!(ok.len(), 1);
     assert_eq!(err.code(), Code::Aborted, "{}", err.message());
+    assert_eq!(reason_of(&err), "CHAIN_CONFLICT");
     assert!(
         err.message().contains("expected sequence 2"),
         "{}",
@@ -228,7 +254,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     refused(
         &mut c,
         vec![pb_of(&env)],
-        Code::FailedPrecondition,
+        (Code::FailedPrecondition, "INVALID_TRANSITION"),
         "may not become planned",
     )
     .await;
@@ -249,7 +275,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     refused(
         &mut c,
         vec![env],
-        Code::InvalidArgument,
+        (Code::InvalidArgument, "UNKNOWN_PAYLOAD"),
         "payload kind \"ics.nosuch.v1.Thing\" is unknown",
     )
     .await;
@@ -261,7 +287,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     refused(
         &mut c,
         vec![pb_of(&env)],
-        Code::InvalidArgument,
+        (Code::InvalidArgument, "UNSUPPORTED_SCHEMA"),
         "schema version 7",
     )
     .await;
@@ -277,7 +303,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     refused(
         &mut c,
         vec![pb_of(&env)],
-        Code::ResourceExhausted,
+        (Code::ResourceExhausted, "BODY_TOO_LARGE"),
         "over the limit of 65536",
     )
     .await;
@@ -287,7 +313,13 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
         body: vec![0xff; 40],
         signatures: vec![],
     };
-    refused(&mut c, vec![env], Code::InvalidArgument, "not decodable").await;
+    refused(
+        &mut c,
+        vec![env],
+        (Code::InvalidArgument, "MALFORMED"),
+        "not decodable",
+    )
+    .await;
 
     // A batch with one bad event appends none of them.
     let d2 = SigningKey::generate(Algorithm::Ed25519).public_key();
@@ -296,7 +328,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     refused(
         &mut c,
         vec![pb_of(&good), pb_of(&bad)],
-        Code::FailedPrecondition,
+        (Code::FailedPrecondition, "INVALID_TRANSITION"),
         "may not become planned",
     )
     .await;
@@ -349,6 +381,7 @@ async fn appends_over_the_rate_limit_are_refused_and_not_written() {
     }
     let err = refused.expect("a burst of five appends must hit a limit of one per second");
     assert_eq!(err.code(), Code::ResourceExhausted);
+    assert_eq!(reason_of(&err), "RATE_LIMITED");
     assert!(
         err.message()
             .contains("append rate over the limit of 1 per second"),
