@@ -250,11 +250,11 @@ impl Config {
                 "limits.events: max_body_bytes, max_batch_events and max_signatures must be positive"
             );
         }
-        if limits.max_batch_bytes > crate::store::MAX_ENTRY_BYTES {
+        if limits.max_batch_bytes > crate::log::store::MAX_ENTRY_BYTES {
             bail!(
                 "limits.max_batch_bytes {} is over the log entry limit {}",
                 limits.max_batch_bytes,
-                crate::store::MAX_ENTRY_BYTES
+                crate::log::store::MAX_ENTRY_BYTES
             );
         }
         if limits.max_message_bytes < limits.max_batch_bytes + 64 * 1024 {

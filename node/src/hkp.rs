@@ -15,7 +15,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::api::{Node, RateLimit};
+use crate::host::Node;
+use crate::rate_limit::RateLimit;
 use ics_identity::device::SERIAL_SPACE;
 use ics_identity::openpgp::DeviceCertificate;
 use ics_identity::query::openpgp_export;

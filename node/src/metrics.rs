@@ -1,20 +1,13 @@
-//! Prometheus metrics and the HTTP side: health, readiness, metrics.
+//! Prometheus metrics: counters the host bumps, gauges read at scrape time.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-
-use crate::api::Node;
 
 pub struct Metrics {
     registry: Registry,
@@ -115,49 +108,22 @@ impl Metrics {
         self.batches_per_entry.observe(batches as f64);
     }
 
-    fn render(&self, node: &Node) -> String {
-        let m = crate::api::raft_metrics(&node.raft);
-        self.term.set(m.current_term);
-        self.last_applied
-            .set(m.last_applied.map_or(0, |l| l.index()));
-        self.is_leader.set(i64::from(node.raft.is_leader()));
-        self.event_count
-            .set(node.shared.read().projection.event_count());
+    /// The registry as Prometheus text, with the gauges read from `source` now.
+    pub fn render(&self, source: &MetricsSource) -> String {
+        self.term.set(source.term);
+        self.last_applied.set(source.last_applied);
+        self.is_leader.set(i64::from(source.is_leader));
+        self.event_count.set(source.event_count);
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String does not fail");
         out
     }
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
-async fn readyz(State(node): State<Arc<Node>>) -> (StatusCode, String) {
-    let m = crate::api::raft_metrics(&node.raft);
-    if m.current_leader.is_none() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "no leader\n".to_string());
-    }
-    if node.shared.read().projection.party().is_none() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "party genesis not applied yet\n".to_string(),
-        );
-    }
-    (
-        StatusCode::OK,
-        format!("ready: leader {}\n", m.current_leader.unwrap_or(0)),
-    )
-}
-
-async fn metrics(State(node): State<Arc<Node>>) -> String {
-    node.metrics.render(&node)
-}
-
-pub fn router(node: Arc<Node>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(node)
+/// The gauges' values, read by the host when metrics are scraped.
+pub struct MetricsSource {
+    pub term: u64,
+    pub last_applied: u64,
+    pub is_leader: bool,
+    pub event_count: u64,
 }

@@ -1,6 +1,5 @@
 //! Starting a node: config → store → Raft → services → serve until shutdown.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,16 +8,16 @@ use anyhow::Context;
 use ics_proto::core_v1::cluster_server::ClusterServer;
 use ics_proto::core_v1::event_log_server::EventLogServer;
 use ics_proto::core_v1::raft_transport_server::RaftTransportServer;
-use openraft::{BasicNode, SnapshotPolicy};
+use openraft::SnapshotPolicy;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
-use crate::api::{Api, Node};
-use crate::config::{Bootstrap, Config};
+use crate::config::Config;
+use crate::edge::Api;
+use crate::host::Node;
+use crate::log::network::{Network, RaftService, TransportLimits};
+use crate::log::{Raft, store};
 use crate::metrics::Metrics;
-use crate::network::{Network, RaftService, TransportLimits};
-use crate::raft_types::Raft;
-use crate::store;
 
 fn transport_limits(config: &Config) -> TransportLimits {
     TransportLimits {
@@ -60,7 +59,7 @@ pub async fn run(
 
     let metrics = Arc::new(Metrics::default());
     let node = Node::new(raft.clone(), shared, config.clone(), metrics);
-    bootstrap(&node).await?;
+    crate::bootstrap::bootstrap(&node).await?;
 
     let grpc_listener = TcpListener::bind(config.listen)
         .await
@@ -115,7 +114,7 @@ pub async fn run(
             TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
             stopped(stop_rx.clone()),
         );
-    let mut http_router = crate::metrics::router(node.clone());
+    let mut http_router = crate::edge::http::router(node.clone());
     if ics_identity::serves_hkp(config.role) {
         http_router = http_router.merge(crate::hkp::router(node.clone()));
     }
@@ -155,55 +154,4 @@ async fn watch_fatal(raft: Raft, stop: tokio::sync::watch::Sender<bool>) -> Opti
             return None;
         }
     }
-}
-
-/// Initializes a fresh cluster when this node is the one to do it.
-async fn bootstrap(node: &Arc<Node>) -> anyhow::Result<()> {
-    let config = &node.config;
-    if config.bootstrap == Bootstrap::Manual {
-        return Ok(());
-    }
-    let me = config.node_id;
-    let lowest = config
-        .peers
-        .iter()
-        .map(|p| p.id)
-        .chain([me])
-        .min()
-        .unwrap_or(me);
-    if lowest != me {
-        return Ok(());
-    }
-    if !node
-        .raft
-        .is_initialized()
-        .await
-        .context("read raft state")?
-    {
-        let mut members: BTreeMap<u64, BasicNode> = config
-            .peers
-            .iter()
-            .map(|p| {
-                (
-                    p.id,
-                    BasicNode {
-                        addr: p.address.clone(),
-                    },
-                )
-            })
-            .collect();
-        members.insert(
-            me,
-            BasicNode {
-                addr: config.advertise_address(),
-            },
-        );
-        tracing::info!(members = ?members.keys().collect::<Vec<_>>(), "initializing the cluster");
-        node.raft
-            .initialize(members)
-            .await
-            .map_err(|e| anyhow::anyhow!("initialize cluster: {e}"))?;
-    }
-    tokio::spawn(node.clone().ensure_genesis());
-    Ok(())
 }

@@ -1,7 +1,7 @@
 //! openraft's storage conformance suite against the sled store.
 
-use ics_node::raft_types::TypeConfig;
-use ics_node::store::{self, LogStore, StateMachineStore};
+use ics_node::log::TypeConfig;
+use ics_node::log::store::{self, LogStore, StateMachineStore};
 use openraft::StorageError;
 use openraft::testing::log::{StoreBuilder, Suite};
 

@@ -68,3 +68,102 @@ fn the_kernel_depends_on_no_io_async_storage_rpc_or_openpgp_crate() {
 fn capabilities_do_not_reach_storage_or_consensus() {
     assert_free_of("ics-identity", &["sled", "openraft", "ics-node"]);
 }
+
+/// Top-level modules of a crate's `src/` and the sibling modules each one
+/// names through `crate::` paths (files under `src/<module>/` count as that
+/// module; the crate root and binaries are not modules).
+fn module_graph(src: &std::path::Path) -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("read src") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    files(src, &mut all);
+    let mut graph = std::collections::BTreeMap::new();
+    for path in all {
+        let rel = path.strip_prefix(src).expect("under src");
+        let first = rel.components().next().expect("a component");
+        let module = first
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_string();
+        if module == "lib" || module == "main" || module == "bin" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read source");
+        let uses: &mut BTreeSet<String> = graph.entry(module.clone()).or_default();
+        for (i, _) in text.match_indices("crate::") {
+            let rest = &text[i + "crate::".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty()
+                && name != module
+                && name.chars().next().is_some_and(|c| c.is_lowercase())
+            {
+                uses.insert(name);
+            }
+        }
+    }
+    graph
+}
+
+/// A cycle among the modules, if there is one.
+fn find_cycle(graph: &std::collections::BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        m: &str,
+        graph: &std::collections::BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(start) = path.iter().position(|p| p == m) {
+            let mut cycle = path[start..].to_vec();
+            cycle.push(m.to_string());
+            return Some(cycle);
+        }
+        if done.contains(m) {
+            return None;
+        }
+        path.push(m.to_string());
+        for next in graph.get(m).into_iter().flatten() {
+            if graph.contains_key(next)
+                && let Some(c) = visit(next, graph, path, done)
+            {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(m.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for m in graph.keys() {
+        if let Some(c) = visit(m, graph, &mut Vec::new(), &mut done) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+#[test]
+fn the_host_has_no_module_cycles() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let graph = module_graph(&src);
+    assert!(
+        graph.contains_key("host") && graph.contains_key("writer"),
+        "{graph:?}"
+    );
+    assert!(
+        graph["edge"].contains("host"),
+        "the graph sees crate:: paths: {graph:?}"
+    );
+    assert_eq!(find_cycle(&graph), None, "module graph: {graph:?}");
+}

@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::raft_types::{NodeId, Raft, Snapshot, SnapshotMeta, TypeConfig, Vote};
+use super::{NodeId, Raft, Snapshot, SnapshotMeta, TypeConfig, Vote};
 
 const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 

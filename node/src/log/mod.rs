@@ -1,4 +1,8 @@
-//! The openraft type configuration and what a log entry carries.
+//! The replicated log: openraft's type configuration, what a log entry
+//! carries, the sled store (`store`) and the Raft transport (`network`).
+
+pub mod network;
+pub mod store;
 
 use serde::{Deserialize, Serialize};
 
@@ -36,10 +40,24 @@ openraft::declare_raft_types!(
 );
 
 pub type NodeId = u64;
-pub type Raft = openraft::Raft<TypeConfig, crate::store::StateMachineStore>;
+pub type Raft = openraft::Raft<TypeConfig, store::StateMachineStore>;
 pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
 pub type Vote = openraft::alias::VoteOf<TypeConfig>;
 pub type Entry = openraft::alias::EntryOf<TypeConfig>;
 pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
 pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
 pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, Vec<u8>>;
+
+/// A snapshot of the Raft metrics.
+pub fn raft_metrics(raft: &Raft) -> openraft::RaftMetrics<TypeConfig> {
+    use openraft::async_runtime::WatchReceiver;
+    raft.metrics().borrow_watched().clone()
+}
+
+/// The leader's id and address, if one is known (possibly this node).
+pub fn leader(raft: &Raft) -> Option<(NodeId, String)> {
+    let m = raft_metrics(raft);
+    let id = m.current_leader?;
+    let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
+    Some((id, addr))
+}

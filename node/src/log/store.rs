@@ -23,10 +23,10 @@ use openraft::storage::{EntryResponder, IOFlushed, RaftLogStorage, RaftStateMach
 use openraft::{EntryPayload, LogState, OptionalSend, RaftLogReader, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::codec;
-use crate::raft_types::{
+use super::{
     Entry, LogId, LogResponse, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, Vote,
 };
+use crate::codec;
 use ics_kernel::{
     Appended, Envelope, Event, EventId, EventLimits, Projection, Refusal, Staged, UnsupportedRules,
 };

@@ -1,0 +1,320 @@
+//! The `EventLog` service: append, events, histories, watch, subjects, and
+//! (for now) identity's queries: search, Verify, OpenPGP export.
+
+use futures::StreamExt;
+use ics_identity::Identity;
+use ics_identity::query::{self, SearchQuery, VerifyTarget};
+use ics_kernel::projection::SubjectView;
+use ics_kernel::{EventId, KeyId, SubjectRef};
+use ics_proto::core_v1 as pb;
+use ics_proto::core_v1::event_log_server::EventLog;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Request, Response, Status};
+
+use super::{Api, EventStream, forward_read, forwarded, is_forwarded};
+use crate::codec;
+use crate::errors::{refusal_status, rpc_error};
+use crate::host::Node;
+
+#[tonic::async_trait]
+impl EventLog for Api {
+    async fn append(
+        &self,
+        req: Request<pb::AppendRequest>,
+    ) -> Result<Response<pb::AppendResponse>, Status> {
+        let from_follower = is_forwarded(&req);
+        self.node
+            .append(req.into_inner(), from_follower)
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_event(
+        &self,
+        req: Request<pb::GetEventRequest>,
+    ) -> Result<Response<pb::StoredEvent>, Status> {
+        let from_follower = is_forwarded(&req);
+        let r = req.into_inner();
+        let id = EventId::from_slice(&r.event_id).ok_or_else(|| {
+            rpc_error(
+                Code::InvalidArgument,
+                "INVALID_REQUEST",
+                "event_id must be 32 bytes",
+            )
+        })?;
+        forward_read!(self, r, r.consistency, from_follower, get_event);
+        let index = self
+            .node
+            .shared
+            .read()
+            .projection
+            .event_index(&id)
+            .ok_or_else(|| rpc_error(Code::NotFound, "NOT_FOUND", format!("no event {id}")))?;
+        self.node.stored_event(index).map(Response::new)
+    }
+
+    type HistoryStream = EventStream;
+
+    async fn history(
+        &self,
+        req: Request<pb::HistoryRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let from_follower = is_forwarded(&req);
+        let r = req.into_inner();
+        let subject = codec::subject_from_pb(r.subject.clone()).map_err(|e| refusal_status(&e))?;
+        if self.node.read_gate(r.consistency, from_follower).await? {
+            let mut c = self.node.leader_client(self.node.leader())?;
+            let stream = c.history(forwarded(r)).await?.into_inner();
+            return Ok(Response::new(Box::pin(stream)));
+        }
+        let indexes = self
+            .node
+            .shared
+            .read()
+            .projection
+            .entry(&subject)
+            .map(|s| s.history.clone())
+            .ok_or_else(|| {
+                rpc_error(Code::NotFound, "NOT_FOUND", format!("no subject {subject}"))
+            })?;
+        let node = self.node.clone();
+        let stream = futures::stream::iter(indexes).map(move |i| node.stored_event(i));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    type WatchStream = EventStream;
+
+    async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<EventStream>, Status> {
+        let from = req.into_inner().from_index.max(1);
+        let (tx, rx) = mpsc::channel(64);
+        let node = self.node.clone();
+        let mut count_rx = node.shared.event_count.subscribe();
+        tokio::spawn(async move {
+            let mut next = from;
+            loop {
+                let count = *count_rx.borrow_and_update();
+                while next <= count {
+                    let item = node.stored_event(next);
+                    let failed = item.is_err();
+                    if tx.send(item).await.is_err() || failed {
+                        return;
+                    }
+                    next += 1;
+                }
+                tokio::select! {
+                    changed = count_rx.changed() => if changed.is_err() { return },
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_subject(
+        &self,
+        req: Request<pb::GetSubjectRequest>,
+    ) -> Result<Response<pb::SubjectState>, Status> {
+        let from_follower = is_forwarded(&req);
+        let r = req.into_inner();
+        let subject = codec::subject_from_pb(r.subject.clone()).map_err(|e| refusal_status(&e))?;
+        forward_read!(self, r, r.consistency, from_follower, get_subject);
+        self.node
+            .with_subject(&subject, |_, s| Ok(Response::new(subject_state_pb(&s))))
+    }
+
+    async fn export_open_pgp(
+        &self,
+        req: Request<pb::GetSubjectRequest>,
+    ) -> Result<Response<pb::OpenPgpExport>, Status> {
+        let from_follower = is_forwarded(&req);
+        let r = req.into_inner();
+        let subject = codec::subject_from_pb(r.subject.clone()).map_err(|e| refusal_status(&e))?;
+        forward_read!(self, r, r.consistency, from_follower, export_open_pgp);
+        let export = self.node.with_subject(&subject, |p, _| {
+            p.capability::<Identity>()
+                .subject(&subject)
+                .and_then(query::openpgp_export)
+                .ok_or_else(|| {
+                    rpc_error(
+                        Code::FailedPrecondition,
+                        "NO_OPENPGP",
+                        format!("{subject} was registered without OpenPGP signatures"),
+                    )
+                })
+        })?;
+        let (fingerprint, revoked) = match &export {
+            query::OpenPgpExport::Certificate {
+                fingerprint,
+                revoked,
+                ..
+            } => (fingerprint.clone(), *revoked),
+            query::OpenPgpExport::Signature { .. } => (String::new(), false),
+        };
+        Ok(Response::new(pb::OpenPgpExport {
+            armored: export.armored(),
+            data: export.binary().to_vec(),
+            fingerprint,
+            revoked,
+        }))
+    }
+
+    async fn search(
+        &self,
+        req: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        let from_follower = is_forwarded(&req);
+        let r = req.into_inner();
+        let query = search_query(r.by.clone())?;
+        let limit = match r.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n > MAX_PAGE_SIZE => {
+                return Err(rpc_error(
+                    Code::InvalidArgument,
+                    "INVALID_REQUEST",
+                    format!("page_size {n} is over the limit of {MAX_PAGE_SIZE}"),
+                ));
+            }
+            n => n,
+        } as usize;
+        let after = if r.page_token.is_empty() {
+            None
+        } else {
+            Some(parse_page_token(&r.page_token).ok_or_else(|| {
+                rpc_error(
+                    Code::InvalidArgument,
+                    "INVALID_REQUEST",
+                    format!("page_token {:?} is not one this node issued", r.page_token),
+                )
+            })?)
+        };
+        forward_read!(self, r, r.consistency, from_follower, search);
+        let applied = self.node.shared.read();
+        let page = query::search(&applied.projection, &query, after.as_ref(), limit);
+        Ok(Response::new(pb::SearchResponse {
+            subjects: page.subjects.iter().map(subject_state_pb).collect(),
+            next_page_token: page.next.map(|n| n.to_string()).unwrap_or_default(),
+        }))
+    }
+
+    async fn verify(
+        &self,
+        req: Request<pb::VerifyRequest>,
+    ) -> Result<Response<pb::VerifyResponse>, Status> {
+        use pb::verify_request::What;
+        let from_follower = is_forwarded(&req);
+        let r = req.into_inner();
+        let target = match r.what.clone() {
+            Some(What::PublicKey(k)) => {
+                let alg = codec::algorithm_from_pb(k.algorithm, "public_key.algorithm")
+                    .map_err(|e| refusal_status(&e))?;
+                let key = ics_kernel::PublicKey::new(alg, k.key).map_err(|e| {
+                    rpc_error(
+                        Code::InvalidArgument,
+                        "INVALID_REQUEST",
+                        format!("public_key: {e}"),
+                    )
+                })?;
+                VerifyTarget::Key(key.id())
+            }
+            Some(What::KeyFingerprint(f)) => {
+                VerifyTarget::Key(KeyId::from_slice(&f).ok_or_else(|| {
+                    rpc_error(
+                        Code::InvalidArgument,
+                        "INVALID_REQUEST",
+                        "key_fingerprint must be 32 bytes",
+                    )
+                })?)
+            }
+            Some(What::CodeDigest(d)) => {
+                VerifyTarget::CodeDigest(d.as_slice().try_into().map_err(|_| {
+                    rpc_error(
+                        Code::InvalidArgument,
+                        "INVALID_REQUEST",
+                        "code_digest must be 32 bytes",
+                    )
+                })?)
+            }
+            None => {
+                return Err(rpc_error(
+                    Code::InvalidArgument,
+                    "INVALID_REQUEST",
+                    "verify needs public_key, key_fingerprint or code_digest",
+                ));
+            }
+        };
+        forward_read!(self, r, r.consistency, from_follower, verify);
+        let applied = self.node.shared.read();
+        let t = query::verify(&applied.projection, &target, Node::now_ms());
+        Ok(Response::new(pb::VerifyResponse {
+            trusted: t.trusted,
+            reason: t.reason,
+            subject: t.subject.as_ref().map(codec::subject_to_pb),
+            status: t.status.unwrap_or_default().to_string(),
+            registered_by: t.registered_by.map(|k| k.0.to_vec()).unwrap_or_default(),
+            party: t.party.unwrap_or_default(),
+            registered_at_index: t.registered_at.unwrap_or(0),
+            as_of_index: applied.last_applied.map_or(0, |l| l.index()),
+        }))
+    }
+}
+
+fn subject_state_pb(s: &SubjectView<'_>) -> pb::SubjectState {
+    pb::SubjectState {
+        subject: Some(codec::subject_to_pb(s.subject)),
+        next_sequence: s.entry.next_sequence,
+        last_event_id: s.entry.last_event.0.to_vec(),
+        summary: s.summary.clone(),
+        history: s.entry.history.clone(),
+        status: s.status.unwrap_or_default().to_string(),
+        registered_by: s.entry.registered_by.0.to_vec(),
+    }
+}
+
+/// Parses a page token ("kind/id", as a subject prints) of a known kind.
+fn parse_page_token(token: &str) -> Option<SubjectRef> {
+    SubjectRef::parse(token).filter(|s| crate::capabilities::rules().is_subject_kind(&s.kind))
+}
+
+const MAX_PAGE_SIZE: u32 = 1000;
+const DEFAULT_PAGE_SIZE: u32 = 100;
+
+fn search_query(by: Option<pb::search_request::By>) -> Result<SearchQuery, Status> {
+    use pb::search_request::By;
+    let digest = |b: &[u8], name: &str| -> Result<[u8; 32], Status> {
+        b.try_into().map_err(|_| {
+            rpc_error(
+                Code::InvalidArgument,
+                "INVALID_REQUEST",
+                format!("{name} must be 32 bytes, got {}", b.len()),
+            )
+        })
+    };
+    Ok(
+        match by.ok_or_else(|| {
+            rpc_error(
+                Code::InvalidArgument,
+                "INVALID_REQUEST",
+                "search needs one of serial, attribute, code_name, code_digest, key_fingerprint",
+            )
+        })? {
+            By::Serial(s) => SearchQuery::Serial(s),
+            By::Attribute(a) => {
+                let (name, value) = a.split_once('=').ok_or_else(|| {
+                    rpc_error(
+                        Code::InvalidArgument,
+                        "INVALID_REQUEST",
+                        format!("attribute {a:?} must be NAME=VALUE"),
+                    )
+                })?;
+                SearchQuery::Attribute {
+                    name: name.to_string(),
+                    value: value.to_string(),
+                }
+            }
+            By::CodeName(n) => SearchQuery::CodeName(n),
+            By::CodeDigest(d) => SearchQuery::CodeDigest(digest(&d, "code_digest")?),
+            By::KeyFingerprint(f) => SearchQuery::KeyId(KeyId(digest(&f, "key_fingerprint")?)),
+        },
+    )
+}

@@ -1,0 +1,282 @@
+//! The host's state: the Raft handle, the applied state, config, metrics,
+//! the writer's queue, the append rate limit and the channels to the leader.
+//! The edge's services and the HTTP side work through it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ics_kernel::projection::SubjectView;
+use ics_kernel::{Event, Refusal, SubjectRef};
+use ics_proto::core_v1 as pb;
+use ics_proto::core_v1::event_log_client::EventLogClient;
+use openraft::ReadPolicy;
+use tokio::sync::{mpsc, oneshot};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::codec;
+use crate::config::Config;
+use crate::errors::{internal, not_leader, refusal_status, rpc_error};
+use crate::log::store::{self, Shared};
+use crate::log::{NodeId, Raft};
+use crate::metrics::Metrics;
+use crate::rate_limit::RateLimit;
+use crate::writer::{WriteError, WriteJob, Writer, run_writer};
+
+pub struct Node {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub shared: Arc<Shared>,
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    writer: mpsc::Sender<WriteJob>,
+    channels: Mutex<HashMap<String, Channel>>,
+    append_rate: RateLimit,
+}
+
+impl Node {
+    /// Runs `f` on the applied view of `subject`, or answers NOT_FOUND.
+    pub(crate) fn with_subject<T>(
+        &self,
+        subject: &SubjectRef,
+        f: impl FnOnce(&ics_kernel::Projection, SubjectView<'_>) -> Result<T, Status>,
+    ) -> Result<T, Status> {
+        let applied = self.shared.read();
+        let s = applied.projection.describe(subject).ok_or_else(|| {
+            rpc_error(Code::NotFound, "NOT_FOUND", format!("no subject {subject}"))
+        })?;
+        f(&applied.projection, s)
+    }
+
+    pub fn new(
+        raft: Raft,
+        shared: Arc<Shared>,
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Node> {
+        let (tx, rx) = mpsc::channel(config.limits.max_pending_appends);
+        let append_rate = RateLimit::new(
+            config.limits.max_appends_per_second,
+            config.limits.append_burst,
+        );
+        let node = Arc::new(Node {
+            id: config.node_id,
+            raft,
+            shared,
+            config,
+            metrics,
+            writer: tx,
+            channels: Mutex::new(HashMap::new()),
+            append_rate,
+        });
+        tokio::spawn(run_writer(
+            Writer {
+                raft: node.raft.clone(),
+                shared: node.shared.clone(),
+                metrics: node.metrics.clone(),
+                limits: node.config.limits.events.clone(),
+            },
+            rx,
+        ));
+        node
+    }
+
+    pub(crate) fn now_ms() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    }
+
+    /// The leader's id and address, if one is known (possibly this node).
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        crate::log::leader(&self.raft)
+    }
+
+    pub(crate) fn channel(&self, addr: &str) -> Result<Channel, Status> {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| internal("leader address", e))?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        map.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    pub(crate) fn leader_client(
+        &self,
+        leader: Option<(NodeId, String)>,
+    ) -> Result<EventLogClient<Channel>, Status> {
+        let (_, addr) = leader.clone().ok_or_else(|| not_leader(None))?;
+        let max = self.config.limits.max_message_bytes;
+        Ok(EventLogClient::new(self.channel(&addr)?)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max))
+    }
+
+    /// Parses and checks an append request at the edge: decoding, sizes, clock skew.
+    pub(crate) fn parse_append(
+        &self,
+        req: &pb::AppendRequest,
+    ) -> Result<(Vec<Event>, usize), Refusal> {
+        let limits = &self.config.limits;
+        limits.events.check_batch_len(req.events.len())?;
+        let now = Self::now_ms();
+        let mut events = Vec::with_capacity(req.events.len());
+        let mut bytes = 0;
+        for e in &req.events {
+            let event = codec::parse_event(codec::envelope_from_pb(e.clone())?, &limits.events)?;
+            if (event.body.time_ms - now).abs() > limits.max_clock_skew_ms {
+                return Err(Refusal::ClockSkew {
+                    time_ms: event.body.time_ms,
+                    now_ms: now,
+                    skew_ms: limits.max_clock_skew_ms,
+                });
+            }
+            bytes += codec::envelope_to_bytes(&event.envelope).len() + 16;
+            events.push(event);
+        }
+        if bytes > limits.max_batch_bytes {
+            return Err(Refusal::InvalidField {
+                field: "events".to_string(),
+                reason: format!(
+                    "batch encodes to {bytes} bytes, over the limit of {}",
+                    limits.max_batch_bytes
+                ),
+            });
+        }
+        Ok((events, bytes))
+    }
+
+    /// Appends a batch through the leader's writer.
+    pub async fn append(
+        &self,
+        req: pb::AppendRequest,
+        forwarded: bool,
+    ) -> Result<pb::AppendResponse, Status> {
+        let started = Instant::now();
+        // Forwarded requests count too: the marker is a hint between nodes,
+        // not an identity, and must not buy a client a way around the limit.
+        if !self.append_rate.try_take() {
+            self.metrics.refused();
+            return Err(rpc_error(
+                Code::ResourceExhausted,
+                "RATE_LIMITED",
+                format!(
+                    "append rate over the limit of {} per second; retry later",
+                    self.config.limits.max_appends_per_second
+                ),
+            ));
+        }
+        let (events, bytes) = self.parse_append(&req).map_err(|r| {
+            self.metrics.refused();
+            refusal_status(&r)
+        })?;
+        if !self.raft.is_leader() {
+            let leader = self.leader();
+            if forwarded || leader.is_none() {
+                return Err(not_leader(leader));
+            }
+            let mut client = self.leader_client(leader)?;
+            return client
+                .append(crate::forward::forwarded(req))
+                .await
+                .map(tonic::Response::into_inner);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .try_send(WriteJob {
+                events,
+                bytes,
+                reply: tx,
+            })
+            .map_err(|_| {
+                rpc_error(
+                    Code::ResourceExhausted,
+                    "WRITER_BUSY",
+                    "too many appends are waiting; retry later",
+                )
+            })?;
+        let result = rx
+            .await
+            .map_err(|_| rpc_error(Code::Unavailable, "SHUTTING_DOWN", "node is shutting down"))?;
+        match result {
+            Ok(appended) => {
+                self.metrics.appended(appended.len(), started.elapsed());
+                Ok(pb::AppendResponse {
+                    events: appended
+                        .into_iter()
+                        .map(|a| pb::AppendedEvent {
+                            index: a.index,
+                            event_id: a.event_id.0.to_vec(),
+                            duplicate: a.duplicate,
+                        })
+                        .collect(),
+                })
+            }
+            Err(WriteError::Refused(r)) => {
+                self.metrics.refused();
+                Err(refusal_status(&r))
+            }
+            Err(WriteError::NotLeader(leader)) => Err(not_leader(leader)),
+            Err(WriteError::Raft(e)) => Err(rpc_error(
+                Code::Unavailable,
+                "NOT_COMMITTED",
+                format!("write not committed: {e}"),
+            )),
+        }
+    }
+
+    /// Waits until this node may answer a read of the given consistency.
+    /// `Ok(false)`: answer locally; `Ok(true)`: forward to the leader.
+    pub(crate) async fn read_gate(
+        &self,
+        consistency: i32,
+        forwarded: bool,
+    ) -> Result<bool, Status> {
+        if consistency == pb::ReadConsistency::Stale as i32 {
+            return Ok(false);
+        }
+        if consistency != pb::ReadConsistency::Linearizable as i32 {
+            return Err(rpc_error(
+                Code::InvalidArgument,
+                "INVALID_REQUEST",
+                format!("unknown read consistency {consistency}"),
+            ));
+        }
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(_) => Ok(false),
+            Err(e) => match e.forward_to_leader() {
+                Some(_) if !forwarded && self.leader().is_some() => Ok(true),
+                Some(_) => Err(not_leader(self.leader())),
+                None => Err(rpc_error(
+                    Code::Unavailable,
+                    "READ_INDEX_FAILED",
+                    format!("linearizable read failed: {e}"),
+                )),
+            },
+        }
+    }
+
+    pub(crate) fn stored_event(&self, index: u64) -> Result<pb::StoredEvent, Status> {
+        let (id, env) = store::stored_event(&self.shared.db, index)
+            .map_err(|e| internal("read event", e))?
+            .ok_or_else(|| {
+                rpc_error(
+                    Code::NotFound,
+                    "NOT_FOUND",
+                    format!("no event at index {index}"),
+                )
+            })?;
+        Ok(pb::StoredEvent {
+            index,
+            event_id: id.0.to_vec(),
+            event: Some(codec::envelope_to_pb(&env)),
+        })
+    }
+}

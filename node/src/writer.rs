@@ -1,0 +1,138 @@
+//! The leader's single writer: groups waiting appends into one Raft entry
+//! (group commit), checks them against the applied state plus what the entry
+//! already holds, and replies with what the state machine decided.
+
+use std::sync::Arc;
+
+use ics_kernel::{Appended, Event, EventLimits, Refusal, Staged};
+use openraft::ReadPolicy;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::codec;
+use crate::log::store::{MAX_ENTRY_BYTES, Shared};
+use crate::log::{LogRequest, NodeId, Raft};
+use crate::metrics::Metrics;
+
+pub enum WriteError {
+    Refused(Refusal),
+    NotLeader(Option<(NodeId, String)>),
+    Raft(String),
+}
+
+pub struct WriteJob {
+    pub events: Vec<Event>,
+    pub bytes: usize,
+    pub reply: oneshot::Sender<Result<Vec<Appended>, WriteError>>,
+}
+
+/// What the writer works with; it knows nothing of the gRPC edge.
+pub struct Writer {
+    pub raft: Raft,
+    pub shared: Arc<Shared>,
+    pub metrics: Arc<Metrics>,
+    /// The limits of events before the genesis (the replicated ones after).
+    pub limits: EventLimits,
+}
+
+/// Checks each job against the applied state plus the jobs before it in
+/// the round; `Some` is the refusal.
+fn precheck(node: &Writer, jobs: &[WriteJob], limits: &EventLimits) -> Vec<Option<Refusal>> {
+    let applied = node.shared.read();
+    let mut staged = Staged::new(&applied.projection);
+    jobs.iter()
+        .map(|job| staged.stage_batch(&job.events, limits).err())
+        .collect()
+}
+
+/// The leader's single writer: groups waiting appends into one Raft entry,
+/// checks them against the applied state plus what the entry already holds,
+/// and replies with what the state machine decided.
+pub async fn run_writer(node: Writer, mut rx: mpsc::Receiver<WriteJob>) {
+    let limits = node.limits.clone();
+    let mut carry: Option<WriteJob> = None;
+    loop {
+        let first = match carry.take() {
+            Some(j) => j,
+            None => match rx.recv().await {
+                Some(j) => j,
+                None => return,
+            },
+        };
+        let mut bytes = first.bytes;
+        let mut jobs = vec![first];
+        while let Ok(j) = rx.try_recv() {
+            if bytes + j.bytes > MAX_ENTRY_BYTES {
+                carry = Some(j);
+                break;
+            }
+            bytes += j.bytes;
+            jobs.push(j);
+        }
+        // A refusal is final only against current state: this node may be a
+        // leader that has not applied its predecessors' entries yet, or a
+        // restarted one that does not know it was deposed. So the first
+        // refusal in a round costs a read-index barrier (a quorum round trip
+        // that also waits for apply) and the round is checked again.
+        let mut verdicts = precheck(&node, &jobs, &limits);
+        if verdicts.iter().any(Option::is_some) {
+            if let Err(e) = node.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+                for job in jobs {
+                    let _ = job.reply.send(Err(match e.forward_to_leader() {
+                        Some(_) => WriteError::NotLeader(crate::log::leader(&node.raft)),
+                        None => WriteError::Raft(e.to_string()),
+                    }));
+                }
+                continue;
+            }
+            verdicts = precheck(&node, &jobs, &limits);
+        }
+        let mut accepted = Vec::with_capacity(jobs.len());
+        for (job, verdict) in jobs.into_iter().zip(verdicts) {
+            match verdict {
+                None => accepted.push(job),
+                Some(r) => {
+                    tracing::debug!(error = %r, "writer refused a batch");
+                    let _ = job.reply.send(Err(WriteError::Refused(r)));
+                }
+            }
+        }
+        if accepted.is_empty() {
+            continue;
+        }
+        let request = LogRequest {
+            batches: accepted
+                .iter()
+                .map(|j| {
+                    j.events
+                        .iter()
+                        .map(|e| codec::envelope_to_bytes(&e.envelope))
+                        .collect()
+                })
+                .collect(),
+        };
+        node.metrics.entry_written(accepted.len());
+        match node.raft.client_write(request).await {
+            Ok(resp) => {
+                let mut results = resp.data.results.into_iter();
+                for job in accepted {
+                    let r = results.next().unwrap_or_else(|| {
+                        Err(Refusal::Malformed("state machine gave no result".into()))
+                    });
+                    let _ = job.reply.send(r.map_err(WriteError::Refused));
+                }
+            }
+            Err(e) => {
+                let err = || match e.forward_to_leader() {
+                    Some(f) => WriteError::NotLeader(
+                        f.leader_id
+                            .and_then(|id| f.leader_node.as_ref().map(|n| (id, n.addr.clone()))),
+                    ),
+                    None => WriteError::Raft(e.to_string()),
+                };
+                for job in accepted {
+                    let _ = job.reply.send(Err(err()));
+                }
+            }
+        }
+    }
+}
