@@ -4,7 +4,8 @@ use ics_kernel::capability::{Accepted, Claim, Ctx};
 use ics_kernel::limits::check_name;
 use ics_kernel::{PublicKey, Refusal};
 
-use crate::openpgp::{self, DeviceCertificate, DeviceSignatures, RevocationSlot};
+use crate::openpgp::{self, DeviceCertificate, RevocationSlot};
+use crate::payload::DeviceSignatures;
 use crate::payload::DeviceStatus;
 use crate::refusal::{IdentityRefusal, check_transition};
 use crate::state::{Detail, IdentityState};

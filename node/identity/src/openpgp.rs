@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use ics_kernel::keys::{Algorithm, KeyId, PublicKey, SigningKey};
 
-use crate::payload::{CodeIdentity, EndorsementKind};
+use crate::payload::{CodeIdentity, DeviceSignatures, EndorsementKind};
 
 /// The draft's notation names a device certification may carry, in the
 /// order they appear; an attribute with one of these names becomes a notation.
@@ -52,19 +52,6 @@ pub const NOTATION_DOMAIN: &str = "ics.invalid";
 pub const MAX_SIGNATURE_BYTES: usize = 4096;
 
 const SHA256_ALGORITHM_ID: u8 = 8;
-
-/// The OpenPGP signatures a device registration carries, made at manufacture.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceSignatures {
-    /// Positive certification of the serial User ID by the device key.
-    pub self_signature: Vec<u8>,
-    /// The manufacturer's certification with the draft's notations.
-    pub certification: Vec<u8>,
-    /// blake3 of the escrowed key revocation with reason "key compromised".
-    pub revocation_compromised_digest: [u8; 32],
-    /// blake3 of the escrowed key revocation with reason "key retired".
-    pub revocation_retired_digest: [u8; 32],
-}
 
 /// The device's key revocations, made at manufacture and kept by the
 /// registrant (mode 0600) until a report publishes one.
@@ -123,7 +110,7 @@ impl RevocationEscrow {
 }
 
 /// A device's OpenPGP certificate as the projection keeps it: packets as received.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceCertificate {
     /// The device key the certificate is for (rotation may replace it).
     pub device_key_id: KeyId,

@@ -1,9 +1,8 @@
 //! The identity kinds, as data, and their payloads.
 
-use ics_kernel::capability::{KindSpec, Payload, Subjects};
+use ics_kernel::capability::{KindSpec, Subjects};
 use ics_kernel::{EventId, PublicKey, Role};
 
-use crate::openpgp::DeviceSignatures;
 use crate::{CODE, DEVICE, SERVICE};
 
 use Role::*;
@@ -247,6 +246,19 @@ impl CodeIdentity {
     }
 }
 
+/// The OpenPGP signatures a device registration carries, made at manufacture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceSignatures {
+    /// Positive certification of the serial User ID by the device key.
+    pub self_signature: Vec<u8>,
+    /// The manufacturer's certification with the draft's notations.
+    pub certification: Vec<u8>,
+    /// blake3 of the escrowed key revocation with reason "key compromised".
+    pub revocation_compromised_digest: [u8; 32],
+    /// blake3 of the escrowed key revocation with reason "key retired".
+    pub revocation_retired_digest: [u8; 32],
+}
+
 /// The identity payloads, one per kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IdentityPayload {
@@ -288,31 +300,4 @@ pub enum IdentityPayload {
         reason: String,
         openpgp_revocation: Option<Vec<u8>>,
     },
-}
-
-impl Payload for IdentityPayload {
-    fn kind(&self) -> &'static KindSpec {
-        match self {
-            IdentityPayload::DeviceRegistered { .. } => &DEVICE_REGISTERED,
-            IdentityPayload::DeviceStatusChanged { .. } => &DEVICE_STATUS_CHANGED,
-            IdentityPayload::CodeReleased(_) => &CODE_RELEASED,
-            IdentityPayload::CodeStatusChanged { .. } => &CODE_STATUS_CHANGED,
-            IdentityPayload::Endorsed { .. } => &ENDORSED,
-            IdentityPayload::EndorsementWithdrawn { .. } => &ENDORSEMENT_WITHDRAWN,
-            IdentityPayload::ServiceRegistered { .. } => &SERVICE_REGISTERED,
-            IdentityPayload::KeyRotated { .. } => &KEY_ROTATED,
-        }
-    }
-
-    fn encode(&self) -> Vec<u8> {
-        crate::wire::encode(self)
-    }
-
-    fn introduced_keys(&self) -> Vec<&PublicKey> {
-        match self {
-            // A rotation is also signed by the key it brings in.
-            IdentityPayload::KeyRotated { new_key, .. } => vec![new_key],
-            _ => Vec::new(),
-        }
-    }
 }

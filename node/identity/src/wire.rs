@@ -2,13 +2,13 @@
 //! validates and names the field at fault; encoding is for authors only.
 
 use ics_kernel::KindSpec;
+use ics_kernel::capability::Payload;
 use ics_kernel::envelope::{algorithm_from_number, algorithm_number};
 use ics_kernel::{EventId, PublicKey, Refusal};
 use ics_proto::core_v1 as core;
 use ics_proto::identity_v1 as pb;
 use prost::Message;
 
-use crate::openpgp::DeviceSignatures;
 use crate::payload::*;
 
 fn field(name: &str, reason: impl Into<String>) -> Refusal {
@@ -289,5 +289,33 @@ pub fn encode(p: &IdentityPayload) -> Vec<u8> {
             openpgp_revocation: openpgp_revocation.clone().unwrap_or_default(),
         }
         .encode_to_vec(),
+    }
+}
+
+/// The kinds' data lives in `payload.rs`; their wire form here.
+impl Payload for IdentityPayload {
+    fn kind(&self) -> &'static KindSpec {
+        match self {
+            IdentityPayload::DeviceRegistered { .. } => &DEVICE_REGISTERED,
+            IdentityPayload::DeviceStatusChanged { .. } => &DEVICE_STATUS_CHANGED,
+            IdentityPayload::CodeReleased(_) => &CODE_RELEASED,
+            IdentityPayload::CodeStatusChanged { .. } => &CODE_STATUS_CHANGED,
+            IdentityPayload::Endorsed { .. } => &ENDORSED,
+            IdentityPayload::EndorsementWithdrawn { .. } => &ENDORSEMENT_WITHDRAWN,
+            IdentityPayload::ServiceRegistered { .. } => &SERVICE_REGISTERED,
+            IdentityPayload::KeyRotated { .. } => &KEY_ROTATED,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    fn introduced_keys(&self) -> Vec<&PublicKey> {
+        match self {
+            // A rotation is also signed by the key it brings in.
+            IdentityPayload::KeyRotated { new_key, .. } => vec![new_key],
+            _ => Vec::new(),
+        }
     }
 }

@@ -6,25 +6,19 @@
 
 use std::collections::BTreeSet;
 
-use crate::capability::{Claim, KindSpec, Payload, Subjects};
 use crate::envelope::{decode_public_key, encode_public_key};
+use crate::event::Event;
 use crate::keys::{KeyId, PublicKey};
+use crate::kind::{Claim, KindSpec, Payload, Subjects};
 use crate::limits::{ActiveRules, EventLimits, check_name};
-use crate::projection::{KernelSubject, KeyState, PartyState, SubjectEntry, View};
 use crate::refusal::Refusal;
 use crate::roles::Role;
-use crate::rules::Event;
+use crate::state::{KernelSubject, KeyState, PartyState, SubjectEntry, View, check_key_free};
 use crate::wire::{Reader, Writer};
 
-/// Bumped whenever a kernel verdict could change.
-pub const KERNEL_VERSION: u32 = 1;
-/// The kernel's name in the active rules.
-pub const KERNEL: &str = "kernel";
+pub use crate::limits::{KERNEL, KERNEL_VERSION};
 
-pub const PARTY: &str = "party";
-pub const AUTHOR_KEY: &str = "author-key";
-/// The subject kinds the kernel keeps.
-pub const SUBJECT_KINDS: [&str; 2] = [PARTY, AUTHOR_KEY];
+pub use crate::envelope::{AUTHOR_KEY, KERNEL_SUBJECT_KINDS as SUBJECT_KINDS, PARTY};
 
 const ALL: &[Role] = &Role::ALL;
 
@@ -370,10 +364,7 @@ pub(crate) fn decide(
                     "must name at least one kind, and never party-genesis",
                 ));
             }
-            if let Some(unknown) = allowed_kinds
-                .iter()
-                .find(|k| view.rules().kind(k).is_none())
-            {
+            if let Some(unknown) = allowed_kinds.iter().find(|k| view.kind(k).is_none()) {
                 return Err(Refusal::field(
                     "allowed_kinds",
                     format!("unknown event kind {unknown:?}"),
@@ -450,14 +441,9 @@ pub(crate) fn decide(
                     format!("{party:?} is not a party this one recognizes"),
                 ));
             }
-            let grantable = |k: &String| view.rules().kind(k).is_some_and(|s| s.grantable);
+            let grantable = |k: &String| view.kind(k).is_some_and(|s| s.grantable);
             if kinds.is_empty() || !kinds.iter().all(grantable) {
-                let names: Vec<&str> = view
-                    .rules()
-                    .kinds()
-                    .filter(|k| k.grantable)
-                    .map(|k| k.name)
-                    .collect();
+                let names = view.grantable_kinds();
                 return Err(Refusal::field(
                     "kinds",
                     format!("grants name grantable kinds only ({})", names.join(", ")),
@@ -506,19 +492,4 @@ pub(crate) fn decide(
         }
     }
     Ok(fx)
-}
-
-/// One key, one identity: a key claimed by a subject or signing for a party is taken.
-pub(crate) fn check_key_free(view: &dyn View, key: &KeyId) -> Result<(), Refusal> {
-    let taken = view.claim_owner(&Claim::key(key)).cloned().or_else(|| {
-        view.key(key)
-            .map(|k| crate::envelope::SubjectRef::new(PARTY, k.party.clone()))
-    });
-    match taken {
-        Some(subject) => Err(Refusal::KeyTaken {
-            key: key.to_hex(),
-            subject: subject.to_string(),
-        }),
-        None => Ok(()),
-    }
 }

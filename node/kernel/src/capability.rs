@@ -2,100 +2,20 @@
 //! their payloads and wire form, a pure `decide` that runs after the kernel's
 //! checks, the state of the subjects it keeps and its indexes.
 
-use std::any::Any;
 use std::collections::BTreeMap;
-use std::fmt::{self, Debug};
+use std::fmt::Debug;
 use std::ops::Bound;
 
+pub use crate::kind::{
+    AnyPayload, Claim, KEY_CLAIM_SPACE, KindSpec, Payload, Subjects, payload_bytes,
+};
+
 use crate::envelope::{EventBody, SubjectRef};
-use crate::keys::{KeyId, PublicKey};
+use crate::event::Event;
+use crate::keys::KeyId;
 use crate::limits::EventLimits;
-use crate::projection::{KeyState, PartyState, View};
 use crate::refusal::Refusal;
-use crate::roles::Role;
-use crate::rules::Event;
-
-/// The subjects events of a kind may be about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Subjects {
-    /// Subjects of these kinds.
-    Of(&'static [&'static str]),
-    /// Any subject a capability keeps (records the kernel attaches to them).
-    AnyCapabilitySubject,
-}
-
-/// One event kind, as data: the kernel derives the subject check, the role
-/// table and the grantable set from these.
-#[derive(Debug, PartialEq, Eq)]
-pub struct KindSpec {
-    /// The name authors, grants and refusals use, e.g. `device-registered`.
-    pub name: &'static str,
-    /// Full name of the payload's protobuf message: the type URL names it.
-    pub message: &'static str,
-    pub subjects: Subjects,
-    /// Opens a subject's history (sequence 0 only); every other kind follows one.
-    pub opens_subject: bool,
-    /// Roles whose own keys may author it.
-    pub authored_by: &'static [Role],
-    /// A recognized party may attach it to a subject when its registrant grants it.
-    pub grantable: bool,
-}
-
-impl KindSpec {
-    pub fn type_url(&self) -> String {
-        format!("{}{}", crate::envelope::TYPE_URL_PREFIX, self.message)
-    }
-
-    pub fn is_about(&self, subject_kind: &str) -> bool {
-        match self.subjects {
-            Subjects::Of(kinds) => kinds.contains(&subject_kind),
-            Subjects::AnyCapabilitySubject => {
-                !crate::authority::SUBJECT_KINDS.contains(&subject_kind)
-            }
-        }
-    }
-}
-
-/// A capability's payloads: one enum, past-tense variants.
-pub trait Payload: Clone + Debug + Send + Sync + 'static {
-    fn kind(&self) -> &'static KindSpec;
-    /// The message bytes. Authors only: nodes never re-encode.
-    fn encode(&self) -> Vec<u8>;
-    /// Keys the event brings in that may sign it beside the party's keys
-    /// (a rotated-in key proving possession).
-    fn introduced_keys(&self) -> Vec<&PublicKey> {
-        Vec::new()
-    }
-}
-
-/// A unique name in a space, owned by the subject that claimed it first.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Claim {
-    pub space: &'static str,
-    pub name: String,
-}
-
-/// The space of keys: a key identifies one thing.
-pub const KEY_CLAIM_SPACE: &str = "key";
-
-impl Claim {
-    pub fn new(space: &'static str, name: impl Into<String>) -> Self {
-        Claim {
-            space,
-            name: name.into(),
-        }
-    }
-
-    pub fn key(id: &KeyId) -> Self {
-        Claim::new(KEY_CLAIM_SPACE, id.to_hex())
-    }
-}
-
-impl fmt::Display for Claim {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.space, self.name)
-    }
-}
+use crate::state::{KeyState, PartyState, View};
 
 /// What `decide` accepted: the subject's next state and the names it claims.
 #[derive(Clone, Debug, PartialEq)]
@@ -193,12 +113,12 @@ impl<'a> Ctx<'a> {
     /// Refuses a key that already identifies a subject or signs for a party:
     /// one key, one identity.
     pub fn check_key_free(&self, key: &KeyId) -> Result<(), Refusal> {
-        crate::authority::check_key_free(self.view, key)
+        crate::state::check_key_free(self.view, key)
     }
 
     /// Another capability's (or this one's) state of a subject.
     pub fn read<C: Capability>(&self, subject: &SubjectRef) -> Option<&'a C::Subject> {
-        let slot = self.view.rules().slot_of::<C>()?;
+        let slot = self.view.cap_slot_of(std::any::TypeId::of::<C>())?;
         self.view
             .cap_subject(slot, subject)
             .and_then(|s| s.downcast_ref::<C::Subject>())
@@ -266,16 +186,5 @@ impl<C: Capability> CapState<C> {
             &after,
         );
         self.subjects.insert(subject, after);
-    }
-}
-
-/// A decoded payload of any capability (or of the kernel).
-pub(crate) type AnyPayload = dyn Any + Send + Sync;
-
-/// A payload as it goes into a body: its message name and bytes.
-pub fn payload_bytes<P: Payload>(payload: &P) -> crate::envelope::PayloadBytes {
-    crate::envelope::PayloadBytes {
-        message: payload.kind().message.to_string(),
-        value: payload.encode(),
     }
 }

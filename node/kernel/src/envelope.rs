@@ -22,6 +22,12 @@ pub const SCHEMA_VERSION: u32 = 2;
 /// Prefix of every payload type URL.
 pub const TYPE_URL_PREFIX: &str = "type.googleapis.com/";
 
+/// The subject kinds the kernel keeps: the party (its own, and the parties
+/// it recognizes) and its author keys. Every other kind is a capability's.
+pub const PARTY: &str = "party";
+pub const AUTHOR_KEY: &str = "author-key";
+pub const KERNEL_SUBJECT_KINDS: [&str; 2] = [PARTY, AUTHOR_KEY];
+
 /// Longest subject id, in bytes.
 pub const MAX_SUBJECT_ID_BYTES: usize = 128;
 

@@ -11,12 +11,15 @@
 pub mod authority;
 pub mod capability;
 pub mod envelope;
+pub mod event;
 pub mod keys;
+pub mod kind;
 pub mod limits;
 pub mod projection;
 pub mod refusal;
 pub mod roles;
 pub mod rules;
+pub mod state;
 pub mod wire;
 
 #[cfg(feature = "testing")]

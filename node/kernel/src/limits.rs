@@ -95,6 +95,11 @@ impl Default for EventLimits {
     }
 }
 
+/// The kernel's name in the active rules, and its version: bumped whenever
+/// a kernel verdict could change.
+pub const KERNEL: &str = "kernel";
+pub const KERNEL_VERSION: u32 = 1;
+
 /// The rules a party's log activated (at genesis, then by root-signed
 /// `rules-changed` events): the limits every replica applies, and the
 /// capabilities that may act, each at one version (`kernel` included).
@@ -136,7 +141,7 @@ impl ActiveRules {
                 ));
             }
         }
-        if !self.capabilities.contains_key(crate::authority::KERNEL) {
+        if !self.capabilities.contains_key(KERNEL) {
             return Err(Refusal::field(
                 "rules.capabilities",
                 "must name the kernel's version",

@@ -8,112 +8,22 @@
 //! `Projection::commit` merges an accepted batch. Nothing here reads a clock
 //! or does I/O: the event's own time is the only time the rules see.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::any::TypeId;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::state::{KernelSubject, KeyState, PartyState, SubjectEntry};
+
 use crate::authority::{self, PartyPayload};
-use crate::capability::{AnyPayload, CapState, Capability, Claim, Ctx, Subjects};
+use crate::capability::{AnyPayload, CapState, Capability, Claim, Ctx, KindSpec, Subjects};
 use crate::envelope::{EventId, SCHEMA_VERSION, SubjectRef};
-use crate::keys::{KeyId, PublicKey};
+use crate::keys::KeyId;
 use crate::limits::{ActiveRules, EventLimits};
 use crate::refusal::Refusal;
-use crate::roles::Role;
 use crate::rules::{ErasedState, Event, Owner, Rules, UnsupportedRules};
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PartyState {
-    pub name: String,
-    pub role: Role,
-    pub root_key: KeyId,
-    pub genesis_ms: i64,
-    /// The rules the log activated; they, not node config, decide.
-    pub rules: ActiveRules,
-}
-
-/// A key that may sign for a party: the root key, a registered author key,
-/// or the root key of a party this one recognized.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyState {
-    /// The party the key signs for: this party, or one it recognized.
-    pub party: String,
-    pub public_key: PublicKey,
-    pub label: String,
-    /// Kind names it may sign; `None` for a root key, which may sign every kind.
-    pub allowed_kinds: Option<BTreeSet<String>>,
-    pub registered_ms: i64,
-    pub not_after_ms: Option<i64>,
-    pub revoked: bool,
-}
-
-impl KeyState {
-    pub(crate) fn root(party: &str, public_key: PublicKey, label: String, time_ms: i64) -> Self {
-        KeyState {
-            party: party.to_string(),
-            public_key,
-            label,
-            allowed_kinds: None,
-            registered_ms: time_ms,
-            not_after_ms: None,
-            revoked: false,
-        }
-    }
-
-    pub fn may_sign(&self, kind: &str) -> bool {
-        self.allowed_kinds
-            .as_ref()
-            .is_none_or(|kinds| kinds.contains(kind))
-    }
-
-    /// Whether the key can sign at `time_ms`: not revoked, not expired.
-    pub fn live_at(&self, time_ms: i64) -> bool {
-        !self.revoked && self.not_after_ms.is_none_or(|t| time_ms <= t)
-    }
-}
-
-/// The kernel's own subjects.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KernelSubject {
-    Party,
-    /// Another party this one recognizes.
-    ForeignParty {
-        role: Role,
-        root_key: KeyId,
-    },
-    AuthorKey {
-        key_id: KeyId,
-    },
-}
-
-/// What the kernel keeps of every subject: its chain, history and grants.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SubjectEntry {
-    pub next_sequence: u64,
-    pub last_event: EventId,
-    /// Key that signed the subject's first event.
-    pub registered_by: KeyId,
-    /// Log positions of the subject's events, in chain order.
-    pub history: Vec<u64>,
-    /// Other parties' rights to attach records, by party name: kind names.
-    pub grants: BTreeMap<String, BTreeSet<String>>,
-    /// Set on the kernel's own subjects.
-    pub kernel: Option<KernelSubject>,
-}
-
-/// Read access to the state the rules need: the projection, or a batch
-/// staged on top of it.
-pub(crate) trait View {
-    fn rules(&self) -> &Rules;
-    fn party(&self) -> Option<&PartyState>;
-    fn key(&self, id: &KeyId) -> Option<&KeyState>;
-    fn entry(&self, subject: &SubjectRef) -> Option<&SubjectEntry>;
-    fn claim_owner(&self, claim: &Claim) -> Option<&SubjectRef>;
-    fn event_index(&self, id: &EventId) -> Option<u64>;
-    /// Position the next accepted event gets.
-    fn next_index(&self) -> u64;
-    fn cap_subject(&self, slot: usize, subject: &SubjectRef) -> Option<&AnyPayload>;
-}
+use crate::state::View;
 
 /// What accepting one event changes.
 pub(crate) struct Effects {
@@ -181,7 +91,12 @@ fn subject_kinds_text(rules: &Rules, subjects: Subjects) -> String {
 
 /// Checks the signatures: the author's must be there, every one must verify
 /// against a key of the party or one the event brings in.
-fn check_signatures(view: &dyn View, event: &Event, limits: &EventLimits) -> Result<(), Refusal> {
+fn check_signatures(
+    rules: &Rules,
+    view: &dyn View,
+    event: &Event,
+    limits: &EventLimits,
+) -> Result<(), Refusal> {
     let sigs = &event.envelope.signatures;
     if sigs.is_empty() {
         return Err(Refusal::MissingSignature);
@@ -195,7 +110,7 @@ fn check_signatures(view: &dyn View, event: &Event, limits: &EventLimits) -> Res
     if !sigs.iter().any(|s| s.key_id == event.body.author) {
         return Err(Refusal::MissingAuthorSignature(event.body.author.to_hex()));
     }
-    let introduced = view.rules().introduced_keys(event);
+    let introduced = rules.introduced_keys(event);
     for sig in sigs {
         let public = match view.key(&sig.key_id) {
             Some(k) => &k.public_key,
@@ -286,6 +201,7 @@ fn check_author(view: &dyn View, event: &Event) -> Result<(), Refusal> {
 /// Checks `event` against `view`: the kernel's checks, then its kind's rules.
 /// `limits` apply only before the genesis; from then on, the replicated ones.
 pub(crate) fn decide(
+    rules: &Rules,
     view: &dyn View,
     event: &Event,
     limits: &EventLimits,
@@ -306,17 +222,17 @@ pub(crate) fn decide(
         return Err(Refusal::UnsupportedSchema(body.schema_version));
     }
     let subject_text = body.subject.to_string();
-    if !kind.is_about(&body.subject.kind) || !view.rules().is_subject_kind(&body.subject.kind) {
+    if !kind.is_about(&body.subject.kind) || !rules.is_subject_kind(&body.subject.kind) {
         return Err(Refusal::InvalidSubject {
             subject: subject_text,
             reason: format!(
                 "{} events are about {} subjects",
                 kind.name,
-                subject_kinds_text(view.rules(), kind.subjects)
+                subject_kinds_text(rules, kind.subjects)
             ),
         });
     }
-    check_signatures(view, event, limits)?;
+    check_signatures(rules, view, event, limits)?;
     check_author(view, event)?;
 
     // The subject's hash chain.
@@ -396,7 +312,7 @@ pub(crate) fn decide(
             effects.claims = fx.claims;
         }
         Owner::Capability(slot) => {
-            let cap = view.rules().capability(slot);
+            let cap = rules.capability(slot);
             let party = view.party().expect("check_author found the genesis");
             let Some(active) = party.rules.capabilities.get(cap.name()) else {
                 return Err(Refusal::InactiveCapability {
@@ -491,25 +407,27 @@ impl Changes {
 
 /// A view of a base state with a batch's staged changes on top.
 pub struct Staged<'a> {
+    rules: &'a Rules,
     base: &'a dyn View,
     changes: Changes,
 }
 
 impl<'a> Staged<'a> {
-    fn over(base: &'a dyn View) -> Self {
+    fn over(rules: &'a Rules, base: &'a dyn View) -> Self {
         Staged {
+            rules,
             base,
             changes: Changes::new(base.next_index()),
         }
     }
 
     pub fn new(base: &'a Projection) -> Self {
-        Self::over(base)
+        Self::over(&base.rules, base)
     }
 
     /// Decides `event` against the base plus what is staged, and stages it.
     pub fn stage(&mut self, event: &Event, limits: &EventLimits) -> Result<Appended, Refusal> {
-        match decide(self, event, limits)? {
+        match decide(self.rules, self, event, limits)? {
             Decision::Duplicate(index) => Ok(Appended {
                 index,
                 event_id: event.id,
@@ -564,7 +482,7 @@ impl<'a> Staged<'a> {
             .unwrap_or(limits)
             .check_batch_len(events.len())?;
         let (out, changes) = {
-            let mut inner = Staged::over(&*self);
+            let mut inner = Staged::over(self.rules, &*self);
             let mut out = Vec::with_capacity(events.len());
             for event in events {
                 out.push(inner.stage(event, limits)?);
@@ -577,8 +495,14 @@ impl<'a> Staged<'a> {
 }
 
 impl View for Staged<'_> {
-    fn rules(&self) -> &Rules {
-        self.base.rules()
+    fn kind(&self, name: &str) -> Option<&'static KindSpec> {
+        self.rules.kind(name)
+    }
+    fn grantable_kinds(&self) -> Vec<&'static str> {
+        self.rules.grantable_kinds()
+    }
+    fn cap_slot_of(&self, capability: TypeId) -> Option<usize> {
+        self.rules.slot_of_type(capability)
     }
     fn party(&self) -> Option<&PartyState> {
         self.changes.party.as_ref().or_else(|| self.base.party())
@@ -667,8 +591,14 @@ impl std::fmt::Debug for Projection {
 }
 
 impl View for Projection {
-    fn rules(&self) -> &Rules {
-        &self.rules
+    fn kind(&self, name: &str) -> Option<&'static KindSpec> {
+        self.rules.kind(name)
+    }
+    fn grantable_kinds(&self) -> Vec<&'static str> {
+        self.rules.grantable_kinds()
+    }
+    fn cap_slot_of(&self, capability: TypeId) -> Option<usize> {
+        self.rules.slot_of_type(capability)
     }
     fn party(&self) -> Option<&PartyState> {
         self.party.as_ref()

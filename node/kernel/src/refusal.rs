@@ -29,7 +29,7 @@ pub enum Refusal {
     Malformed(String),
     #[error("event body is {size} bytes, over the limit of {limit} bytes")]
     BodyTooLarge { size: usize, limit: usize },
-    #[error("schema version {0} is not supported (this node reads version {SCHEMA})", SCHEMA = crate::envelope::SCHEMA_VERSION)]
+    #[error("schema version {0} is not supported by this node's rules")]
     UnsupportedSchema(u32),
     #[error("payload kind {0:?} is unknown to this node's rules")]
     UnknownPayload(String),

@@ -1,6 +1,6 @@
 //! Party roles. A role is chosen at genesis and is replicated state from
 //! then on; each event kind lists the roles that author it
-//! ([`crate::capability::KindSpec::authored_by`]), so no handler branches on a role.
+//! (`KindSpec::authored_by`), so no handler branches on a role.
 
 use std::fmt;
 

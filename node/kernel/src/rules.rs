@@ -8,56 +8,14 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+pub use crate::event::{Event, Owner};
+
 use crate::authority::{self, PartyPayload};
 use crate::capability::{AnyPayload, CapState, Capability, Ctx, KindSpec, Payload, Subjects};
 use crate::envelope::{Envelope, EventBody, EventId, SubjectRef};
 use crate::keys::PublicKey;
 use crate::limits::EventLimits;
 use crate::refusal::Refusal;
-
-/// Who owns an event kind or a subject kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Owner {
-    Kernel,
-    /// A capability, by its slot in the rules.
-    Capability(usize),
-}
-
-/// An envelope whose body and payload decoded: ready for the rules.
-/// Signatures are not yet verified; that needs the state that knows the keys.
-#[derive(Clone)]
-pub struct Event {
-    pub id: EventId,
-    pub envelope: Envelope,
-    pub body: EventBody,
-    pub kind: &'static KindSpec,
-    pub(crate) owner: Owner,
-    pub(crate) payload: Arc<AnyPayload>,
-}
-
-impl Event {
-    /// The decoded payload, if it is a `P`.
-    pub fn payload<P: Payload>(&self) -> Option<&P> {
-        self.payload.downcast_ref::<P>()
-    }
-}
-
-impl fmt::Debug for Event {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Event")
-            .field("id", &self.id)
-            .field("kind", &self.kind.name)
-            .field("subject", &self.body.subject)
-            .field("sequence", &self.body.sequence)
-            .finish()
-    }
-}
-
-impl PartialEq for Event {
-    fn eq(&self, other: &Self) -> bool {
-        self.id == other.id && self.envelope == other.envelope
-    }
-}
 
 /// A capability with its types erased.
 pub(crate) trait ErasedCapability: Send + Sync {
@@ -339,8 +297,19 @@ impl Rules {
     }
 
     pub(crate) fn slot_of<C: Capability>(&self) -> Option<usize> {
-        let id = TypeId::of::<C>();
+        self.slot_of_type(TypeId::of::<C>())
+    }
+
+    pub(crate) fn slot_of_type(&self, id: TypeId) -> Option<usize> {
         self.caps.iter().position(|c| c.capability_type() == id)
+    }
+
+    /// The names of the kinds a recognized party may be granted.
+    pub fn grantable_kinds(&self) -> Vec<&'static str> {
+        self.kinds()
+            .filter(|k| k.grantable)
+            .map(|k| k.name)
+            .collect()
     }
 
     /// Parses an envelope into an event: checks the body size before

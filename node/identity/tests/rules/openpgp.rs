@@ -6,7 +6,8 @@ use sequoia_openpgp as sq;
 use sq::parse::Parse;
 use sq::policy::StandardPolicy;
 
-use ics_identity::openpgp::{self, DeviceSignatures};
+use ics_identity::openpgp;
+use ics_identity::payload::DeviceSignatures;
 
 const T: i64 = T0 + 1_000;
 
