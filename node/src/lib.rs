@@ -3,16 +3,17 @@
 //! this crate is the host around them.
 
 pub mod bootstrap;
-pub mod capabilities;
-pub mod client;
-pub mod codec;
+
+/// The client library, under its old path.
+pub use ics_client as client;
+pub use ics_client::{capabilities, codec, keyfile};
+
 pub mod config;
 pub mod edge;
 pub mod errors;
 pub mod forward;
 pub mod hkp;
 pub mod host;
-pub mod keyfile;
 pub mod log;
 pub mod metrics;
 pub mod rate_limit;

@@ -65,6 +65,12 @@ fn the_kernel_depends_on_no_io_async_storage_rpc_or_openpgp_crate() {
 }
 
 #[test]
+fn icsctl_links_neither_storage_nor_consensus() {
+    assert_free_of("ics-cli", &["sled", "openraft", "ics-node"]);
+    assert_free_of("ics-client", &["sled", "openraft", "ics-node"]);
+}
+
+#[test]
 fn capabilities_do_not_reach_storage_or_consensus() {
     assert_free_of("ics-identity", &["sled", "openraft", "ics-node"]);
 }
@@ -154,16 +160,29 @@ fn find_cycle(graph: &std::collections::BTreeMap<String, BTreeSet<String>>) -> O
 }
 
 #[test]
-fn the_host_has_no_module_cycles() {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let graph = module_graph(&src);
+fn the_host_the_kernel_and_identity_have_no_module_cycles() {
+    let node = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let host = module_graph(&node.join("src"));
     assert!(
-        graph.contains_key("host") && graph.contains_key("writer"),
-        "{graph:?}"
+        host.contains_key("host") && host.contains_key("writer"),
+        "{host:?}"
     );
     assert!(
-        graph["edge"].contains("host"),
-        "the graph sees crate:: paths: {graph:?}"
+        host["edge"].contains("host"),
+        "the graph sees crate:: paths: {host:?}"
     );
-    assert_eq!(find_cycle(&graph), None, "module graph: {graph:?}");
+    let kernel = module_graph(&node.join("kernel/src"));
+    assert!(kernel["projection"].contains("rules"), "{kernel:?}");
+    let identity = module_graph(&node.join("identity/src"));
+    assert!(identity["device"].contains("openpgp"), "{identity:?}");
+    let client = module_graph(&node.join("client/src"));
+    assert!(client["author"].contains("codec"), "{client:?}");
+    for (name, graph) in [
+        ("host", host),
+        ("kernel", kernel),
+        ("identity", identity),
+        ("client", client),
+    ] {
+        assert_eq!(find_cycle(&graph), None, "{name} module graph: {graph:?}");
+    }
 }

@@ -1,5 +1,4 @@
-//! A small client library: builds and signs events, talks to a node. Used by
-//! `icsctl`, the benchmark and the cluster tests.
+//! Builds and signs events, and talks to a node over gRPC.
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -9,14 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
+use ics_client::{self as client, ChainHead, Client, codec, keyfile};
 use ics_identity::IdentityPayload;
 use ics_identity::openpgp;
 use ics_identity::payload::{CodeStatus, DeviceStatus, EndorsementKind};
 use ics_kernel::authority::PartyPayload;
 use ics_kernel::{Algorithm, Event, EventId, EventLimits, PublicKey, SigningKey, SubjectRef};
-use ics_node::client::{self, ChainHead, Client};
-use ics_node::codec;
-use ics_node::keyfile;
 use ics_proto::core_v1 as pb;
 use serde_json::json;
 
@@ -403,7 +401,7 @@ impl SubjectRefArgs {
 /// A subject from a kind and an id, or from an id of the printed form `kind/id`.
 fn subject_named(kind: &str, id: &str) -> anyhow::Result<SubjectRef> {
     let subject = SubjectRef::parse(id).unwrap_or_else(|| SubjectRef::new(kind, id));
-    let rules = ics_node::capabilities::rules();
+    let rules = ics_client::capabilities::rules();
     if !rules.is_subject_kind(&subject.kind) {
         let kinds: Vec<&str> = rules.subject_kind_names().collect();
         bail!(
@@ -733,7 +731,7 @@ async fn rules(c: &mut Client, j: bool, cmd: RulesCmd) -> anyhow::Result<()> {
             for d in &deactivate {
                 rules.capabilities.remove(d);
             }
-            let build = ics_node::capabilities::rules();
+            let build = ics_client::capabilities::rules();
             if let Err(e) = build.check_supported(&rules) {
                 bail!(
                     "refusing to activate rules this node's build does not run: {}",
@@ -752,7 +750,7 @@ async fn rules(c: &mut Client, j: bool, cmd: RulesCmd) -> anyhow::Result<()> {
 
 /// An event kind name these rules know.
 fn known_kind(name: &str) -> anyhow::Result<String> {
-    let rules = ics_node::capabilities::rules();
+    let rules = ics_client::capabilities::rules();
     if rules.kind(name).is_none() {
         let names: Vec<&str> = rules.kinds().map(|k| k.name).collect();
         bail!("unknown event kind {name:?} ({})", names.join(", "));
@@ -1472,7 +1470,7 @@ async fn cluster(c: &mut Client, j: bool, cmd: ClusterCmd) -> anyhow::Result<()>
             let members = members
                 .iter()
                 .map(|m| {
-                    let p: ics_node::config::Peer = m.parse().map_err(anyhow::Error::msg)?;
+                    let p: ics_client::member::Peer = m.parse().map_err(anyhow::Error::msg)?;
                     Ok(pb::NodeInfo {
                         id: p.id,
                         address: p.address,
