@@ -59,6 +59,7 @@ enum Command {
     Service(ServiceCmd),
     /// Replace a device's or service's key (signed by the new key too).
     Rotate {
+        /// Key file that signs the event.
         #[arg(long)]
         signer: PathBuf,
         #[command(flatten)]
@@ -66,22 +67,26 @@ enum Command {
         /// The new key file.
         #[arg(long)]
         new_key: PathBuf,
+        /// Why, in words; recorded in the event.
         #[arg(long, default_value = "")]
         reason: String,
         /// A device's revocations file: publish the old key's retired revocation
         /// (or, with --compromised, the compromised one).
         #[arg(long)]
         revocations: Option<PathBuf>,
+        /// Publish the 'key compromised' revocation instead of the retired one.
         #[arg(long, requires = "revocations")]
         compromised: bool,
     },
     /// Recognize another party by its root public key.
     Recognize {
+        /// Key file that signs the event.
         #[arg(long)]
         signer: PathBuf,
         /// The other party's name.
         #[arg(long)]
         party: String,
+        /// The other party's role: manufacturer, developer, maintenance, infield or certifier.
         #[arg(long)]
         role: ics_kernel::Role,
         /// Its root public key as ALGORITHM:HEX.
@@ -90,10 +95,12 @@ enum Command {
     },
     /// Let a recognized party attach records to one of this party's subjects.
     Grant {
+        /// Key file that signs the event.
         #[arg(long)]
         signer: PathBuf,
         #[command(flatten)]
         subject: SubjectRefArgs,
+        /// The recognized party the grant is for.
         #[arg(long)]
         party: String,
         /// Kinds it may attach: endorsed, endorsement-withdrawn, device-status-changed, code-status-changed.
@@ -102,19 +109,24 @@ enum Command {
     },
     /// Endorse a subject: integrator-approval, maintainer or trust-label.
     Endorse {
+        /// Key file that signs the event.
         #[arg(long)]
         signer: PathBuf,
         #[command(flatten)]
         subject: SubjectRefArgs,
+        /// integrator-approval, maintainer or trust-label.
         #[arg(long)]
         endorsement: String,
+        /// What the endorsement covers, in words.
         #[arg(long, default_value = "")]
         scope: String,
+        /// Days it stays valid from now.
         #[arg(long, default_value_t = 365)]
         valid_days: u32,
     },
     /// Withdraw an endorsement this signer's party made.
     Withdraw {
+        /// Key file that signs the event.
         #[arg(long)]
         signer: PathBuf,
         #[command(flatten)]
@@ -122,6 +134,7 @@ enum Command {
         /// Id of the event that made the endorsement (hex).
         #[arg(long)]
         endorsement: String,
+        /// Why, in words; recorded in the event.
         #[arg(long, default_value = "")]
         reason: String,
     },
@@ -152,11 +165,13 @@ enum Command {
     Event {
         /// Event id (hex).
         id: String,
+        /// Read this node's applied state instead of a linearizable read.
         #[arg(long)]
         stale: bool,
     },
     /// Stream the log from an index on.
     Watch {
+        /// First event position to send; 1 is the genesis.
         #[arg(long, default_value_t = 1)]
         from: u64,
         /// Stop after this many events.
@@ -178,13 +193,18 @@ enum Command {
 enum KeyCmd {
     /// Generate a key file (mode 0600).
     Generate {
+        /// Where to write the new key file (mode 0600).
         #[arg(long)]
         out: PathBuf,
+        /// ed25519 or p256.
         #[arg(long, default_value = "ed25519")]
         algorithm: String,
     },
     /// Print a key file's id and public key.
-    Show { file: PathBuf },
+    Show {
+        /// The key file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -204,18 +224,22 @@ enum AuthorCmd {
             default_value = "device-registered,device-status-changed"
         )]
         kinds: Vec<String>,
+        /// A name for the key, for people.
         #[arg(long, default_value = "")]
         label: String,
+        /// Days it stays valid from now.
         #[arg(long, default_value_t = 365)]
         valid_days: u32,
     },
     /// Revoke an author key.
     Revoke {
+        /// Key file that signs the event.
         #[arg(long)]
         signer: PathBuf,
         /// Fingerprint of the key to revoke (hex).
         #[arg(long)]
         key_id: String,
+        /// Why, in words; recorded in the event.
         #[arg(long, default_value = "")]
         reason: String,
     },
@@ -225,8 +249,10 @@ enum AuthorCmd {
 enum DeviceCmd {
     /// Register a device identity.
     Register {
+        /// Key file that signs the event.
         #[arg(long)]
         signer: PathBuf,
+        /// The device's serial number, unique within the party.
         #[arg(long)]
         serial: String,
         /// The device's key file (its public key is registered).
@@ -250,6 +276,7 @@ enum DeviceCmd {
     },
     /// Change a device's status.
     Status {
+        /// Key file that signs the event.
         #[arg(long)]
         signer: PathBuf,
         /// Device id (the fingerprint printed at registration).
@@ -258,6 +285,7 @@ enum DeviceCmd {
         /// planned, in-use, retired, destroyed, stolen or lost.
         #[arg(long)]
         status: String,
+        /// Why, in words; recorded in the event.
         #[arg(long, default_value = "")]
         reason: String,
         /// The device's revocations file: a stolen report publishes the
@@ -271,8 +299,10 @@ enum DeviceCmd {
 enum ServiceCmd {
     /// Register a network service's identity: its key, endpoints and operator.
     Register {
+        /// Key file that signs the event.
         #[arg(long)]
         signer: PathBuf,
+        /// The service's unique name.
         #[arg(long)]
         name: String,
         /// The service's key file (its public key is registered).
@@ -294,8 +324,10 @@ enum ServiceCmd {
 enum CodeCmd {
     /// Release a code identity: the artifact's blake3 and SHA-256 digests, signed.
     Release {
+        /// Key file that signs the event.
         #[arg(long)]
         signer: PathBuf,
+        /// The artifact's name.
         #[arg(long)]
         name: String,
         #[arg(long)]
@@ -309,6 +341,7 @@ enum CodeCmd {
     },
     /// Change a code identity's status.
     Status {
+        /// Key file that signs the event.
         #[arg(long)]
         signer: PathBuf,
         /// Code id (the artifact's blake3, hex).
@@ -317,6 +350,7 @@ enum CodeCmd {
         /// released, deprecated or withdrawn.
         #[arg(long)]
         status: String,
+        /// Why, in words; recorded in the event.
         #[arg(long, default_value = "")]
         reason: String,
     },
@@ -325,11 +359,13 @@ enum CodeCmd {
 #[derive(Args)]
 #[group(required = true, multiple = false, id = "by")]
 struct SearchArgs {
+    /// The device with this serial.
     #[arg(long, group = "by")]
     serial: Option<String>,
     /// NAME=VALUE, e.g. model=thermo-3.
     #[arg(long, group = "by")]
     attr: Option<String>,
+    /// Every version of the code with this name.
     #[arg(long, group = "by")]
     code_name: Option<String>,
     /// blake3 or SHA-256 of an artifact (hex).
@@ -338,6 +374,7 @@ struct SearchArgs {
     /// Fingerprint of a device or author key (hex).
     #[arg(long, group = "by")]
     fingerprint: Option<String>,
+    /// Subjects per page (at most 1000).
     #[arg(long, default_value_t = 100)]
     page_size: u32,
     /// Follow every page.
@@ -363,6 +400,7 @@ struct VerifyArgs {
     /// An artifact's blake3 or SHA-256 (hex).
     #[arg(long, group = "what")]
     code_digest: Option<String>,
+    /// Read this node's applied state instead of a linearizable read.
     #[arg(long)]
     stale: bool,
 }
@@ -418,7 +456,9 @@ struct SubjectArgs {
     /// party, author-key, device, code or service.
     #[arg(long, default_value = "device")]
     kind: String,
+    /// The subject's id, or KIND/ID as printed.
     id: String,
+    /// Read this node's applied state instead of a linearizable read.
     #[arg(long)]
     stale: bool,
 }
@@ -449,22 +489,29 @@ enum RulesCmd {
 enum ClusterCmd {
     /// Initialize a new cluster with these members (ID=HOST:PORT, repeat).
     Init {
+        /// A member, ID=HOST:PORT; repeat for each (none: this node alone).
         #[arg(long = "member")]
         members: Vec<String>,
     },
+    /// This node's view: role, Raft state, leader, log, rules, members.
     Status,
     /// Exit 0 when the node knows a leader and has applied the party genesis (for health checks).
     Ready,
     /// Add a node: learner first, then voter once caught up.
     Add {
+        /// The new node's id.
         #[arg(long)]
         id: u64,
+        /// The new node's gRPC address, HOST:PORT.
         #[arg(long)]
         address: String,
+        /// Keep it a learner: it gets the log but does not vote.
         #[arg(long)]
         learner: bool,
     },
+    /// Removes a node from the membership.
     Remove {
+        /// The node's id.
         #[arg(long)]
         id: u64,
     },
@@ -491,8 +538,10 @@ struct BenchVerifyArgs {
     /// Key fingerprint to verify (hex), e.g. a registered device's id.
     #[arg(long)]
     fingerprint: String,
+    /// Concurrent clients.
     #[arg(long, default_value_t = 1)]
     clients: usize,
+    /// Requests per client.
     #[arg(long, default_value_t = 2000)]
     requests: usize,
     /// Stale reads (this node's state) instead of read-index.
@@ -511,8 +560,10 @@ struct BenchHkpArgs {
     /// get (armored certificate) or index (machine-readable listing).
     #[arg(long, default_value = "get")]
     op: String,
+    /// Concurrent clients.
     #[arg(long, default_value_t = 1)]
     clients: usize,
+    /// Requests per client.
     #[arg(long, default_value_t = 2000)]
     requests: usize,
 }
@@ -1806,4 +1857,35 @@ fn code_name(code: tonic::Code) -> String {
         out.push(ch.to_ascii_lowercase());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command and every flag says what it is for in `--help`.
+    #[test]
+    fn every_command_and_flag_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let name = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(format!("{name} (command)"));
+                }
+                walk(sub, &name, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "icsctl", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:#?}");
+    }
 }
