@@ -83,7 +83,7 @@ async fn wait_converged(cluster: &DockerCluster) -> anyhow::Result<()> {
         let mut seen = Vec::new();
         for id in cluster.ids() {
             if let Some(s) = cluster.status(id).await {
-                seen.push((s.event_count, s.log_hash, s.last_applied_index));
+                seen.push((s.event_count, s.log_hash, s.raft_applied_index));
             }
         }
         if seen.len() == cluster.nodes.len() && seen.windows(2).all(|w| w[0] == w[1]) {

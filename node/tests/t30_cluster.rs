@@ -243,7 +243,7 @@ async fn restarted_follower_catches_up_by_log_then_by_snapshot() {
         .status()
         .await
         .unwrap()
-        .last_log_index;
+        .raft_log_index;
     cluster.node_mut(follower).kill();
     client_workload(addrs, 1, author.clone(), 80, acked.clone()).await;
     wait_until(
@@ -251,7 +251,7 @@ async fn restarted_follower_catches_up_by_log_then_by_snapshot() {
         Duration::from_secs(60),
         || async {
             let s = cluster.node(leader).status().await;
-            s.is_some_and(|s| s.last_purged_index > behind)
+            s.is_some_and(|s| s.raft_purged_index > behind)
         },
     )
     .await;

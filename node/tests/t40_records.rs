@@ -249,8 +249,7 @@ async fn service_identity_and_key_rotation_over_grpc() {
     .await
     .expect("service registered");
     let subject = SubjectRef::new(ics_identity::SERVICE, old.key_id().to_hex());
-    let fingerprint =
-        |k: &SigningKey| pb::verify_request::What::KeyFingerprint(k.key_id().0.to_vec());
+    let fingerprint = |k: &SigningKey| pb::verify_request::What::KeyId(k.key_id().0.to_vec());
     assert!(verify(&mut c, fingerprint(&old)).await.trusted);
 
     // A rotation not signed by the new key is refused, and nothing is written.
@@ -285,4 +284,161 @@ async fn service_identity_and_key_rotation_over_grpc() {
     let v = verify(&mut c, fingerprint(&new)).await;
     assert!(v.trusted, "{v:?}");
     assert!(v.reason.contains("service telemetry"), "{}", v.reason);
+
+    // A client checks the history itself: ids, the chain, and every signature
+    // (the rotation's second one by the key it brings in).
+    let keys = c.keys().await.expect("keys");
+    assert!(keys.iter().any(|k| k.root && k.party == "acme-maintenance"));
+    assert!(
+        keys.iter()
+            .any(|k| k.key_id == author.key_id().0.to_vec() && !k.root)
+    );
+    let history = history(&mut c, &subject).await;
+    assert_eq!(history.len(), 2);
+    let mut checker = client::HistoryChecker::new(&keys).expect("keys parse");
+    for e in &history {
+        checker.check(e).expect("the history verifies");
+    }
+    // A forged signature, a reordered history and a missing key are caught.
+    let mut forged = history.clone();
+    forged[1].event.as_mut().unwrap().signatures[0].signature[3] ^= 1;
+    let mut checker = client::HistoryChecker::new(&keys).unwrap();
+    checker.check(&forged[0]).unwrap();
+    let why = checker.check(&forged[1]).unwrap_err().to_string();
+    assert!(why.contains("does not verify"), "{why}");
+    let mut checker = client::HistoryChecker::new(&keys).unwrap();
+    let why = checker.check(&history[1]).unwrap_err().to_string();
+    assert!(why.contains("chain is broken"), "{why}");
+    let mut checker = client::HistoryChecker::new(&[]).unwrap();
+    let why = checker.check(&history[0]).unwrap_err().to_string();
+    assert!(why.contains("no key"), "{why}");
+}
+
+async fn history(c: &mut client::Client, subject: &SubjectRef) -> Vec<pb::StoredEvent> {
+    use futures::StreamExt;
+    let mut stream = c
+        .log
+        .history(pb::HistoryRequest {
+            subject: Some(ics_node::codec::subject_to_pb(subject)),
+            consistency: pb::ReadConsistency::Linearizable as i32,
+        })
+        .await
+        .expect("history")
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(e) = stream.next().await {
+        out.push(e.expect("event"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subjects_by_kind_and_keys_by_id_with_paging_and_refusals() {
+    let cluster = start_cluster(1, "");
+    cluster.wait_ready(Duration::from_secs(30)).await;
+    let mut c = cluster.node(1).client();
+    let author = cluster.device_author().await;
+    let mut devices = Vec::new();
+    for i in 0..5 {
+        devices.push(register_device(&mut c, &author, &format!("SN-{i}")).await);
+    }
+    devices.sort();
+    let list = |token: String| pb::ListSubjectsRequest {
+        kind: ics_identity::DEVICE.into(),
+        page_size: 2,
+        page_token: token,
+        consistency: pb::ReadConsistency::Linearizable as i32,
+    };
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = c
+            .log
+            .list_subjects(list(token))
+            .await
+            .expect("page")
+            .into_inner();
+        assert!(page.subjects.len() <= 2);
+        seen.extend(page.subjects.into_iter().map(|s| s.subject.unwrap().id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let expected: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
+    assert_eq!(seen, expected, "every device once, in id order");
+    let parties = c
+        .log
+        .list_subjects(pb::ListSubjectsRequest {
+            kind: "party".into(),
+            ..list(String::new())
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(parties.subjects.len(), 1);
+
+    let refused = |e: tonic::Status| {
+        use tonic_types::StatusExt;
+        (
+            e.code(),
+            e.get_error_details().error_info().unwrap().reason.clone(),
+        )
+    };
+    let e = c
+        .log
+        .list_subjects(pb::ListSubjectsRequest {
+            kind: "gadget".into(),
+            ..list(String::new())
+        })
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("unknown subject kind"), "{e:?}");
+    assert_eq!(
+        refused(e),
+        (Code::InvalidArgument, "INVALID_REQUEST".into())
+    );
+    let e = c
+        .log
+        .list_subjects(pb::ListSubjectsRequest {
+            page_size: 5000,
+            ..list(String::new())
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused(e),
+        (Code::InvalidArgument, "INVALID_REQUEST".into())
+    );
+
+    let one = |key_id: Vec<u8>| pb::GetKeysRequest {
+        key_id,
+        page_size: 0,
+        page_token: String::new(),
+        consistency: pb::ReadConsistency::Linearizable as i32,
+    };
+    let k = c
+        .log
+        .get_keys(one(author.key_id().0.to_vec()))
+        .await
+        .expect("the author key")
+        .into_inner();
+    assert_eq!(k.keys.len(), 1);
+    assert_eq!(
+        k.keys[0].public_key.as_ref().unwrap().key,
+        author.public_key().bytes()
+    );
+    assert_eq!(
+        k.keys[0].allowed_kinds,
+        ["device-registered", "device-status-changed"]
+    );
+    let e = c.log.get_keys(one(vec![7; 32])).await.unwrap_err();
+    assert_eq!(refused(e), (Code::NotFound, "NOT_FOUND".into()));
+    let e = c.log.get_keys(one(vec![7; 5])).await.unwrap_err();
+    assert_eq!(
+        refused(e),
+        (Code::InvalidArgument, "INVALID_REQUEST".into())
+    );
+    let all = c.keys().await.unwrap();
+    assert_eq!(all.len(), 2, "the root key and one author key");
 }

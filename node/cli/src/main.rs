@@ -144,8 +144,23 @@ enum Command {
     Verify(VerifyArgs),
     /// A subject's current state.
     Subject(SubjectArgs),
-    /// A subject's history, in order, with signatures.
+    /// A subject's history, in order, with signatures: ids, the chain and
+    /// every signature checked here against the party's keys.
     History(SubjectArgs),
+    /// Subjects of one kind, in id order.
+    Subjects {
+        /// party, author-key, device, service or code.
+        #[arg(long, default_value = "device")]
+        kind: String,
+        /// Subjects per page (at most 1000).
+        #[arg(long, default_value_t = 100)]
+        page_size: u32,
+        /// Read this node's applied state instead of a linearizable read.
+        #[arg(long)]
+        stale: bool,
+    },
+    /// The keys that sign for the party or a party it recognized.
+    Keys,
     /// A subject in a portable form: its OpenPGP certificate (device) or
     /// signature (code), or its state and signed history as JSON.
     Export {
@@ -371,9 +386,9 @@ struct SearchArgs {
     /// blake3 or SHA-256 of an artifact (hex).
     #[arg(long, group = "by")]
     code_digest: Option<String>,
-    /// Fingerprint of a device or author key (hex).
-    #[arg(long, group = "by")]
-    fingerprint: Option<String>,
+    /// Key id of a device, service or author key (hex; `--fingerprint` is an old name).
+    #[arg(long, group = "by", alias = "fingerprint")]
+    key_id: Option<String>,
     /// Subjects per page (at most 1000).
     #[arg(long, default_value_t = 100)]
     page_size: u32,
@@ -391,9 +406,9 @@ struct VerifyArgs {
     /// A key file (its public key is checked).
     #[arg(long, group = "what")]
     key_file: Option<PathBuf>,
-    /// A key fingerprint (hex).
-    #[arg(long, group = "what")]
-    fingerprint: Option<String>,
+    /// A key id (hex; `--fingerprint` is an old name).
+    #[arg(long, group = "what", alias = "fingerprint")]
+    key_id: Option<String>,
     /// An artifact file (its blake3 is checked).
     #[arg(long, group = "what")]
     artifact: Option<PathBuf>,
@@ -535,9 +550,9 @@ struct BenchArgs {
 
 #[derive(Args)]
 struct BenchVerifyArgs {
-    /// Key fingerprint to verify (hex), e.g. a registered device's id.
-    #[arg(long)]
-    fingerprint: String,
+    /// Key id to verify (hex), e.g. a registered device's id.
+    #[arg(long, alias = "fingerprint")]
+    key_id: String,
     /// Concurrent clients.
     #[arg(long, default_value_t = 1)]
     clients: usize,
@@ -1277,10 +1292,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 By::CodeName(v)
             } else if let Some(v) = args.code_digest {
                 By::CodeDigest(hex_arg("code-digest", &v)?)
-            } else if let Some(v) = args.fingerprint {
-                By::KeyFingerprint(hex_arg("fingerprint", &v)?)
+            } else if let Some(v) = args.key_id {
+                By::KeyId(hex_arg("key-id", &v)?)
             } else {
-                bail!("give one of --serial, --attr, --code-name, --code-digest, --fingerprint")
+                bail!("give one of --serial, --attr, --code-name, --code-digest, --key-id")
             };
             let mut token = String::new();
             loop {
@@ -1320,11 +1335,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             use pb::verify_request::What;
             let what = if let Some(p) = args.public_key {
                 let k = parse_public_key(&p)?;
-                What::KeyFingerprint(k.id().0.to_vec())
+                What::KeyId(k.id().0.to_vec())
             } else if let Some(f) = args.key_file {
-                What::KeyFingerprint(keyfile::read(&f)?.key_id().0.to_vec())
-            } else if let Some(f) = args.fingerprint {
-                What::KeyFingerprint(hex_arg("fingerprint", &f)?)
+                What::KeyId(keyfile::read(&f)?.key_id().0.to_vec())
+            } else if let Some(f) = args.key_id {
+                What::KeyId(hex_arg("key-id", &f)?)
             } else if let Some(f) = args.artifact {
                 let bytes =
                     std::fs::read(&f).with_context(|| format!("read artifact {}", f.display()))?;
@@ -1332,9 +1347,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else if let Some(d) = args.code_digest {
                 What::CodeDigest(hex_arg("code-digest", &d)?)
             } else {
-                bail!(
-                    "give one of --public-key, --key-file, --fingerprint, --artifact, --code-digest"
-                )
+                bail!("give one of --public-key, --key-file, --key-id, --artifact, --code-digest")
             };
             let v = c
                 .log
@@ -1354,7 +1367,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             } else {
                 println!(
-                    "{}: {} (party {}, as of log index {})",
+                    "{}: {} (party {}, as of event {})",
                     if v.trusted { "trusted" } else { "NOT trusted" },
                     v.reason,
                     v.party,
@@ -1387,26 +1400,80 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
         }
+        Command::Subjects {
+            kind,
+            page_size,
+            stale,
+        } => {
+            let mut token = String::new();
+            loop {
+                let page = c
+                    .log
+                    .list_subjects(pb::ListSubjectsRequest {
+                        kind: kind.clone(),
+                        page_size,
+                        page_token: token,
+                        consistency: consistency(stale),
+                    })
+                    .await?
+                    .into_inner();
+                for s in &page.subjects {
+                    let subject = s.subject.clone().unwrap_or_default();
+                    if j {
+                        println!(
+                            "{}",
+                            json!({"subject": format!("{}/{}", subject.kind, subject.id), "status": s.status, "summary": s.summary, "events": s.next_sequence})
+                        );
+                    } else {
+                        println!("{}/{}  {}", subject.kind, subject.id, s.summary);
+                    }
+                }
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                token = page.next_page_token;
+            }
+        }
+        Command::Keys => {
+            for k in c.keys().await? {
+                let kinds = if k.root {
+                    "every kind".to_string()
+                } else {
+                    k.allowed_kinds.join(",")
+                };
+                if j {
+                    println!(
+                        "{}",
+                        json!({"key_id": hex::encode(&k.key_id), "party": k.party, "label": k.label, "root": k.root,
+                            "allowed_kinds": k.allowed_kinds, "revoked": k.revoked, "not_after_unix_ms": k.not_after_unix_ms})
+                    );
+                } else {
+                    println!(
+                        "{} {} {:?} {}{}",
+                        hex::encode(&k.key_id),
+                        k.party,
+                        k.label,
+                        kinds,
+                        if k.revoked { " REVOKED" } else { "" }
+                    );
+                }
+            }
+        }
         Command::History(args) => {
             let subject = subject_of(&args)?;
             let req = pb::HistoryRequest {
                 subject: Some(codec::subject_to_pb(&subject)),
                 consistency: consistency(args.stale),
             };
+            // The client checks ids, the chain and every signature itself
+            // rather than trusting the node.
+            let mut checker = client::HistoryChecker::new(&c.keys().await?)?;
             let mut stream = c.log.history(req).await?.into_inner();
-            let mut head = ChainHead::default();
             while let Some(e) = stream.next().await {
                 let e = e?;
-                let env = e.event.clone().unwrap_or_default();
-                let body = decode_event(env.clone())?.body;
-                // The client checks the chain itself rather than trusting the order.
-                if body.sequence != head.sequence || body.previous != head.previous {
-                    bail!("history of {subject} is broken at index {}", e.index);
-                }
-                head = ChainHead {
-                    sequence: body.sequence + 1,
-                    previous: Some(EventId::of_body(&env.body)),
-                };
+                checker
+                    .check(&e)
+                    .with_context(|| format!("history of {subject} does not verify"))?;
                 print_event(j, &e);
             }
         }
@@ -1541,7 +1608,7 @@ async fn cluster(c: &mut Client, j: bool, cmd: ClusterCmd) -> anyhow::Result<()>
                     "{}",
                     json!({"node_id": s.node_id, "role": s.role, "party": s.party, "state": s.state,
                         "leader": s.current_leader, "leader_address": s.leader_address, "term": s.term,
-                        "last_log_index": s.last_log_index, "last_applied_index": s.last_applied_index,
+                        "raft_log_index": s.raft_log_index, "raft_applied_index": s.raft_applied_index,
                         "event_count": s.event_count, "log_hash": hex::encode(&s.log_hash),
                         "state_hash": hex::encode(&s.state_hash),
                         "members": s.members.iter().map(|m| json!({"id": m.id, "address": m.address, "voter": m.voter})).collect::<Vec<_>>()})
@@ -1552,9 +1619,9 @@ async fn cluster(c: &mut Client, j: bool, cmd: ClusterCmd) -> anyhow::Result<()>
                     s.node_id, s.role, s.party, s.state, s.term, s.current_leader, s.leader_address
                 );
                 println!(
-                    "log index {} applied {}; {} events; log hash {}",
-                    s.last_log_index,
-                    s.last_applied_index,
+                    "raft log index {} applied {}; {} events; log hash {}",
+                    s.raft_log_index,
+                    s.raft_applied_index,
                     s.event_count,
                     &hex::encode(&s.log_hash)[..16]
                 );
@@ -1690,7 +1757,7 @@ async fn bench_verify(server: &str, args: BenchVerifyArgs) -> anyhow::Result<()>
     if args.clients == 0 || args.requests == 0 {
         bail!("--clients and --requests must be positive");
     }
-    let fpr = hex_arg("fingerprint", &args.fingerprint)?;
+    let fpr = hex_arg("key-id", &args.key_id)?;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.clients {
@@ -1702,7 +1769,7 @@ async fn bench_verify(server: &str, args: BenchVerifyArgs) -> anyhow::Result<()>
                 let t = Instant::now();
                 c.log
                     .verify(pb::VerifyRequest {
-                        what: Some(pb::verify_request::What::KeyFingerprint(fpr.clone())),
+                        what: Some(pb::verify_request::What::KeyId(fpr.clone())),
                         consistency,
                     })
                     .await?;

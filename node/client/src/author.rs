@@ -15,7 +15,7 @@ use ics_proto::core_v1::event_log_client::EventLogClient;
 use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::codec;
+use crate::{capabilities, codec};
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -365,4 +365,111 @@ pub fn rotate_key(
         &body(author, subject, head, &payload, now_ms()),
         &[author, new_key],
     )
+}
+
+/// Checks a subject's history as a client should, trusting nothing of the
+/// node: each event's id is the blake3 of its body, the chain links in order
+/// from sequence 0, and every signature verifies against the key it names
+/// (`keys`, as `GetKeys` returns them, or a key the event brings in).
+pub struct HistoryChecker {
+    keys: std::collections::BTreeMap<ics_kernel::KeyId, PublicKey>,
+    head: ChainHead,
+}
+
+impl HistoryChecker {
+    pub fn new(keys: &[pb::KeyInfo]) -> anyhow::Result<Self> {
+        let mut map = std::collections::BTreeMap::new();
+        for k in keys {
+            let pk = k
+                .public_key
+                .clone()
+                .context("a key without its public key")?;
+            let public = PublicKey::new(
+                codec::algorithm_from_pb(pk.algorithm, "public_key.algorithm")?,
+                pk.key,
+            )?;
+            anyhow::ensure!(
+                public.id().0.as_slice() == k.key_id.as_slice(),
+                "key {} does not hash to its id",
+                hex::encode(&k.key_id)
+            );
+            map.insert(public.id(), public);
+        }
+        Ok(HistoryChecker {
+            keys: map,
+            head: ChainHead::default(),
+        })
+    }
+
+    /// Checks the next stored event of the history.
+    pub fn check(&mut self, stored: &pb::StoredEvent) -> anyhow::Result<()> {
+        let env = codec::envelope_from_pb(stored.event.clone().unwrap_or_default())?;
+        anyhow::ensure!(
+            stored.event_id == EventId::of_body(&env.body).0.to_vec(),
+            "event at index {} does not hash to its id",
+            stored.index
+        );
+        let event = codec::parse_event(env, &ics_kernel::EventLimits::unbounded())?;
+        let body = &event.body;
+        anyhow::ensure!(
+            body.sequence == self.head.sequence && body.previous == self.head.previous,
+            "the chain is broken at index {}",
+            stored.index
+        );
+        let introduced = capabilities::rules().introduced_keys(&event);
+        anyhow::ensure!(
+            event
+                .envelope
+                .signatures
+                .iter()
+                .any(|s| s.key_id == body.author),
+            "event at index {} is not signed by its author",
+            stored.index
+        );
+        for sig in &event.envelope.signatures {
+            let key = self
+                .keys
+                .get(&sig.key_id)
+                .or_else(|| introduced.iter().copied().find(|k| k.id() == sig.key_id))
+                .with_context(|| {
+                    format!("event at index {}: no key {}", stored.index, sig.key_id)
+                })?;
+            anyhow::ensure!(
+                key.verify_event(&event.envelope.body, &sig.bytes),
+                "event at index {}: the signature by {} does not verify",
+                stored.index,
+                sig.key_id
+            );
+        }
+        self.head = ChainHead {
+            sequence: body.sequence + 1,
+            previous: Some(event.id),
+        };
+        Ok(())
+    }
+}
+
+impl Client {
+    /// Every key that signs for the party or one it recognized (all pages).
+    pub async fn keys(&mut self) -> Result<Vec<pb::KeyInfo>, Status> {
+        let mut keys = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .log
+                .get_keys(pb::GetKeysRequest {
+                    key_id: Vec::new(),
+                    page_size: 1000,
+                    page_token: token,
+                    consistency: pb::ReadConsistency::Linearizable as i32,
+                })
+                .await?
+                .into_inner();
+            keys.extend(page.keys);
+            if page.next_page_token.is_empty() {
+                return Ok(keys);
+            }
+            token = page.next_page_token;
+        }
+    }
 }

@@ -760,6 +760,14 @@ impl Projection {
         self.keys.get(id)
     }
 
+    /// Every key that signs for this party or one it recognized, after `after`
+    /// in key id order (for paging).
+    pub fn keys_after(&self, after: Option<&KeyId>) -> impl Iterator<Item = (&KeyId, &KeyState)> {
+        use std::ops::Bound;
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.keys.range((start, Bound::Unbounded))
+    }
+
     /// Keys that sign for a party (this one, or one it recognized).
     pub fn keys_of<'a>(
         &'a self,

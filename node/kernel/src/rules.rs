@@ -343,7 +343,9 @@ impl Rules {
         })
     }
 
-    pub(crate) fn introduced_keys<'e>(&self, event: &'e Event) -> Vec<&'e PublicKey> {
+    /// Keys the event brings in that may sign it beside the party's keys
+    /// (a rotated-in key proving possession).
+    pub fn introduced_keys<'e>(&self, event: &'e Event) -> Vec<&'e PublicKey> {
         match event.owner {
             Owner::Kernel => {
                 downcast::<PartyPayload>(event.payload.as_ref(), "a payload").introduced_keys()

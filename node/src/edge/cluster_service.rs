@@ -72,8 +72,8 @@ impl Cluster for Api {
             current_leader: leader.as_ref().map_or(0, |l| l.0),
             leader_address: leader.map(|l| l.1).unwrap_or_default(),
             term: m.current_term,
-            last_log_index: m.last_log_index.unwrap_or(0),
-            last_applied_index: applied.last_applied.map_or(0, |l| l.index()),
+            raft_log_index: m.last_log_index.unwrap_or(0),
+            raft_applied_index: applied.last_applied.map_or(0, |l| l.index()),
             event_count: applied.projection.event_count(),
             log_hash: applied.projection.log_hash().to_vec(),
             state_hash: applied.projection.state_hash().to_vec(),
@@ -83,8 +83,8 @@ impl Cluster for Api {
                 .party()
                 .map(|p| p.name.clone())
                 .unwrap_or_default(),
-            last_snapshot_index: m.snapshot.map_or(0, |l| l.index()),
-            last_purged_index: m.purged.map_or(0, |l| l.index()),
+            raft_snapshot_index: m.snapshot.map_or(0, |l| l.index()),
+            raft_purged_index: m.purged.map_or(0, |l| l.index()),
             active_rules: applied
                 .projection
                 .active_rules()

@@ -166,28 +166,8 @@ impl EventLog for Api {
         let from_follower = is_forwarded(&req);
         let r = req.into_inner();
         let query = search_query(r.by.clone())?;
-        let limit = match r.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n > MAX_PAGE_SIZE => {
-                return Err(rpc_error(
-                    Code::InvalidArgument,
-                    "INVALID_REQUEST",
-                    format!("page_size {n} is over the limit of {MAX_PAGE_SIZE}"),
-                ));
-            }
-            n => n,
-        } as usize;
-        let after = if r.page_token.is_empty() {
-            None
-        } else {
-            Some(parse_page_token(&r.page_token).ok_or_else(|| {
-                rpc_error(
-                    Code::InvalidArgument,
-                    "INVALID_REQUEST",
-                    format!("page_token {:?} is not one this node issued", r.page_token),
-                )
-            })?)
-        };
+        let limit = page_size(r.page_size)?;
+        let after = page_token(&r.page_token, parse_page_token)?;
         forward_read!(self, r, r.consistency, from_follower, search);
         let applied = self.node.shared.read();
         let page = query::search(&applied.projection, &query, after.as_ref(), limit);
@@ -217,15 +197,13 @@ impl EventLog for Api {
                 })?;
                 VerifyTarget::Key(key.id())
             }
-            Some(What::KeyFingerprint(f)) => {
-                VerifyTarget::Key(KeyId::from_slice(&f).ok_or_else(|| {
-                    rpc_error(
-                        Code::InvalidArgument,
-                        "INVALID_REQUEST",
-                        "key_fingerprint must be 32 bytes",
-                    )
-                })?)
-            }
+            Some(What::KeyId(f)) => VerifyTarget::Key(KeyId::from_slice(&f).ok_or_else(|| {
+                rpc_error(
+                    Code::InvalidArgument,
+                    "INVALID_REQUEST",
+                    "key_id must be 32 bytes",
+                )
+            })?),
             Some(What::CodeDigest(d)) => {
                 VerifyTarget::CodeDigest(d.as_slice().try_into().map_err(|_| {
                     rpc_error(
@@ -239,7 +217,7 @@ impl EventLog for Api {
                 return Err(rpc_error(
                     Code::InvalidArgument,
                     "INVALID_REQUEST",
-                    "verify needs public_key, key_fingerprint or code_digest",
+                    "verify needs public_key, key_id or code_digest",
                 ));
             }
         };
@@ -254,7 +232,89 @@ impl EventLog for Api {
             registered_by: t.registered_by.map(|k| k.0.to_vec()).unwrap_or_default(),
             party: t.party.unwrap_or_default(),
             registered_at_index: t.registered_at.unwrap_or(0),
-            as_of_index: applied.last_applied.map_or(0, |l| l.index()),
+            as_of_index: applied.projection.event_count(),
+        }))
+    }
+
+    async fn list_subjects(
+        &self,
+        req: Request<pb::ListSubjectsRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        let from_follower = is_forwarded(&req);
+        let r = req.into_inner();
+        if !crate::capabilities::rules().is_subject_kind(&r.kind) {
+            let kinds: Vec<&str> = crate::capabilities::rules().subject_kind_names().collect();
+            return Err(rpc_error(
+                Code::InvalidArgument,
+                "INVALID_REQUEST",
+                format!("unknown subject kind {:?} ({})", r.kind, kinds.join(", ")),
+            ));
+        }
+        let limit = page_size(r.page_size)?;
+        let after = page_token(&r.page_token, parse_page_token)?;
+        forward_read!(self, r, r.consistency, from_follower, list_subjects);
+        let applied = self.node.shared.read();
+        let mut page: Vec<SubjectView<'_>> = applied
+            .projection
+            .subjects_of_kind(&r.kind, after.as_ref())
+            .take(limit + 1)
+            .collect();
+        let next = if page.len() > limit {
+            page.truncate(limit);
+            page.last().map(|v| v.subject.to_string())
+        } else {
+            None
+        };
+        Ok(Response::new(pb::SearchResponse {
+            subjects: page.iter().map(subject_state_pb).collect(),
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
+    async fn get_keys(
+        &self,
+        req: Request<pb::GetKeysRequest>,
+    ) -> Result<Response<pb::GetKeysResponse>, Status> {
+        let from_follower = is_forwarded(&req);
+        let r = req.into_inner();
+        let one = if r.key_id.is_empty() {
+            None
+        } else {
+            Some(KeyId::from_slice(&r.key_id).ok_or_else(|| {
+                rpc_error(
+                    Code::InvalidArgument,
+                    "INVALID_REQUEST",
+                    "key_id must be 32 bytes",
+                )
+            })?)
+        };
+        let limit = page_size(r.page_size)?;
+        let after = page_token(&r.page_token, KeyId::from_hex)?;
+        forward_read!(self, r, r.consistency, from_follower, get_keys);
+        let applied = self.node.shared.read();
+        let projection = &applied.projection;
+        if let Some(id) = one {
+            let k = projection
+                .key(&id)
+                .ok_or_else(|| rpc_error(Code::NotFound, "NOT_FOUND", format!("no key {id}")))?;
+            return Ok(Response::new(pb::GetKeysResponse {
+                keys: vec![key_info_pb(&id, k)],
+                next_page_token: String::new(),
+            }));
+        }
+        let mut keys: Vec<_> = projection
+            .keys_after(after.as_ref())
+            .take(limit + 1)
+            .collect();
+        let next = if keys.len() > limit {
+            keys.truncate(limit);
+            keys.last().map(|(id, _)| id.to_hex())
+        } else {
+            None
+        };
+        Ok(Response::new(pb::GetKeysResponse {
+            keys: keys.iter().map(|(id, k)| key_info_pb(id, k)).collect(),
+            next_page_token: next.unwrap_or_default(),
         }))
     }
 }
@@ -279,6 +339,50 @@ fn parse_page_token(token: &str) -> Option<SubjectRef> {
 const MAX_PAGE_SIZE: u32 = 1000;
 const DEFAULT_PAGE_SIZE: u32 = 100;
 
+/// A request's page size: the default for 0, refused over the limit.
+fn page_size(requested: u32) -> Result<usize, Status> {
+    match requested {
+        0 => Ok(DEFAULT_PAGE_SIZE as usize),
+        n if n > MAX_PAGE_SIZE => Err(rpc_error(
+            Code::InvalidArgument,
+            "INVALID_REQUEST",
+            format!("page_size {n} is over the limit of {MAX_PAGE_SIZE}"),
+        )),
+        n => Ok(n as usize),
+    }
+}
+
+/// A request's page token (empty for the first page), parsed by `parse`.
+fn page_token<T>(token: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Option<T>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    parse(token).map(Some).ok_or_else(|| {
+        rpc_error(
+            Code::InvalidArgument,
+            "INVALID_REQUEST",
+            format!("page_token {token:?} is not one this node issued"),
+        )
+    })
+}
+
+fn key_info_pb(id: &KeyId, k: &ics_kernel::projection::KeyState) -> pb::KeyInfo {
+    pb::KeyInfo {
+        key_id: id.0.to_vec(),
+        public_key: Some(pb::PublicKey {
+            algorithm: codec::algorithm_to_pb(k.public_key.algorithm()),
+            key: k.public_key.bytes().to_vec(),
+        }),
+        party: k.party.clone(),
+        label: k.label.clone(),
+        root: k.allowed_kinds.is_none(),
+        allowed_kinds: k.allowed_kinds.iter().flatten().cloned().collect(),
+        registered_unix_ms: k.registered_ms,
+        not_after_unix_ms: k.not_after_ms.unwrap_or(0),
+        revoked: k.revoked,
+    }
+}
+
 fn search_query(by: Option<pb::search_request::By>) -> Result<SearchQuery, Status> {
     use pb::search_request::By;
     let digest = |b: &[u8], name: &str| -> Result<[u8; 32], Status> {
@@ -295,7 +399,7 @@ fn search_query(by: Option<pb::search_request::By>) -> Result<SearchQuery, Statu
             rpc_error(
                 Code::InvalidArgument,
                 "INVALID_REQUEST",
-                "search needs one of serial, attribute, code_name, code_digest, key_fingerprint",
+                "search needs one of serial, attribute, code_name, code_digest, key_id",
             )
         })? {
             By::Serial(s) => SearchQuery::Serial(s),
@@ -314,7 +418,7 @@ fn search_query(by: Option<pb::search_request::By>) -> Result<SearchQuery, Statu
             }
             By::CodeName(n) => SearchQuery::CodeName(n),
             By::CodeDigest(d) => SearchQuery::CodeDigest(digest(&d, "code_digest")?),
-            By::KeyFingerprint(f) => SearchQuery::KeyId(KeyId(digest(&f, "key_fingerprint")?)),
+            By::KeyId(f) => SearchQuery::KeyId(KeyId(digest(&f, "key_id")?)),
         },
     )
 }

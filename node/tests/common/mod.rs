@@ -286,7 +286,7 @@ impl Cluster {
                 && all.windows(2).all(|w| {
                     w[0].event_count == w[1].event_count
                         && w[0].log_hash == w[1].log_hash
-                        && w[0].last_applied_index == w[1].last_applied_index
+                        && w[0].raft_applied_index == w[1].raft_applied_index
                 });
             if same {
                 return all;
@@ -295,7 +295,7 @@ impl Cluster {
                 Instant::now() < deadline,
                 "replicas did not converge: {:?}",
                 all.iter()
-                    .map(|s| (s.node_id, s.event_count, s.last_applied_index))
+                    .map(|s| (s.node_id, s.event_count, s.raft_applied_index))
                     .collect::<Vec<_>>()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
