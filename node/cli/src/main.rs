@@ -627,104 +627,28 @@ fn describe(event: &pb::StoredEvent) -> serde_json::Value {
     }
 }
 
+/// The payload's fields as its owner describes them: no code here per kind.
 fn payload_json(e: &Event) -> serde_json::Value {
-    if let Some(p) = e.payload::<PartyPayload>() {
-        return party_payload_json(p);
-    }
-    let Some(p) = e.payload::<IdentityPayload>() else {
-        return json!(null);
-    };
-    use IdentityPayload as P;
-    match p {
-        P::DeviceRegistered {
-            serial,
-            device_key,
-            attributes,
-            openpgp,
-        } => json!({
-            "serial": serial, "device_key": format!("{}:{}", device_key.algorithm().name(), hex::encode(device_key.bytes())),
-            "attributes": attributes.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
-            "openpgp": openpgp.is_some(),
-        }),
-        P::DeviceStatusChanged {
-            status,
-            reason,
-            openpgp_revocation,
-        } => {
-            json!({"status": status.name(), "reason": reason,
-                "openpgp_revocation": openpgp_revocation.is_some()})
-        }
-        P::CodeReleased(c) => json!({
-            "name": c.name, "version": c.version, "blake3": hex::encode(c.blake3),
-            "sha256": hex::encode(c.sha256), "suit_manifest_uri": c.suit_manifest_uri,
-            "openpgp": c.openpgp_signature.is_some(),
-        }),
-        P::CodeStatusChanged { status, reason } => {
-            json!({"status": status.name(), "reason": reason})
-        }
-        P::Endorsed {
-            kind,
-            scope,
-            not_after_ms,
-            openpgp_certification,
-        } => json!({"kind": kind.name(), "scope": scope, "not_after_unix_ms": not_after_ms,
-            "openpgp": openpgp_certification.is_some()}),
-        P::EndorsementWithdrawn {
-            endorsement,
-            reason,
-            openpgp_revocation,
-        } => {
-            json!({"endorsement": endorsement.to_hex(), "reason": reason,
-                "openpgp": openpgp_revocation.is_some()})
-        }
-        P::ServiceRegistered {
-            name,
-            service_key,
-            endpoints,
-            owner,
-        } => json!({
-            "name": name, "owner": owner, "endpoints": endpoints,
-            "service_key": format!("{}:{}", service_key.algorithm().name(), hex::encode(service_key.bytes())),
-        }),
-        P::KeyRotated {
-            new_key,
-            reason,
-            openpgp_revocation,
-        } => json!({
-            "new_key": format!("{}:{}", new_key.algorithm().name(), hex::encode(new_key.bytes())),
-            "reason": reason, "openpgp_revocation": openpgp_revocation.is_some(),
-        }),
-    }
-}
-
-fn party_payload_json(p: &PartyPayload) -> serde_json::Value {
-    match p {
-        PartyPayload::Genesis {
-            party_name,
-            role,
-            root_key,
-            rules,
-        } => json!({
-            "party": party_name, "role": role.name(), "root_key": root_key.id().to_hex(),
-            "rules": rules_json(rules),
-        }),
-        PartyPayload::RulesChanged { rules } => json!({"rules": rules_json(rules)}),
-        PartyPayload::AuthorKeyRegistered {
-            key,
-            label,
-            allowed_kinds,
-            not_after_ms,
-        } => json!({
-            "key": key.id().to_hex(), "label": label,
-            "allowed_kinds": allowed_kinds,
-            "not_after_unix_ms": not_after_ms,
-        }),
-        PartyPayload::AuthorKeyRevoked { reason } => json!({"reason": reason}),
-        PartyPayload::Recognized { role, root_key } => {
-            json!({"role": role.name(), "root_key": root_key.id().to_hex()})
-        }
-        PartyPayload::AccessGranted { party, kinds } => json!({"party": party, "kinds": kinds}),
-    }
+    use ics_kernel::capability::Field;
+    let fields = ics_client::capabilities::rules().describe(e);
+    serde_json::Value::Object(
+        fields
+            .into_iter()
+            .map(|(name, field)| {
+                let value = match field {
+                    Field::Text(t) => json!(t),
+                    Field::Number(n) => json!(n),
+                    Field::Bool(b) => json!(b),
+                    Field::List(l) => json!(l),
+                    Field::Map(m) => serde_json::Value::Object(
+                        m.into_iter().map(|(k, v)| (k, json!(v))).collect(),
+                    ),
+                    Field::Absent => serde_json::Value::Null,
+                };
+                (name.to_string(), value)
+            })
+            .collect(),
+    )
 }
 
 fn rules_json(rules: &ics_kernel::ActiveRules) -> serde_json::Value {

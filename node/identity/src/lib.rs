@@ -83,6 +83,9 @@ impl Capability for Identity {
                 endpoints,
                 owner,
             } => service::register(ctx, name, service_key, endpoints, owner),
+            P::ServiceEndpointsChanged { endpoints } => {
+                service::change_endpoints(ctx, current.ok_or_else(unknown)?, endpoints)
+            }
             P::KeyRotated {
                 new_key,
                 reason,

@@ -37,6 +37,14 @@ pub static SERVICE_REGISTERED: KindSpec = KindSpec {
     authored_by: &[Maintenance, Infield],
     grantable: false,
 };
+pub static SERVICE_ENDPOINTS_CHANGED: KindSpec = KindSpec {
+    name: "service-endpoints-changed",
+    message: "ics.identity.v1.ServiceEndpointsChanged",
+    subjects: Subjects::Of(&[SERVICE]),
+    opens_subject: false,
+    authored_by: &[Maintenance, Infield],
+    grantable: false,
+};
 pub static KEY_ROTATED: KindSpec = KindSpec {
     name: "key-rotated",
     message: "ics.identity.v1.KeyRotated",
@@ -83,10 +91,11 @@ pub static ENDORSEMENT_WITHDRAWN: KindSpec = KindSpec {
 };
 
 /// Every identity kind; `Identity::kinds()` returns these.
-pub static KINDS: [&KindSpec; 8] = [
+pub static KINDS: [&KindSpec; 9] = [
     &DEVICE_REGISTERED,
     &DEVICE_STATUS_CHANGED,
     &SERVICE_REGISTERED,
+    &SERVICE_ENDPOINTS_CHANGED,
     &KEY_ROTATED,
     &CODE_RELEASED,
     &CODE_STATUS_CHANGED,
@@ -299,5 +308,8 @@ pub enum IdentityPayload {
         new_key: PublicKey,
         reason: String,
         openpgp_revocation: Option<Vec<u8>>,
+    },
+    ServiceEndpointsChanged {
+        endpoints: Vec<String>,
     },
 }

@@ -18,29 +18,10 @@ pub(crate) fn register(
     endpoints: &[String],
     owner: &str,
 ) -> Result<Accepted<IdentityState>, Refusal> {
-    let limits = ctx.limits;
     check_name("name", name)?;
     check_name("owner", owner)?;
     crate::check_subject_is_key(ctx, "service", service_key)?;
-    if endpoints.is_empty() || endpoints.len() > limits.max_attributes {
-        return Err(Refusal::field(
-            "endpoints",
-            format!(
-                "{} endpoints; a service names 1 to {}",
-                endpoints.len(),
-                limits.max_attributes
-            ),
-        ));
-    }
-    for endpoint in endpoints {
-        limits.check_text("endpoints", endpoint)?;
-        if !is_uri(endpoint) {
-            return Err(Refusal::field(
-                "endpoints",
-                format!("{endpoint:?} is not a URI (scheme://authority...)"),
-            ));
-        }
-    }
+    check_endpoints(ctx, endpoints)?;
     let key_id = service_key.id();
     ctx.check_key_free(&key_id)?;
     let name_claim = Claim::new(SERVICE_NAME_SPACE, name);
@@ -63,6 +44,49 @@ pub(crate) fn register(
         },
         claims: vec![name_claim, Claim::key(&key_id)],
     })
+}
+
+/// A service moved: where it answers now.
+pub(crate) fn change_endpoints(
+    ctx: &Ctx<'_>,
+    current: &IdentityState,
+    endpoints: &[String],
+) -> Result<Accepted<IdentityState>, Refusal> {
+    check_endpoints(ctx, endpoints)?;
+    let mut next = current.clone();
+    let Detail::Service { endpoints: now, .. } = &mut next.detail else {
+        return Err(Refusal::UnknownSubject(ctx.subject().to_string()));
+    };
+    *now = endpoints.to_vec();
+    Ok(Accepted {
+        subject: next,
+        claims: Vec::new(),
+    })
+}
+
+/// 1 to `max_attributes` URIs, each bounded text.
+fn check_endpoints(ctx: &Ctx<'_>, endpoints: &[String]) -> Result<(), Refusal> {
+    let limits = ctx.limits;
+    if endpoints.is_empty() || endpoints.len() > limits.max_attributes {
+        return Err(Refusal::field(
+            "endpoints",
+            format!(
+                "{} endpoints; a service names 1 to {}",
+                endpoints.len(),
+                limits.max_attributes
+            ),
+        ));
+    }
+    for endpoint in endpoints {
+        limits.check_text("endpoints", endpoint)?;
+        if !is_uri(endpoint) {
+            return Err(Refusal::field(
+                "endpoints",
+                format!("{endpoint:?} is not a URI (scheme://authority...)"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn is_uri(endpoint: &str) -> bool {

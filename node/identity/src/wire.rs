@@ -2,7 +2,7 @@
 //! validates and names the field at fault; encoding is for authors only.
 
 use ics_kernel::KindSpec;
-use ics_kernel::capability::Payload;
+use ics_kernel::capability::{Field, Payload};
 use ics_kernel::envelope::{algorithm_from_number, algorithm_number};
 use ics_kernel::{EventId, PublicKey, Refusal};
 use ics_proto::core_v1 as core;
@@ -184,6 +184,11 @@ pub fn decode(kind: &'static KindSpec, bytes: &[u8]) -> Result<IdentityPayload, 
             endpoints: s.endpoints,
             owner: s.owner,
         }
+    } else if is(&SERVICE_ENDPOINTS_CHANGED) {
+        let c: pb::ServiceEndpointsChanged = parse(kind, bytes)?;
+        IdentityPayload::ServiceEndpointsChanged {
+            endpoints: c.endpoints,
+        }
     } else {
         assert!(is(&KEY_ROTATED), "an identity kind");
         let r: pb::KeyRotated = parse(kind, bytes)?;
@@ -289,6 +294,10 @@ pub fn encode(p: &IdentityPayload) -> Vec<u8> {
             openpgp_revocation: openpgp_revocation.clone().unwrap_or_default(),
         }
         .encode_to_vec(),
+        IdentityPayload::ServiceEndpointsChanged { endpoints } => pb::ServiceEndpointsChanged {
+            endpoints: endpoints.clone(),
+        }
+        .encode_to_vec(),
     }
 }
 
@@ -304,11 +313,97 @@ impl Payload for IdentityPayload {
             IdentityPayload::EndorsementWithdrawn { .. } => &ENDORSEMENT_WITHDRAWN,
             IdentityPayload::ServiceRegistered { .. } => &SERVICE_REGISTERED,
             IdentityPayload::KeyRotated { .. } => &KEY_ROTATED,
+            IdentityPayload::ServiceEndpointsChanged { .. } => &SERVICE_ENDPOINTS_CHANGED,
         }
     }
 
     fn encode(&self) -> Vec<u8> {
         encode(self)
+    }
+
+    fn describe(&self) -> Vec<(&'static str, Field)> {
+        use IdentityPayload as P;
+        let published = |r: &Option<Vec<u8>>| Field::Bool(r.is_some());
+        match self {
+            P::DeviceRegistered {
+                serial,
+                device_key,
+                attributes,
+                openpgp,
+            } => vec![
+                ("serial", Field::text(serial)),
+                ("device_key", Field::key(device_key)),
+                ("attributes", Field::Map(attributes.clone())),
+                ("openpgp", Field::Bool(openpgp.is_some())),
+            ],
+            P::DeviceStatusChanged {
+                status,
+                reason,
+                openpgp_revocation,
+            } => vec![
+                ("status", Field::text(status.name())),
+                ("reason", Field::text(reason)),
+                ("openpgp_revocation", published(openpgp_revocation)),
+            ],
+            P::CodeReleased(c) => vec![
+                ("name", Field::text(&c.name)),
+                ("version", Field::text(&c.version)),
+                ("blake3", Field::text(hex::encode(c.blake3))),
+                ("sha256", Field::text(hex::encode(c.sha256))),
+                (
+                    "suit_manifest_uri",
+                    Field::optional(c.suit_manifest_uri.clone()),
+                ),
+                ("openpgp", published(&c.openpgp_signature)),
+            ],
+            P::CodeStatusChanged { status, reason } => vec![
+                ("status", Field::text(status.name())),
+                ("reason", Field::text(reason)),
+            ],
+            P::Endorsed {
+                kind,
+                scope,
+                not_after_ms,
+                openpgp_certification,
+            } => vec![
+                ("kind", Field::text(kind.name())),
+                ("scope", Field::text(scope)),
+                ("not_after_unix_ms", Field::Number(*not_after_ms)),
+                ("openpgp", published(openpgp_certification)),
+            ],
+            P::EndorsementWithdrawn {
+                endorsement,
+                reason,
+                openpgp_revocation,
+            } => vec![
+                ("endorsement", Field::text(endorsement.to_hex())),
+                ("reason", Field::text(reason)),
+                ("openpgp", published(openpgp_revocation)),
+            ],
+            P::ServiceRegistered {
+                name,
+                service_key,
+                endpoints,
+                owner,
+            } => vec![
+                ("name", Field::text(name)),
+                ("owner", Field::text(owner)),
+                ("endpoints", Field::List(endpoints.clone())),
+                ("service_key", Field::key(service_key)),
+            ],
+            P::ServiceEndpointsChanged { endpoints } => {
+                vec![("endpoints", Field::List(endpoints.clone()))]
+            }
+            P::KeyRotated {
+                new_key,
+                reason,
+                openpgp_revocation,
+            } => vec![
+                ("new_key", Field::key(new_key)),
+                ("reason", Field::text(reason)),
+                ("openpgp_revocation", published(openpgp_revocation)),
+            ],
+        }
     }
 
     fn introduced_keys(&self) -> Vec<&PublicKey> {

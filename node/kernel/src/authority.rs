@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use crate::envelope::{decode_public_key, encode_public_key};
 use crate::event::Event;
 use crate::keys::{KeyId, PublicKey};
-use crate::kind::{Claim, KindSpec, Payload, Subjects};
+use crate::kind::{Claim, Field, KindSpec, Payload, Subjects};
 use crate::limits::{ActiveRules, EventLimits, check_name};
 use crate::refusal::Refusal;
 use crate::roles::Role;
@@ -280,6 +280,53 @@ impl Payload for PartyPayload {
         match self {
             PartyPayload::Genesis { root_key, .. } => vec![root_key],
             _ => Vec::new(),
+        }
+    }
+
+    fn describe(&self) -> Vec<(&'static str, Field)> {
+        let rules = |r: &ActiveRules| {
+            Field::Map(
+                std::iter::once(("capabilities".to_string(), r.version_text()))
+                    .chain([("limits".to_string(), format!("{:?}", r.limits))])
+                    .collect(),
+            )
+        };
+        match self {
+            PartyPayload::Genesis {
+                party_name,
+                role,
+                root_key,
+                rules: r,
+            } => vec![
+                ("party", Field::text(party_name)),
+                ("role", Field::text(role.name())),
+                ("root_key", Field::key(root_key)),
+                ("rules", rules(r)),
+            ],
+            PartyPayload::AuthorKeyRegistered {
+                key,
+                label,
+                allowed_kinds,
+                not_after_ms,
+            } => vec![
+                ("key", Field::key(key)),
+                ("label", Field::text(label)),
+                (
+                    "allowed_kinds",
+                    Field::List(allowed_kinds.iter().cloned().collect()),
+                ),
+                ("not_after_unix_ms", Field::Number(*not_after_ms)),
+            ],
+            PartyPayload::AuthorKeyRevoked { reason } => vec![("reason", Field::text(reason))],
+            PartyPayload::Recognized { role, root_key } => vec![
+                ("role", Field::text(role.name())),
+                ("root_key", Field::key(root_key)),
+            ],
+            PartyPayload::AccessGranted { party, kinds } => vec![
+                ("party", Field::text(party)),
+                ("kinds", Field::List(kinds.iter().cloned().collect())),
+            ],
+            PartyPayload::RulesChanged { rules: r } => vec![("rules", rules(r))],
         }
     }
 }

@@ -7,7 +7,7 @@ use std::fmt::Debug;
 use std::ops::Bound;
 
 pub use crate::kind::{
-    AnyPayload, Claim, KEY_CLAIM_SPACE, KindSpec, Payload, Subjects, payload_bytes,
+    AnyPayload, Claim, Field, KEY_CLAIM_SPACE, KindSpec, Payload, Subjects, payload_bytes,
 };
 
 use crate::envelope::{EventBody, SubjectRef};

@@ -57,6 +57,40 @@ pub trait Payload: Clone + Debug + Send + Sync + 'static {
     fn introduced_keys(&self) -> Vec<&PublicKey> {
         Vec::new()
     }
+    /// The payload's fields as clients show them (JSON, text), so a client
+    /// needs no code per kind.
+    fn describe(&self) -> Vec<(&'static str, Field)>;
+}
+
+/// A payload field as a client shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Field {
+    Text(String),
+    Number(i64),
+    Bool(bool),
+    List(Vec<String>),
+    /// Name/value pairs in order (attributes).
+    Map(Vec<(String, String)>),
+    Absent,
+}
+
+impl Field {
+    /// A public key as `ALGORITHM:HEX`.
+    pub fn key(key: &PublicKey) -> Field {
+        Field::Text(format!(
+            "{}:{}",
+            key.algorithm().name(),
+            hex::encode(key.bytes())
+        ))
+    }
+
+    pub fn text(s: impl Into<String>) -> Field {
+        Field::Text(s.into())
+    }
+
+    pub fn optional(s: Option<impl Into<String>>) -> Field {
+        s.map_or(Field::Absent, |s| Field::Text(s.into()))
+    }
 }
 
 /// A unique name in a space, owned by the subject that claimed it first.

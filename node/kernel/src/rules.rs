@@ -26,6 +26,7 @@ pub(crate) trait ErasedCapability: Send + Sync {
     fn subject_kinds(&self) -> &'static [&'static str];
     fn decode(&self, kind: &'static KindSpec, bytes: &[u8]) -> Result<Arc<AnyPayload>, Refusal>;
     fn introduced_keys<'p>(&self, payload: &'p AnyPayload) -> Vec<&'p PublicKey>;
+    fn describe(&self, payload: &AnyPayload) -> Vec<(&'static str, crate::kind::Field)>;
     fn decide(
         &self,
         ctx: &Ctx<'_>,
@@ -84,6 +85,9 @@ impl<C: Capability> ErasedCapability for Adapter<C> {
     }
     fn introduced_keys<'p>(&self, payload: &'p AnyPayload) -> Vec<&'p PublicKey> {
         downcast::<C::Payload>(payload, "a payload").introduced_keys()
+    }
+    fn describe(&self, payload: &AnyPayload) -> Vec<(&'static str, crate::kind::Field)> {
+        downcast::<C::Payload>(payload, "a payload").describe()
     }
     fn decide(
         &self,
@@ -341,6 +345,16 @@ impl Rules {
             owner,
             payload,
         })
+    }
+
+    /// The event's payload fields, described by its owner.
+    pub fn describe(&self, event: &Event) -> Vec<(&'static str, crate::kind::Field)> {
+        match event.owner {
+            Owner::Kernel => {
+                downcast::<PartyPayload>(event.payload.as_ref(), "a payload").describe()
+            }
+            Owner::Capability(slot) => self.caps[slot].describe(event.payload.as_ref()),
+        }
     }
 
     /// Keys the event brings in that may sign it beside the party's keys

@@ -10,7 +10,8 @@
 //! - `decide` is deterministic: two projections fed the same scenario agree
 //!   after every step, and a refused batch is refused again for the same reason;
 //! - replay equals live apply: the accepted events, applied one by one with
-//!   unbounded limits (as a restart does), reach the same state.
+//!   unbounded limits (as a restart does), reach the same state;
+//! - every accepted payload describes itself (named, unique fields) for clients.
 
 use std::sync::Arc;
 
@@ -158,6 +159,15 @@ fn check_scenario(
                     step.what
                 );
                 for (event, appended) in events.into_iter().zip(out) {
+                    let fields = rules.describe(&event);
+                    let names: std::collections::BTreeSet<_> =
+                        fields.iter().map(|(n, _)| *n).collect();
+                    assert!(
+                        !fields.is_empty() && names.len() == fields.len(),
+                        "{}: {} describes its payload with named, unique fields: {fields:?}",
+                        step.what,
+                        event.kind.name
+                    );
                     kinds_seen.insert(event.kind.name);
                     if !appended.duplicate {
                         accepted.push(event);

@@ -32,6 +32,7 @@ fn maintainer() -> Vec<Step> {
         "device-registered",
         "device-status-changed",
         "service-registered",
+        "service-endpoints-changed",
         "key-rotated",
         "endorsed",
         "endorsement-withdrawn",
@@ -117,6 +118,23 @@ fn maintainer() -> Vec<Step> {
         "service registered",
         event(&b, &[&author]),
         None,
+    );
+    let moved = |p: &Party, endpoints: Vec<String>| {
+        p.on_subject(
+            &service,
+            &author,
+            IdentityPayload::ServiceEndpointsChanged { endpoints },
+        )
+    };
+    let e = moved(&p, vec!["https://telemetry-2.example".into()]);
+    step(&mut p, &mut steps, "service moved", e, None);
+    let e = moved(&p, vec!["not a uri".into()]);
+    step(
+        &mut p,
+        &mut steps,
+        "moved to no URI",
+        e,
+        Some("INVALID_FIELD"),
     );
     let new = SigningKey::generate(Algorithm::Ed25519);
     let e = rotation(&p, &service, &author, &new, &[&author], None);

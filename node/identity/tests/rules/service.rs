@@ -106,3 +106,67 @@ fn rotation_needs_the_new_key_and_retires_the_old_one() {
     let again = rotation(&p, &s, &author, &new, &[&author, &new], None);
     assert!(matches!(p.refuse(&again), Refusal::KeyTaken { .. }));
 }
+
+#[test]
+fn a_service_moves_to_new_endpoints() {
+    let mut p = Party::new();
+    let author = p.register_author(
+        Algorithm::Ed25519,
+        &[
+            "service-registered",
+            "service-endpoints-changed",
+            "device-registered",
+        ],
+        T0 + 10_000_000,
+    );
+    let key = SigningKey::generate(Algorithm::Ed25519);
+    p.apply(&service(
+        &author,
+        &key,
+        "telemetry",
+        &["https://t1.acme.test"],
+    ))
+    .unwrap();
+    let s = SubjectRef::new(SERVICE, key.key_id().to_hex());
+    let moved = |p: &Party, endpoints: &[&str]| {
+        p.on_subject(
+            &s,
+            &author,
+            IdentityPayload::ServiceEndpointsChanged {
+                endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
+            },
+        )
+    };
+    // Given a registered service, when it moves, then Verify names the new endpoints.
+    p.apply(&moved(
+        &p,
+        &["https://t2.acme.test", "grpc://t2.acme.test:7400"],
+    ))
+    .unwrap();
+    let t = query::verify(&p.proj, &VerifyTarget::Key(key.key_id()), T0 + 2_000);
+    assert!(
+        t.trusted
+            && t.reason
+                .contains("https://t2.acme.test grpc://t2.acme.test:7400"),
+        "{t:?}"
+    );
+    // Refused, with nothing changed: no endpoint, one that is no URI.
+    for endpoints in [&[][..], &["t3.acme.test"][..]] {
+        let why = p.refuse(&moved(&p, endpoints));
+        assert!(
+            matches!(&why, Refusal::InvalidField { field, .. } if field == "endpoints"),
+            "{why}"
+        );
+    }
+    // Only on a service.
+    let (b, device) = p.device_body(&author, "SN-1");
+    p.apply(&event(&b, &[&author])).unwrap();
+    let e = p.on_subject(
+        &device,
+        &author,
+        IdentityPayload::ServiceEndpointsChanged {
+            endpoints: vec!["https://x.test".into()],
+        },
+    );
+    assert_eq!(p.refuse(&e).reason(), "INVALID_SUBJECT");
+}
