@@ -106,20 +106,50 @@ fn module_graph(src: &std::path::Path) -> std::collections::BTreeMap<String, BTr
         let text = std::fs::read_to_string(&path).expect("read source");
         let uses: &mut BTreeSet<String> = graph.entry(module.clone()).or_default();
         for (i, _) in text.match_indices("crate::") {
-            let rest = &text[i + "crate::".len()..];
-            let name: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            if !name.is_empty()
-                && name != module
-                && name.chars().next().is_some_and(|c| c.is_lowercase())
-            {
-                uses.insert(name);
+            for name in named_after(&text[i + "crate::".len()..]) {
+                if name != module && name.chars().next().is_some_and(|c| c.is_lowercase()) {
+                    uses.insert(name);
+                }
             }
         }
     }
     graph
+}
+
+/// The top-level names a `crate::` path continues with: `x` in `crate::x::y`,
+/// and `a`, `b` in `crate::{a, b::c}`.
+fn named_after(rest: &str) -> Vec<String> {
+    let ident = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let Some(group) = rest.strip_prefix('{') else {
+        return vec![ident(rest)]
+            .into_iter()
+            .filter(|n| !n.is_empty())
+            .collect();
+    };
+    let mut names = Vec::new();
+    let mut depth = 0;
+    let mut start = 0;
+    for (i, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => {
+                names.push(ident(&group[start..i]));
+                break;
+            }
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                names.push(ident(&group[start..i]));
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    names.into_iter().filter(|n| !n.is_empty()).collect()
 }
 
 /// A cycle among the modules, if there is one.
