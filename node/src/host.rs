@@ -82,13 +82,6 @@ impl Node {
         node
     }
 
-    pub(crate) fn now_ms() -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
-    }
-
     /// The leader's id and address, if one is known (possibly this node).
     pub fn leader(&self) -> Option<(NodeId, String)> {
         crate::log::leader(&self.raft)
@@ -126,7 +119,7 @@ impl Node {
     ) -> Result<(Vec<Event>, usize), Refusal> {
         let limits = &self.config.limits;
         limits.events.check_batch_len(req.events.len())?;
-        let now = Self::now_ms();
+        let now = crate::client::now_ms();
         let mut events = Vec::with_capacity(req.events.len());
         let mut bytes = 0;
         for e in &req.events {

@@ -38,7 +38,7 @@ pub struct Writer {
 /// the round; `Some` is the refusal.
 fn precheck(node: &Writer, jobs: &[WriteJob], limits: &EventLimits) -> Vec<Option<Refusal>> {
     let applied = node.shared.read();
-    let mut staged = Staged::new(&applied.projection);
+    let mut staged = Staged::precheck(&applied.projection);
     jobs.iter()
         .map(|job| staged.stage_batch(&job.events, limits).err())
         .collect()

@@ -454,15 +454,7 @@ impl SubjectRefArgs {
 /// A subject from a kind and an id, or from an id of the printed form `kind/id`.
 fn subject_named(kind: &str, id: &str) -> anyhow::Result<SubjectRef> {
     let subject = SubjectRef::parse(id).unwrap_or_else(|| SubjectRef::new(kind, id));
-    let rules = ics_client::capabilities::rules();
-    if !rules.is_subject_kind(&subject.kind) {
-        let kinds: Vec<&str> = rules.subject_kind_names().collect();
-        bail!(
-            "unknown subject kind {:?} ({})",
-            subject.kind,
-            kinds.join(", ")
-        );
-    }
+    ics_client::capabilities::rules().check_subject_kind(&subject.kind)?;
     Ok(subject)
 }
 

@@ -19,13 +19,7 @@ pub fn algorithm_to_pb(a: Algorithm) -> i32 {
 /// A subject named in a request; its kind is checked against the rules.
 pub fn subject_from_pb(s: Option<pb::Subject>) -> Result<SubjectRef, Refusal> {
     let s = s.ok_or_else(|| Refusal::field("subject", "missing"))?;
-    if !crate::capabilities::rules().is_subject_kind(&s.kind) {
-        let kinds: Vec<&str> = crate::capabilities::rules().subject_kind_names().collect();
-        return Err(Refusal::field(
-            "subject.kind",
-            format!("unknown subject kind {:?} ({})", s.kind, kinds.join(", ")),
-        ));
-    }
+    crate::capabilities::rules().check_subject_kind(&s.kind)?;
     if s.id.is_empty() || s.id.len() > ics_kernel::envelope::MAX_SUBJECT_ID_BYTES {
         return Err(Refusal::field("subject.id", "must be 1-128 bytes"));
     }

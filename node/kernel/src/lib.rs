@@ -10,6 +10,7 @@
 
 pub mod authority;
 pub mod capability;
+mod decide;
 pub mod envelope;
 pub mod event;
 pub mod keys;

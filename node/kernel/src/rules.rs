@@ -284,6 +284,18 @@ impl Rules {
         self.subject_kinds.contains_key(kind)
     }
 
+    /// A subject kind these rules know, or the refusal naming the known ones.
+    pub fn check_subject_kind(&self, kind: &str) -> Result<(), Refusal> {
+        if self.is_subject_kind(kind) {
+            return Ok(());
+        }
+        let kinds: Vec<&str> = self.subject_kind_names().collect();
+        Err(Refusal::field(
+            "subject.kind",
+            format!("unknown subject kind {kind:?} ({})", kinds.join(", ")),
+        ))
+    }
+
     pub fn subject_kind_names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.subject_kinds.keys().copied()
     }

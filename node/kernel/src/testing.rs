@@ -11,6 +11,7 @@
 //!   after every step, and a refused batch is refused again for the same reason;
 //! - replay equals live apply: the accepted events, applied one by one with
 //!   unbounded limits (as a restart does), reach the same state;
+//! - a leader's pre-check (`Staged::precheck`) reaches the commit path's verdict;
 //! - every accepted payload describes itself (named, unique fields) for clients.
 
 use std::sync::Arc;
@@ -146,12 +147,22 @@ fn check_scenario(
     let mut kinds_seen = std::collections::BTreeSet::new();
     for step in steps {
         let before = fingerprint(&live);
+        // A leader's pre-check reaches the verdict the commit path reaches.
+        let prechecked = parse(&rules, &step.batch, limits).and_then(|events| {
+            crate::projection::Staged::precheck(&live).stage_batch(&events, limits)
+        });
         let outcome = parse(&rules, &step.batch, limits)
             .and_then(|events| live.apply_batch(&events, limits).map(|out| (events, out)));
         let twin_outcome =
             parse(&rules, &step.batch, limits).and_then(|events| twin.apply_batch(&events, limits));
         match (&step.expect, outcome) {
             (Expect::Accepted, Ok((events, out))) => {
+                assert_eq!(
+                    prechecked.as_ref().ok(),
+                    Some(&out),
+                    "{}: the pre-check disagrees",
+                    step.what
+                );
                 assert_eq!(
                     out.len(),
                     events.len(),
@@ -175,6 +186,12 @@ fn check_scenario(
                 }
             }
             (Expect::Refused(reason), Err(refusal)) => {
+                assert_eq!(
+                    prechecked.as_ref().err(),
+                    Some(&refusal),
+                    "{}: the pre-check disagrees",
+                    step.what
+                );
                 assert_eq!(
                     refusal.reason(),
                     *reason,

@@ -15,7 +15,6 @@ use tonic::{Code, Request, Response, Status};
 use super::{Api, EventStream, forward_read, forwarded, is_forwarded};
 use crate::codec;
 use crate::errors::{refusal_status, rpc_error};
-use crate::host::Node;
 
 #[tonic::async_trait]
 impl EventLog for Api {
@@ -223,7 +222,7 @@ impl EventLog for Api {
         };
         forward_read!(self, r, r.consistency, from_follower, verify);
         let applied = self.node.shared.read();
-        let t = query::verify(&applied.projection, &target, Node::now_ms());
+        let t = query::verify(&applied.projection, &target, crate::client::now_ms());
         Ok(Response::new(pb::VerifyResponse {
             trusted: t.trusted,
             reason: t.reason,
@@ -242,14 +241,9 @@ impl EventLog for Api {
     ) -> Result<Response<pb::SearchResponse>, Status> {
         let from_follower = is_forwarded(&req);
         let r = req.into_inner();
-        if !crate::capabilities::rules().is_subject_kind(&r.kind) {
-            let kinds: Vec<&str> = crate::capabilities::rules().subject_kind_names().collect();
-            return Err(rpc_error(
-                Code::InvalidArgument,
-                "INVALID_REQUEST",
-                format!("unknown subject kind {:?} ({})", r.kind, kinds.join(", ")),
-            ));
-        }
+        crate::capabilities::rules()
+            .check_subject_kind(&r.kind)
+            .map_err(|e| rpc_error(Code::InvalidArgument, "INVALID_REQUEST", e.to_string()))?;
         let limit = page_size(r.page_size)?;
         let after = page_token(&r.page_token, parse_page_token)?;
         forward_read!(self, r, r.consistency, from_follower, list_subjects);
