@@ -18,6 +18,10 @@ use ics_kernel::{Algorithm, Event, EventId, EventLimits, PublicKey, SigningKey, 
 use ics_proto::core_v1 as pb;
 use serde_json::json;
 
+mod output;
+
+use output::{emit, emit_json, note};
+
 #[derive(Parser)]
 #[command(name = "icsctl", version, about = "Client of an ICS node")]
 struct Cli {
@@ -676,16 +680,16 @@ async fn rules(c: &mut Client, j: bool, cmd: RulesCmd) -> anyhow::Result<()> {
     let mut rules = active_rules(&status)?;
     match cmd {
         RulesCmd::Show => {
-            if j {
-                println!(
-                    "{}",
-                    json!({"active": rules_json(&rules), "build": status.build_rules})
-                );
-            } else {
-                println!("active: {}", rules.version_text());
-                println!("limits: {:?}", rules.limits);
-                println!("this build runs: {}", status.build_rules);
-            }
+            emit(
+                j,
+                json!({"active": rules_json(&rules), "build": status.build_rules}),
+                [
+                    format!("active: {}", rules.version_text()),
+                    format!("limits: {:?}", rules.limits),
+                    format!("this build runs: {}", status.build_rules),
+                ]
+                .join("\n"),
+            )?;
         }
         RulesCmd::Change {
             signer,
@@ -724,7 +728,7 @@ async fn rules(c: &mut Client, j: bool, cmd: RulesCmd) -> anyhow::Result<()> {
             let out = c
                 .append_next(&root, &party, PartyPayload::RulesChanged { rules })
                 .await?;
-            print_appended(j, "rules changed on", &party, &out);
+            print_appended(j, "rules changed on", &party, &out)?;
         }
     }
     Ok(())
@@ -763,21 +767,21 @@ async fn certification_target(
     }
 }
 
-fn print_event(json_out: bool, e: &pb::StoredEvent) {
+fn print_event(json_out: bool, e: &pb::StoredEvent) -> std::io::Result<()> {
     let v = describe(e);
-    if json_out {
-        println!("{v}");
-    } else {
-        println!(
+    emit(
+        json_out,
+        v.clone(),
+        format!(
             "#{:<6} {} {:<22} {} seq={} by {}",
             e.index,
             &hex::encode(&e.event_id)[..16],
             v["kind"].as_str().unwrap_or("?"),
             v["subject"].as_str().unwrap_or("?"),
             v["sequence"],
-            &v["author"].as_str().unwrap_or("?").get(..16).unwrap_or("?"),
-        );
-    }
+            &v["author"].as_str().unwrap_or("?").get(..16).unwrap_or("?")
+        ),
+    )
 }
 
 fn print_appended(
@@ -785,26 +789,25 @@ fn print_appended(
     what: &str,
     subject: &SubjectRef,
     appended: &[pb::AppendedEvent],
-) {
+) -> std::io::Result<()> {
     for a in appended {
-        if json_out {
-            println!(
-                "{}",
-                json!({"subject": subject.to_string(), "index": a.index, "event_id": hex::encode(&a.event_id), "duplicate": a.duplicate})
-            );
+        let dup = if a.duplicate {
+            " (already in the log)"
         } else {
-            let dup = if a.duplicate {
-                " (already in the log)"
-            } else {
-                ""
-            };
-            println!(
+            ""
+        };
+        emit(
+            json_out,
+            json!({"subject": subject.to_string(), "index": a.index,
+                "event_id": hex::encode(&a.event_id), "duplicate": a.duplicate}),
+            format!(
                 "{what} {subject} at index {} event {}{dup}",
                 a.index,
                 hex::encode(&a.event_id)
-            );
-        }
+            ),
+        )?;
     }
+    Ok(())
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -816,39 +819,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("unknown algorithm {algorithm:?} (ed25519, p256)"))?;
             let key = SigningKey::generate(alg);
             keyfile::write(&out, &key)?;
-            if j {
-                println!(
-                    "{}",
-                    json!({"file": out, "key_id": key.key_id().to_hex(), "algorithm": alg.name()})
-                );
-            } else {
-                println!(
+            emit(
+                j,
+                json!({"file": out, "key_id": key.key_id().to_hex(), "algorithm": alg.name()}),
+                format!(
                     "wrote {} key {} to {}",
                     alg.name(),
                     key.key_id(),
                     out.display()
-                );
-            }
+                ),
+            )?;
         }
         Command::Key(KeyCmd::Show { file }) => {
             let key = keyfile::read(&file)?;
             let public = key.public_key();
             // The OpenPGP fingerprint this key certifies under (as a party key).
             let openpgp = openpgp::party_fingerprint(&public);
-            if j {
-                println!(
-                    "{}",
-                    json!({"key_id": key.key_id().to_hex(), "algorithm": public.algorithm().name(),
-                        "public_key": hex::encode(public.bytes()), "openpgp_fingerprint": openpgp})
-                );
-            } else {
-                println!(
+            emit(
+                j,
+                json!({"key_id": key.key_id().to_hex(), "algorithm": public.algorithm().name(),
+                        "public_key": hex::encode(public.bytes()), "openpgp_fingerprint": openpgp}),
+                format!(
                     "key_id {}\npublic {}:{}\nopenpgp {openpgp}",
                     key.key_id(),
                     public.algorithm().name(),
                     hex::encode(public.bytes())
-                );
-            }
+                ),
+            )?;
         }
         Command::Author(AuthorCmd::Add {
             signer,
@@ -869,7 +866,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let subject =
                 SubjectRef::new(ics_kernel::authority::AUTHOR_KEY, author.key_id().to_hex());
             let out = c.append(vec![env]).await?;
-            print_appended(j, "registered", &subject, &out);
+            print_appended(j, "registered", &subject, &out)?;
         }
         Command::Author(AuthorCmd::Revoke {
             signer,
@@ -882,7 +879,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let out = c
                 .append(vec![client::revoke_author(&root, &key_id, head, &reason)])
                 .await?;
-            print_appended(j, "revoked", &subject, &out);
+            print_appended(j, "revoked", &subject, &out)?;
         }
         Command::Device(DeviceCmd::Register {
             signer,
@@ -926,11 +923,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             match c.append(vec![event]).await {
                 Ok(out) => {
-                    print_appended(j, "registered", &subject, &out);
+                    print_appended(j, "registered", &subject, &out)?;
                     if let Some(path) = escrow
                         && !j
                     {
-                        println!("  OpenPGP revocations kept in {}", path.display());
+                        note(
+                            j,
+                            format!("  OpenPGP revocations kept in {}", path.display()),
+                        )?;
                     }
                 }
                 Err(e) => {
@@ -976,7 +976,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     &author, &device, head, status, &reason, revocation,
                 )])
                 .await?;
-            print_appended(j, status.name(), &subject, &out);
+            print_appended(j, status.name(), &subject, &out)?;
         }
         Command::Code(CodeCmd::Release {
             signer,
@@ -993,7 +993,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let out = c
                 .append(vec![client::release_code(&author, identity)?])
                 .await?;
-            print_appended(j, "released", &subject, &out);
+            print_appended(j, "released", &subject, &out)?;
         }
         Command::Service(ServiceCmd::Register {
             signer,
@@ -1017,7 +1017,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     &author, &name, &public, endpoints, &owner,
                 )])
                 .await?;
-            print_appended(j, "registered", &subject, &out);
+            print_appended(j, "registered", &subject, &out)?;
         }
         Command::Rotate {
             signer,
@@ -1047,7 +1047,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     revocation,
                 )])
                 .await?;
-            print_appended(j, "rotated", &subject, &out);
+            print_appended(j, "rotated", &subject, &out)?;
         }
         Command::Code(CodeCmd::Status {
             signer,
@@ -1066,7 +1066,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     &author, &code, head, status, &reason,
                 )])
                 .await?;
-            print_appended(j, status.name(), &subject, &out);
+            print_appended(j, status.name(), &subject, &out)?;
         }
         Command::Recognize {
             signer,
@@ -1088,7 +1088,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     payload,
                 )])
                 .await?;
-            print_appended(j, "recognized", &subject, &out);
+            print_appended(j, "recognized", &subject, &out)?;
         }
         Command::Grant {
             signer,
@@ -1104,7 +1104,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .collect::<anyhow::Result<BTreeSet<_>>>()?;
             let payload = PartyPayload::AccessGranted { party, kinds };
             let out = c.append_next(&key, &subject, payload).await?;
-            print_appended(j, "granted on", &subject, &out);
+            print_appended(j, "granted on", &subject, &out)?;
         }
         Command::Endorse {
             signer,
@@ -1145,7 +1145,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     })
                 })
                 .await?;
-            print_appended(j, "endorsed", &subject, &out);
+            print_appended(j, "endorsed", &subject, &out)?;
         }
         Command::Withdraw {
             signer,
@@ -1196,7 +1196,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     })
                 })
                 .await?;
-            print_appended(j, "withdrawn on", &subject, &out);
+            print_appended(j, "withdrawn on", &subject, &out)?;
         }
         Command::Search(args) => {
             use pb::search_request::By;
@@ -1228,19 +1228,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 for s in &page.subjects {
                     let subject = s.subject.clone().unwrap_or_default();
                     let kind = subject.kind;
-                    if j {
-                        println!(
-                            "{}",
-                            json!({"subject": format!("{kind}/{}", subject.id), "status": s.status, "summary": s.summary,
-                                "events": s.next_sequence, "registered_by": hex::encode(&s.registered_by)})
-                        );
-                    } else {
-                        println!("{kind}/{}  {}", subject.id, s.summary);
-                    }
+                    emit(
+                        j,
+                        json!({"subject": format!("{kind}/{}", subject.id), "status": s.status, "summary": s.summary,
+                                "events": s.next_sequence, "registered_by": hex::encode(&s.registered_by)}),
+                        format!("{kind}/{}  {}", subject.id, s.summary),
+                    )?;
                 }
                 if page.next_page_token.is_empty() || !args.all {
                     if !page.next_page_token.is_empty() && !j {
-                        println!("(more: --all follows every page)");
+                        note(j, "(more: --all follows every page)")?;
                     }
                     break;
                 }
@@ -1274,22 +1271,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?
                 .into_inner();
             let subject = v.subject.clone().map(|s| format!("{}/{}", s.kind, s.id));
-            if j {
-                println!(
-                    "{}",
-                    json!({"trusted": v.trusted, "reason": v.reason, "subject": subject, "status": v.status,
+            emit(
+                j,
+                json!({"trusted": v.trusted, "reason": v.reason, "subject": subject, "status": v.status,
                         "registered_by": hex::encode(&v.registered_by), "party": v.party,
-                        "registered_at_index": v.registered_at_index, "as_of_index": v.as_of_index})
-                );
-            } else {
-                println!(
+                        "registered_at_index": v.registered_at_index, "as_of_index": v.as_of_index}),
+                format!(
                     "{}: {} (party {}, as of event {})",
                     if v.trusted { "trusted" } else { "NOT trusted" },
                     v.reason,
                     v.party,
                     v.as_of_index
-                );
-            }
+                ),
+            )?;
             if !v.trusted {
                 std::process::exit(2);
             }
@@ -1301,20 +1295,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 consistency: consistency(args.stale),
             };
             let s = c.log.get_subject(req).await?.into_inner();
-            if j {
-                println!(
-                    "{}",
-                    json!({"subject": subject.to_string(), "next_sequence": s.next_sequence,
-                        "last_event_id": hex::encode(&s.last_event_id), "summary": s.summary, "history": s.history})
-                );
-            } else {
-                println!(
+            emit(
+                j,
+                json!({"subject": subject.to_string(), "next_sequence": s.next_sequence,
+                        "last_event_id": hex::encode(&s.last_event_id), "summary": s.summary, "history": s.history}),
+                format!(
                     "{subject}\n  {}\n  events: {} (last {})",
                     s.summary,
                     s.next_sequence,
                     hex::encode(&s.last_event_id)
-                );
-            }
+                ),
+            )?;
         }
         Command::Subjects {
             kind,
@@ -1335,14 +1326,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .into_inner();
                 for s in &page.subjects {
                     let subject = s.subject.clone().unwrap_or_default();
-                    if j {
-                        println!(
-                            "{}",
-                            json!({"subject": format!("{}/{}", subject.kind, subject.id), "status": s.status, "summary": s.summary, "events": s.next_sequence})
-                        );
-                    } else {
-                        println!("{}/{}  {}", subject.kind, subject.id, s.summary);
-                    }
+                    emit(
+                        j,
+                        json!({"subject": format!("{}/{}", subject.kind, subject.id), "status": s.status, "summary": s.summary, "events": s.next_sequence}),
+                        format!("{}/{}  {}", subject.kind, subject.id, s.summary),
+                    )?;
                 }
                 if page.next_page_token.is_empty() {
                     break;
@@ -1357,22 +1345,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     k.allowed_kinds.join(",")
                 };
-                if j {
-                    println!(
-                        "{}",
-                        json!({"key_id": hex::encode(&k.key_id), "party": k.party, "label": k.label, "root": k.root,
-                            "allowed_kinds": k.allowed_kinds, "revoked": k.revoked, "not_after_unix_ms": k.not_after_unix_ms})
-                    );
-                } else {
-                    println!(
+                emit(
+                    j,
+                    json!({"key_id": hex::encode(&k.key_id), "party": k.party, "label": k.label, "root": k.root,
+                            "allowed_kinds": k.allowed_kinds, "revoked": k.revoked, "not_after_unix_ms": k.not_after_unix_ms}),
+                    format!(
                         "{} {} {:?} {}{}",
                         hex::encode(&k.key_id),
                         k.party,
                         k.label,
                         kinds,
                         if k.revoked { " REVOKED" } else { "" }
-                    );
-                }
+                    ),
+                )?;
             }
         }
         Command::History(args) => {
@@ -1390,7 +1375,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 checker
                     .check(&e)
                     .with_context(|| format!("history of {subject} does not verify"))?;
-                print_event(j, &e);
+                print_event(j, &e)?;
             }
         }
         Command::Export {
@@ -1450,11 +1435,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .await?
                 .into_inner();
-            if j {
-                println!("{}", describe(&e));
-            } else {
-                println!("{}", serde_json::to_string_pretty(&describe(&e))?);
-            }
+            emit(
+                j,
+                describe(&e),
+                serde_json::to_string_pretty(&describe(&e))?,
+            )?;
         }
         Command::Watch { from, count } => {
             let mut stream = c
@@ -1464,7 +1449,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .into_inner();
             let mut seen = 0;
             while let Some(e) = stream.next().await {
-                print_event(j, &e?);
+                print_event(j, &e?)?;
                 seen += 1;
                 if count.is_some_and(|n| seen >= n) {
                     break;
@@ -1480,22 +1465,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_members(j: bool, members: &[pb::NodeInfo]) {
+fn print_members(j: bool, members: &[pb::NodeInfo]) -> std::io::Result<()> {
     for m in members {
-        if j {
-            println!(
-                "{}",
-                json!({"id": m.id, "address": m.address, "voter": m.voter})
-            );
-        } else {
-            println!(
+        emit(
+            j,
+            json!({"id": m.id, "address": m.address, "voter": m.voter}),
+            format!(
                 "node {} at {} ({})",
                 m.id,
                 m.address,
                 if m.voter { "voter" } else { "learner" }
-            );
-        }
+            ),
+        )?;
     }
+    Ok(())
 }
 
 async fn cluster(c: &mut Client, j: bool, cmd: ClusterCmd) -> anyhow::Result<()> {
@@ -1515,38 +1498,48 @@ async fn cluster(c: &mut Client, j: bool, cmd: ClusterCmd) -> anyhow::Result<()>
             c.cluster
                 .initialize(pb::InitializeRequest { members })
                 .await?;
-            println!("cluster initialized");
+            emit(j, json!({"initialized": true}), "cluster initialized")?;
         }
         ClusterCmd::Status => {
             let s = c.status().await?;
-            if j {
-                println!(
-                    "{}",
-                    json!({"node_id": s.node_id, "role": s.role, "party": s.party, "state": s.state,
-                        "leader": s.current_leader, "leader_address": s.leader_address, "term": s.term,
-                        "raft_log_index": s.raft_log_index, "raft_applied_index": s.raft_applied_index,
-                        "event_count": s.event_count, "log_hash": hex::encode(&s.log_hash),
-                        "state_hash": hex::encode(&s.state_hash),
-                        "members": s.members.iter().map(|m| json!({"id": m.id, "address": m.address, "voter": m.voter})).collect::<Vec<_>>()})
-                );
-            } else {
-                println!(
-                    "node {} ({}, party {:?}) is {} in term {}; leader {} at {}",
-                    s.node_id, s.role, s.party, s.state, s.term, s.current_leader, s.leader_address
-                );
-                println!(
-                    "raft log index {} applied {}; {} events; log hash {}",
+            let members: Vec<String> = s
+                .members
+                .iter()
+                .map(|m| {
+                    let what = if m.voter { "voter" } else { "learner" };
+                    format!("node {} at {} ({what})", m.id, m.address)
+                })
+                .collect();
+            emit(
+                j,
+                json!({"node_id": s.node_id, "role": s.role, "party": s.party, "state": s.state,
+                    "leader": s.current_leader, "leader_address": s.leader_address, "term": s.term,
+                    "raft_log_index": s.raft_log_index, "raft_applied_index": s.raft_applied_index,
+                    "raft_snapshot_index": s.raft_snapshot_index, "raft_purged_index": s.raft_purged_index,
+                    "event_count": s.event_count, "log_hash": hex::encode(&s.log_hash),
+                    "state_hash": hex::encode(&s.state_hash),
+                    "members": s.members.iter().map(|m| json!({"id": m.id, "address": m.address, "voter": m.voter})).collect::<Vec<_>>()}),
+                format!(
+                    "node {} ({}, party {:?}) is {} in term {}; leader {} at {}\n\
+                     raft log index {} applied {} snapshot {}; {} events; log hash {}\n\
+                     rules: {} (this build runs {})\n{}",
+                    s.node_id,
+                    s.role,
+                    s.party,
+                    s.state,
+                    s.term,
+                    s.current_leader,
+                    s.leader_address,
                     s.raft_log_index,
                     s.raft_applied_index,
+                    s.raft_snapshot_index,
                     s.event_count,
-                    &hex::encode(&s.log_hash)[..16]
-                );
-                println!(
-                    "rules: {} (this build runs {})",
-                    s.active_rules, s.build_rules
-                );
-                print_members(false, &s.members);
-            }
+                    &hex::encode(&s.log_hash)[..16],
+                    s.active_rules,
+                    s.build_rules,
+                    members.join("\n")
+                ),
+            )?;
         }
         ClusterCmd::Ready => {
             let s = c.status().await?;
@@ -1559,17 +1552,14 @@ async fn cluster(c: &mut Client, j: bool, cmd: ClusterCmd) -> anyhow::Result<()>
                     s.node_id
                 );
             }
-            if j {
-                println!(
-                    "{}",
-                    json!({"ready": true, "node_id": s.node_id, "leader": s.current_leader})
-                );
-            } else {
-                println!(
+            emit(
+                j,
+                json!({"ready": true, "node_id": s.node_id, "leader": s.current_leader}),
+                format!(
                     "ready: node {} ({}), leader {}",
                     s.node_id, s.state, s.current_leader
-                );
-            }
+                ),
+            )?;
         }
         ClusterCmd::Add {
             id,
@@ -1585,7 +1575,7 @@ async fn cluster(c: &mut Client, j: bool, cmd: ClusterCmd) -> anyhow::Result<()>
                 })
                 .await?
                 .into_inner();
-            print_members(j, &r.members);
+            print_members(j, &r.members)?;
         }
         ClusterCmd::Remove { id } => {
             let r = c
@@ -1593,7 +1583,7 @@ async fn cluster(c: &mut Client, j: bool, cmd: ClusterCmd) -> anyhow::Result<()>
                 .remove_node(pb::RemoveNodeRequest { id })
                 .await?
                 .into_inner();
-            print_members(j, &r.members);
+            print_members(j, &r.members)?;
         }
     }
     Ok(())
@@ -1658,13 +1648,12 @@ async fn bench(server: &str, args: BenchArgs) -> anyhow::Result<()> {
     let p50 = percentile(&all, 0.50);
     let p99 = percentile(&all, 0.99);
     let rate = events as f64 / elapsed.as_secs_f64();
-    println!(
-        "{}",
+    emit_json(
         json!({"clients": args.clients, "requests": all.len(), "batch": args.batch, "events": events,
             "seconds": elapsed.as_secs_f64(), "events_per_second": rate,
             "latency_ms_p50": p50.as_secs_f64() * 1e3, "latency_ms_p99": p99.as_secs_f64() * 1e3,
-            "latency_ms_max": all.last().copied().unwrap_or_default().as_secs_f64() * 1e3})
-    );
+            "latency_ms_max": all.last().copied().unwrap_or_default().as_secs_f64() * 1e3}),
+    )?;
     Ok(())
 }
 
@@ -1695,13 +1684,10 @@ async fn bench_verify(server: &str, args: BenchVerifyArgs) -> anyhow::Result<()>
         }));
     }
     let summary = latency_summary(tasks, started, "requests_per_second").await?;
-    println!(
-        "{}",
-        merged(
-            json!({"clients": args.clients, "stale": args.stale}),
-            summary
-        )
-    );
+    emit_json(merged(
+        json!({"clients": args.clients, "stale": args.stale}),
+        summary,
+    ))?;
     Ok(())
 }
 
@@ -1799,10 +1785,10 @@ async fn bench_hkp(args: BenchHkpArgs) -> anyhow::Result<()> {
         }));
     }
     let summary = latency_summary(tasks, started, "lookups_per_second").await?;
-    println!(
-        "{}",
-        merged(json!({"op": args.op, "clients": args.clients}), summary)
-    );
+    emit_json(merged(
+        json!({"op": args.op, "clients": args.clients}),
+        summary,
+    ))?;
     Ok(())
 }
 
@@ -1820,6 +1806,8 @@ fn main() -> ExitCode {
     };
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of stdout went away (`icsctl … | head`): nothing to say.
+        Err(e) if output::is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             match e.downcast_ref::<tonic::Status>() {
                 Some(s) => eprintln!("icsctl: error: {}: {}", code_name(s.code()), s.message()),
