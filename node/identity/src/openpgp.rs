@@ -110,7 +110,7 @@ impl RevocationEscrow {
 }
 
 /// A device's OpenPGP certificate as the projection keeps it: packets as received.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceCertificate {
     /// The device key the certificate is for (rotation may replace it).
     pub device_key_id: KeyId,

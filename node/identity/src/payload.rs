@@ -2,6 +2,7 @@
 
 use ics_kernel::capability::{KindSpec, Subjects};
 use ics_kernel::{EventId, PublicKey, Role};
+use serde::{Deserialize, Serialize};
 
 use crate::{CODE, DEVICE, SERVICE};
 
@@ -103,7 +104,7 @@ pub static KINDS: [&KindSpec; 9] = [
     &ENDORSEMENT_WITHDRAWN,
 ];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum DeviceStatus {
     Planned,
     InUse,
@@ -155,7 +156,7 @@ impl DeviceStatus {
 
 /// A code identity's lifecycle: a deprecated release may be reinstated; a
 /// withdrawn one is final.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum CodeStatus {
     Released,
     Deprecated,
@@ -193,7 +194,7 @@ impl CodeStatus {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum EndorsementKind {
     /// The integrator approves the component for the system.
     IntegratorApproval,
@@ -224,7 +225,7 @@ impl EndorsementKind {
 }
 
 /// A code identity: digests of an artifact, no key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeIdentity {
     pub name: String,
     pub version: String,
@@ -256,7 +257,7 @@ impl CodeIdentity {
 }
 
 /// The OpenPGP signatures a device registration carries, made at manufacture.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceSignatures {
     /// Positive certification of the serial User ID by the device key.
     pub self_signature: Vec<u8>,

@@ -2,12 +2,14 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use ics_kernel::{EventId, KeyId, PublicKey, SubjectRef};
 
 use crate::openpgp::DeviceCertificate;
 use crate::payload::{CodeIdentity, CodeStatus, DeviceStatus, EndorsementKind};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Detail {
     Device {
         serial: String,
@@ -48,13 +50,13 @@ impl Detail {
 }
 
 /// A device, service or code identity and the endorsements on it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdentityState {
     pub detail: Detail,
     pub endorsements: Vec<Endorsement>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endorsement {
     /// The event that made it.
     pub id: EventId,
@@ -124,7 +126,7 @@ impl IdentityState {
 
 /// Lookups queries need: by key id (current and rotated-out keys), by
 /// OpenPGP fingerprint, and OpenPGP fingerprints by 64-bit key id.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdentityIndex {
     pub(crate) by_key: BTreeMap<KeyId, SubjectRef>,
     pub(crate) by_openpgp_fingerprint: BTreeMap<[u8; 20], SubjectRef>,

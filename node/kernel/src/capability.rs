@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::Bound;
 
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
 pub use crate::kind::{
     AnyPayload, Claim, Field, KEY_CLAIM_SPACE, KindSpec, Payload, Subjects, payload_bytes,
 };
@@ -30,11 +33,24 @@ pub trait Capability: Send + Sync + 'static {
     const NAME: &'static str;
     /// Bumped whenever a verdict could change: part of the rules version.
     const VERSION: u32;
+    /// The encoding of `Subject` and `Index` in state images (snapshots).
+    /// Bump it when either changes shape: an image of another format is not
+    /// restored, and the node replays the events instead.
+    const STATE_FORMAT: u32 = 1;
     type Payload: Payload;
     /// The state of one subject it keeps.
-    type Subject: Clone + Debug + PartialEq + Send + Sync + 'static;
-    /// Its secondary indexes, for queries.
-    type Index: Default + Clone + Debug + Send + Sync + 'static;
+    type Subject: Clone + Debug + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// Its secondary indexes, for queries. Kept in state images as they are:
+    /// an index may remember what the subjects no longer show (a rotated-out key).
+    type Index: Default
+        + Clone
+        + Debug
+        + PartialEq
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static;
 
     /// The subject kinds it owns.
     fn subject_kinds() -> &'static [&'static str];
@@ -126,6 +142,8 @@ impl<'a> Ctx<'a> {
 }
 
 /// A capability's committed state: its subjects and indexes.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
 pub struct CapState<C: Capability> {
     subjects: BTreeMap<SubjectRef, C::Subject>,
     index: C::Index,
@@ -137,6 +155,12 @@ impl<C: Capability> Default for CapState<C> {
             subjects: BTreeMap::new(),
             index: C::Index::default(),
         }
+    }
+}
+
+impl<C: Capability> PartialEq for CapState<C> {
+    fn eq(&self, other: &Self) -> bool {
+        self.subjects == other.subjects && self.index == other.index
     }
 }
 

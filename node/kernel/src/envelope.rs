@@ -63,7 +63,7 @@ impl fmt::Display for EventId {
 
 /// What an event is about: a subject kind (owned by the kernel or by one
 /// capability) and an id within that kind. Printed and parsed as `kind/id`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SubjectRef {
     pub kind: String,
     pub id: String,

@@ -2,7 +2,10 @@
 //! vocabulary the kernel and every capability share.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::fmt::{self, Debug};
+
+use serde::{Deserialize, Serialize};
 
 use crate::envelope::{KERNEL_SUBJECT_KINDS, PayloadBytes, TYPE_URL_PREFIX};
 use crate::keys::{KeyId, PublicKey};
@@ -94,9 +97,10 @@ impl Field {
 }
 
 /// A unique name in a space, owned by the subject that claimed it first.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Claim {
-    pub space: &'static str,
+    /// Borrowed when a capability names it; owned when read from a state image.
+    pub space: Cow<'static, str>,
     pub name: String,
 }
 
@@ -106,7 +110,7 @@ pub const KEY_CLAIM_SPACE: &str = "key";
 impl Claim {
     pub fn new(space: &'static str, name: impl Into<String>) -> Self {
         Claim {
-            space,
+            space: Cow::Borrowed(space),
             name: name.into(),
         }
     }

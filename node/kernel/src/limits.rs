@@ -104,7 +104,7 @@ pub const KERNEL_VERSION: u32 = 1;
 /// `rules-changed` events): the limits every replica applies, and the
 /// capabilities that may act, each at one version (`kernel` included).
 /// Replicated state, never node config: every replica reaches the same verdict.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActiveRules {
     pub limits: EventLimits,
     pub capabilities: BTreeMap<String, u32>,

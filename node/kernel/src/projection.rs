@@ -8,6 +8,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+mod image;
+
+pub use image::{IMAGE_FORMAT, ImageError, StateImage};
+
 pub use crate::state::{KernelSubject, KeyState, PartyState, SubjectEntry};
 
 use crate::capability::{AnyPayload, CapState, Capability, Claim, KindSpec};

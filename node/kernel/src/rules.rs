@@ -34,6 +34,9 @@ pub(crate) trait ErasedCapability: Send + Sync {
         payload: &AnyPayload,
     ) -> Result<(Box<AnyPayload>, Vec<crate::capability::Claim>), Refusal>;
     fn new_state(&self) -> Box<dyn ErasedState>;
+    fn state_format(&self) -> u32;
+    /// Reads the state `ErasedState::encode` wrote.
+    fn decode_state(&self, bytes: &[u8]) -> Result<Box<dyn ErasedState>, String>;
     fn summary(&self, subject: &AnyPayload) -> String;
     fn status(&self, subject: &AnyPayload) -> Option<&'static str>;
     /// The subject state's `Debug` text, for the state hash.
@@ -46,6 +49,10 @@ pub(crate) trait ErasedState: Send + Sync {
     fn commit(&mut self, subject: SubjectRef, after: Box<AnyPayload>);
     fn clone_box(&self) -> Box<dyn ErasedState>;
     fn as_any(&self) -> &dyn Any;
+    /// The subjects and indexes, for a state image.
+    fn encode(&self) -> Vec<u8>;
+    fn subject_refs(&self) -> Box<dyn Iterator<Item = &SubjectRef> + '_>;
+    fn same_as(&self, other: &dyn ErasedState) -> bool;
 }
 
 struct Adapter<C>(PhantomData<fn() -> C>);
@@ -103,6 +110,13 @@ impl<C: Capability> ErasedCapability for Adapter<C> {
     fn new_state(&self) -> Box<dyn ErasedState> {
         Box::new(CapState::<C>::default())
     }
+    fn state_format(&self) -> u32 {
+        C::STATE_FORMAT
+    }
+    fn decode_state(&self, bytes: &[u8]) -> Result<Box<dyn ErasedState>, String> {
+        let state: CapState<C> = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
+        Ok(Box::new(state))
+    }
     fn summary(&self, subject: &AnyPayload) -> String {
         C::summary(downcast::<C::Subject>(subject, "a subject state"))
     }
@@ -129,6 +143,18 @@ impl<C: Capability> ErasedState for CapState<C> {
     }
     fn as_any(&self) -> &dyn Any {
         self
+    }
+    fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("a capability state encodes")
+    }
+    fn subject_refs(&self) -> Box<dyn Iterator<Item = &SubjectRef> + '_> {
+        Box::new(self.subjects().map(|(s, _)| s))
+    }
+    fn same_as(&self, other: &dyn ErasedState) -> bool {
+        other
+            .as_any()
+            .downcast_ref::<CapState<C>>()
+            .is_some_and(|o| o == self)
     }
 }
 

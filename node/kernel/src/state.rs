@@ -5,6 +5,8 @@
 use std::any::TypeId;
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
+
 use crate::envelope::{EventId, PARTY, SubjectRef};
 use crate::keys::{KeyId, PublicKey};
 use crate::kind::{AnyPayload, Claim, KindSpec};
@@ -12,7 +14,7 @@ use crate::limits::ActiveRules;
 use crate::refusal::Refusal;
 use crate::roles::Role;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartyState {
     pub name: String,
     pub role: Role,
@@ -24,7 +26,7 @@ pub struct PartyState {
 
 /// A key that may sign for a party: the root key, a registered author key,
 /// or the root key of a party this one recognized.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyState {
     /// The party the key signs for: this party, or one it recognized.
     pub party: String,
@@ -63,7 +65,7 @@ impl KeyState {
 }
 
 /// The kernel's own subjects.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KernelSubject {
     Party,
     /// Another party this one recognizes.
@@ -77,7 +79,7 @@ pub enum KernelSubject {
 }
 
 /// What the kernel keeps of every subject: its chain, history and grants.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubjectEntry {
     pub next_sequence: u64,
     pub last_event: EventId,

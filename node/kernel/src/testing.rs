@@ -12,6 +12,8 @@
 //! - replay equals live apply: the accepted events, applied one by one with
 //!   unbounded limits (as a restart does), reach the same state;
 //! - a leader's pre-check (`Staged::precheck`) reaches the commit path's verdict;
+//! - a state image restores the same state, indexes included, and a restored
+//!   projection decides the rest of the scenario as the live one does;
 //! - every accepted payload describes itself (named, unique fields) for clients.
 
 use std::sync::Arc;
@@ -62,6 +64,19 @@ fn parse(rules: &Rules, batch: &[Envelope], limits: &EventLimits) -> Result<Vec<
         .iter()
         .map(|e| rules.parse(e.clone(), limits))
         .collect()
+}
+
+/// The projection `p`'s state image restores, checked equal to `p`.
+fn restored(p: &Projection, what: &str) -> Projection {
+    let image = crate::projection::StateImage::decode(&p.image())
+        .unwrap_or_else(|e| panic!("{what}: the state image does not decode: {e}"));
+    let back = Projection::restore(p.rules().clone(), image, p.event_ids_in_order())
+        .unwrap_or_else(|e| panic!("{what}: the state image does not restore: {e}"));
+    assert!(
+        back.same_state(p),
+        "{what}: the restored state differs from the one imaged"
+    );
+    back
 }
 
 fn fingerprint(p: &Projection) -> (u64, [u8; 32], [u8; 32]) {
@@ -220,6 +235,7 @@ fn check_scenario(
             "{}: two projections fed the same events disagree",
             step.what
         );
+        twin = restored(&twin, &step.what);
     }
     let mut replayed = Projection::new(rules);
     let unbounded = EventLimits::unbounded();

@@ -46,7 +46,7 @@ pub type Vote = openraft::alias::VoteOf<TypeConfig>;
 pub type Entry = openraft::alias::EntryOf<TypeConfig>;
 pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
 pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
-pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, Vec<u8>>;
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, store::SnapshotData>;
 
 /// A snapshot of the Raft metrics.
 pub fn raft_metrics(raft: &Raft) -> openraft::RaftMetrics<TypeConfig> {

@@ -26,8 +26,6 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{NodeId, Raft, Snapshot, SnapshotMeta, TypeConfig, Vote};
 
-const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
-
 /// Limits of the transport, from the node config.
 #[derive(Clone, Debug)]
 pub struct TransportLimits {
@@ -43,7 +41,16 @@ pub struct Network {
 pub struct PeerClient {
     target: NodeId,
     client: RaftTransportClient<Channel>,
+    max_message_bytes: usize,
 }
+
+/// Room in a message for an append request's fields other than its entries.
+const APPEND_FIELDS_BYTES: usize = 4096;
+/// Entry bytes per append request. openraft gives an append the heartbeat
+/// interval to complete (150 ms by default), and the follower fsyncs before
+/// it answers: a catching-up follower gets many modest requests, not a few
+/// that time out every time.
+const APPEND_ENTRY_BYTES: usize = 1024 * 1024;
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
@@ -56,7 +63,11 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         let client = RaftTransportClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(self.limits.max_message_bytes)
             .max_encoding_message_size(self.limits.max_message_bytes);
-        PeerClient { target, client }
+        PeerClient {
+            target,
+            client,
+            max_message_bytes: self.limits.max_message_bytes,
+        }
     }
 }
 
@@ -114,14 +125,38 @@ enum RpcKind {
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerClient {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = super::store::SnapshotData;
 
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(RpcKind::Append, &rpc, &option).await
+        // openraft bounds a request by entry count, not bytes: a follower far
+        // behind on large entries would be sent more than a message carries
+        // or than it can store within the request's timeout, fail every time
+        // and never catch up. Send the longest prefix within the budget and
+        // report how far it got.
+        let mut rpc = rpc;
+        let budget = self
+            .max_message_bytes
+            .saturating_sub(APPEND_FIELDS_BYTES)
+            .min(APPEND_ENTRY_BYTES);
+        let keep = entries_within(&rpc.entries, budget).map_err(network_err)?;
+        let cut = keep < rpc.entries.len();
+        rpc.entries.truncate(keep);
+        let last = rpc.entries.last().map(|e| e.log_id);
+        match self.call(RpcKind::Append, &rpc, &option).await? {
+            AppendEntriesResponse::Success if cut => {
+                tracing::debug!(
+                    target = self.target,
+                    sent = keep,
+                    "append request cut to fit a message"
+                );
+                Ok(AppendEntriesResponse::PartialSuccess(last))
+            }
+            other => Ok(other),
+        }
     }
 
     async fn vote(
@@ -149,16 +184,10 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let header = encode(&(vote, &snapshot.meta))
             .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
-        let data = snapshot.snapshot;
-        let mut chunks = vec![SnapshotChunk {
+        let mut request = Request::new(futures::stream::iter(snapshot_chunks(
             header,
-            data: Vec::new(),
-        }];
-        chunks.extend(data.chunks(SNAPSHOT_CHUNK_BYTES).map(|c| SnapshotChunk {
-            header: Vec::new(),
-            data: c.to_vec(),
-        }));
-        let mut request = Request::new(futures::stream::iter(chunks));
+            snapshot.snapshot,
+        )));
         request.set_timeout(option.hard_ttl());
         let target = self.target;
         let send = self.client.install_snapshot(request);
@@ -180,6 +209,45 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             ))))
         })
     }
+}
+
+/// How many of `entries`, from the first, encode within `budget` bytes (at
+/// least one: the writer keeps every entry well under a message).
+fn entries_within<T: Serialize>(entries: &[T], budget: usize) -> io::Result<usize> {
+    let mut used = 0;
+    for (i, e) in entries.iter().enumerate() {
+        used += postcard::experimental::serialized_size(e).map_err(io::Error::other)?;
+        if used > budget {
+            return Ok(i.max(1));
+        }
+    }
+    Ok(entries.len())
+}
+
+/// The header chunk, then the snapshot's chunks as they are read from disk.
+/// A chunk that cannot be read ends the stream early, and the follower
+/// refuses the snapshot as cut short.
+fn snapshot_chunks(
+    header: Vec<u8>,
+    data: super::store::SnapshotData,
+) -> impl Iterator<Item = SnapshotChunk> + Send + 'static {
+    let first = SnapshotChunk {
+        header,
+        data: Vec::new(),
+    };
+    let rest = data
+        .into_chunks(super::store::SNAPSHOT_CHUNK_BYTES)
+        .map_while(|chunk| match chunk {
+            Ok(data) => Some(SnapshotChunk {
+                header: Vec::new(),
+                data,
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "reading a snapshot to send");
+                None
+            }
+        });
+    std::iter::once(first).chain(rest)
 }
 
 /// The server side: peers' Raft messages into the local Raft.
@@ -244,7 +312,7 @@ impl RaftTransport for RaftService {
         }
         let snapshot = Snapshot {
             meta,
-            snapshot: data,
+            snapshot: super::store::SnapshotData::Received(data),
         };
         reply(self.raft.install_full_snapshot(vote, snapshot).await)
     }

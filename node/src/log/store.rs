@@ -1,6 +1,13 @@
 //! Durable storage on sled: the Raft log and vote, the applied event log,
 //! and snapshots.
 //!
+//! A snapshot is a state image (the projection as bytes, see
+//! `ics_kernel::StateImage`) plus the applied events it covers, which stay
+//! in the event store: the snapshot file holds only the image, and a leader
+//! sends the events from disk behind it. Installing one, or restarting from
+//! one, checks the events' ids against the image's log hash and decides
+//! nothing again; only events after the image replay (signatures and all).
+//!
 //! Durability: sled's `flush()` ends in `sync_file_range`, which flushes
 //! neither the disk's write cache nor metadata. Every path that must be on
 //! stable storage before it is acknowledged (log append, vote, truncation,
@@ -13,7 +20,7 @@
 
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -28,7 +35,8 @@ use super::{
 };
 use crate::codec;
 use ics_kernel::{
-    Appended, Envelope, Event, EventId, EventLimits, Projection, Refusal, Staged, UnsupportedRules,
+    Appended, Envelope, Event, EventId, EventLimits, ImageError, Projection, Refusal, Staged,
+    StateImage, UnsupportedRules,
 };
 
 /// sled segment size. An item over a quarter of a segment is written to a
@@ -43,7 +51,7 @@ const COMMITTED_KEY: &[u8] = b"committed";
 const PURGED_KEY: &[u8] = b"last_purged";
 const SM_META_KEY: &[u8] = b"m";
 const SM_EVENT_PREFIX: u8 = b'e';
-const SNAPSHOT_FILE: &str = "snapshot.bin";
+const SNAPSHOT_FILE: &str = "state-snapshot.bin";
 
 fn io_err(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
     io::Error::other(e)
@@ -202,8 +210,90 @@ struct SmMeta {
     membership: StoredMembership,
 }
 
-/// Opens the store: the Raft log and the state machine, whose projections are
-/// rebuilt from the applied events on disk.
+fn invalid(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
+}
+
+/// The id of a stored event, from its envelope bytes (no signature checked:
+/// ids are checked against a state image's log hash instead).
+fn stored_id(bytes: &[u8], index: u64) -> io::Result<EventId> {
+    let env = codec::envelope_from_bytes(bytes)
+        .map_err(|e| invalid(format!("applied event {index} does not parse: {e}")))?;
+    Ok(EventId::of_body(&env.body))
+}
+
+/// The projection a state image holds, over the events it covers.
+/// `Ok(None)`: the image was written by a build with other state formats,
+/// and the caller replays the events instead.
+fn restore(image: &[u8], ids: Vec<EventId>) -> io::Result<Option<Projection>> {
+    let restored = StateImage::decode(image)
+        .and_then(|i| Projection::restore(crate::capabilities::rules().clone(), i, ids));
+    match restored {
+        Ok(p) => Ok(Some(p)),
+        Err(ImageError::Unsupported(e)) => Err(unsupported(e)),
+        Err(e) if e.is_other_build() => {
+            tracing::warn!(error = %e, "state image of another build: replaying its events instead");
+            Ok(None)
+        }
+        Err(e) => Err(invalid(e.to_string())),
+    }
+}
+
+/// This node's last snapshot: Raft's meta, the number of applied events the
+/// image covers (positions 1 to `events`), and the image.
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    meta: SnapshotMeta,
+    events: u64,
+    image: Vec<u8>,
+}
+
+/// The same, borrowed, for writing: an installed image goes to disk from
+/// the received bytes, without another copy.
+#[derive(Serialize)]
+struct SnapshotFileRef<'a> {
+    meta: &'a SnapshotMeta,
+    events: u64,
+    image: &'a [u8],
+}
+
+fn read_snapshot_file(db: &Db) -> io::Result<Option<SnapshotFile>> {
+    match std::fs::read(db.snapshot_path()) {
+        Ok(bytes) => Ok(Some(decode(&bytes, "snapshot file")?)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The projection at start: the snapshot's image when there is one it can
+/// use, then the stored events after it, each decided again. Also returns
+/// how many events the image covered.
+fn open_projection(db: &Db) -> io::Result<(Projection, u64)> {
+    let mut projection = None;
+    if let Some(file) = read_snapshot_file(db)? {
+        let mut ids = Vec::with_capacity(file.events as usize);
+        for item in db.sm.range(event_key(1)..=event_key(file.events)) {
+            let (_, v) = item.map_err(io_err)?;
+            ids.push(stored_id(&v, ids.len() as u64 + 1)?);
+        }
+        projection = restore(&file.image, ids)?;
+    }
+    let mut projection = projection.unwrap_or_else(crate::capabilities::projection);
+    let from_image = projection.event_count();
+    let from = from_image + 1;
+    for item in db.sm.range(event_key(from)..) {
+        let (k, v) = item.map_err(io_err)?;
+        if k.first() != Some(&SM_EVENT_PREFIX) {
+            break;
+        }
+        let index = projection.event_count() + 1;
+        replay(&mut projection, &v, index)?;
+    }
+    Ok((projection, from_image))
+}
+
+/// Opens the store: the Raft log and the state machine, whose projection is
+/// restored from the last snapshot and the applied events after it.
 pub fn open(dir: &Path, cache_bytes: u64) -> anyhow::Result<(LogStore, StateMachineStore)> {
     let db = Db::open(dir, cache_bytes)?;
     let meta: SmMeta = match db.sm.get(SM_META_KEY)? {
@@ -213,14 +303,11 @@ pub fn open(dir: &Path, cache_bytes: u64) -> anyhow::Result<(LogStore, StateMach
             membership: StoredMembership::default(),
         },
     };
-    let mut projection = crate::capabilities::projection();
-    let mut index = 0;
-    for item in db.sm.scan_prefix([SM_EVENT_PREFIX]) {
-        let (_, v) = item?;
-        index += 1;
-        replay(&mut projection, &v, index)?;
-    }
-    tracing::info!(events = index, last_applied = ?meta.last_applied, "state machine opened");
+    let started = std::time::Instant::now();
+    let (projection, from_image) = open_projection(&db)?;
+    tracing::info!(events = projection.event_count(), from_image,
+        replayed = projection.event_count() - from_image, last_applied = ?meta.last_applied,
+        ms = started.elapsed().as_millis() as u64, "state machine opened");
     let (tx, _) = tokio::sync::watch::channel(projection.event_count());
     let shared = Arc::new(Shared {
         applied: RwLock::new(Applied {
@@ -399,61 +486,171 @@ impl StateMachineStore {
         staged.stage_batch(&events, &pre_genesis_limits())
     }
 
-    fn write_snapshot_file(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
+    fn write_snapshot_file(&self, file: &SnapshotFileRef<'_>) -> io::Result<()> {
         let path = self.db.snapshot_path();
         let tmp = path.with_extension("tmp");
-        let mut f = OpenOptions::new()
+        let f = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .open(&tmp)?;
-        f.write_all(&encode(&(meta, data))?)?;
+        let mut out = io::BufWriter::new(f);
+        postcard::to_io(file, &mut out).map_err(io_err)?;
+        let f = out.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)?;
         File::open(&self.db.dir)?.sync_all()
     }
+
+    fn local_snapshot(&self, file: SnapshotFile) -> Snapshot {
+        Snapshot {
+            meta: file.meta,
+            snapshot: SnapshotData::Local {
+                image: Arc::new(file.image),
+                events: file.events,
+                db: self.db.clone(),
+            },
+        }
+    }
 }
 
-#[derive(Serialize, Deserialize)]
-struct SnapshotData {
-    events: Vec<Vec<u8>>,
+/// A snapshot as openraft carries it. The transfer form is a sequence of
+/// frames, each a 4-byte big-endian length and that many bytes: the state
+/// image, then the envelope bytes of every event it covers, in log order.
+pub enum SnapshotData {
+    /// One of this node's: its image, and the stored events it covers,
+    /// read from disk as they are sent.
+    Local {
+        image: Arc<Vec<u8>>,
+        events: u64,
+        db: Arc<Db>,
+    },
+    /// One received from the leader, in the transfer form.
+    Received(Vec<u8>),
+}
+
+fn push_frame(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+impl SnapshotData {
+    /// The transfer form in chunks of about `chunk_bytes`, read as they go:
+    /// a leader never holds a whole snapshot's events in memory.
+    pub fn into_chunks(
+        self,
+        chunk_bytes: usize,
+    ) -> Box<dyn Iterator<Item = io::Result<Vec<u8>>> + Send> {
+        match self {
+            SnapshotData::Received(bytes) => {
+                let chunks: Vec<io::Result<Vec<u8>>> =
+                    bytes.chunks(chunk_bytes).map(|c| Ok(c.to_vec())).collect();
+                Box::new(chunks.into_iter())
+            }
+            SnapshotData::Local { image, events, db } => {
+                // The image frame, cut like the rest: chunks are bytes of the
+                // transfer form, not frames.
+                let mut framed = Vec::with_capacity(image.len() + 4);
+                push_frame(&mut framed, &image);
+                let head: Vec<io::Result<Vec<u8>>> =
+                    framed.chunks(chunk_bytes).map(|c| Ok(c.to_vec())).collect();
+                let mut next = 1u64;
+                let rest = std::iter::from_fn(move || {
+                    if next > events {
+                        return None;
+                    }
+                    let mut chunk = Vec::with_capacity(chunk_bytes + MAX_ENTRY_BYTES);
+                    while next <= events && chunk.len() < chunk_bytes {
+                        match db.event(next) {
+                            Ok(Some(bytes)) => push_frame(&mut chunk, &bytes),
+                            Ok(None) => {
+                                return Some(Err(invalid(format!(
+                                    "applied event {next} missing from the event store"
+                                ))));
+                            }
+                            Err(e) => return Some(Err(e)),
+                        }
+                        next += 1;
+                    }
+                    Some(Ok(chunk))
+                });
+                Box::new(head.into_iter().chain(rest))
+            }
+        }
+    }
+
+    fn into_transfer(self) -> io::Result<Vec<u8>> {
+        match self {
+            SnapshotData::Received(bytes) => Ok(bytes),
+            local => local
+                .into_chunks(SNAPSHOT_CHUNK_BYTES)
+                .collect::<io::Result<Vec<_>>>()
+                .map(|chunks| chunks.concat()),
+        }
+    }
+}
+
+/// Size of the chunks a snapshot is sent in.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Splits the transfer form into its frames: the image, then the events.
+fn frames(mut bytes: &[u8]) -> io::Result<(&[u8], Vec<&[u8]>)> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let (len, rest) = bytes
+            .split_first_chunk::<4>()
+            .ok_or_else(|| invalid("snapshot ends inside a frame length".to_string()))?;
+        let len = u32::from_be_bytes(*len) as usize;
+        if rest.len() < len {
+            return Err(invalid(format!(
+                "snapshot frame {} of {len} bytes is cut short",
+                out.len()
+            )));
+        }
+        out.push(&rest[..len]);
+        bytes = &rest[len..];
+    }
+    if out.is_empty() {
+        return Err(invalid("snapshot holds no state image".to_string()));
+    }
+    let image = out.remove(0);
+    if let Some(i) = out.iter().position(|e| e.len() > MAX_ENTRY_BYTES) {
+        return Err(invalid(format!(
+            "snapshot event {} is over {MAX_ENTRY_BYTES} bytes",
+            i + 1
+        )));
+    }
+    Ok((image, out))
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let (meta, events) = {
+        let file = {
             let applied = self.shared.read();
-            let meta = SnapshotMeta {
-                last_log_id: applied.last_applied,
-                last_membership: applied.membership.clone(),
-            };
-            let count = applied.projection.event_count();
-            let mut events = Vec::with_capacity(count as usize);
-            for i in 1..=count {
-                let bytes = self.db.event(i)?.ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("applied event {i} missing"),
-                    )
-                })?;
-                events.push(bytes);
+            SnapshotFile {
+                meta: SnapshotMeta {
+                    last_log_id: applied.last_applied,
+                    last_membership: applied.membership.clone(),
+                },
+                events: applied.projection.event_count(),
+                image: applied.projection.image(),
             }
-            (meta, events)
         };
-        let data = encode(&SnapshotData { events })?;
-        self.write_snapshot_file(&meta, &data)?;
-        tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "snapshot built");
-        Ok(Snapshot {
-            meta,
-            snapshot: data,
-        })
+        self.write_snapshot_file(&SnapshotFileRef {
+            meta: &file.meta,
+            events: file.events,
+            image: &file.image,
+        })?;
+        tracing::info!(last_log_id = ?file.meta.last_log_id, events = file.events,
+            image_bytes = file.image.len(), "snapshot built");
+        Ok(self.local_snapshot(file))
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotData;
     type SnapshotBuilder = Self;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
@@ -556,18 +753,33 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Vec<u8>,
+        snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
-        let data: SnapshotData = decode(&snapshot, "snapshot")?;
-        let mut projection = crate::capabilities::projection();
+        let started = std::time::Instant::now();
+        let transfer = snapshot.into_transfer()?;
+        let (image, events) = frames(&transfer)?;
+        let ids = events
+            .iter()
+            .enumerate()
+            .map(|(i, bytes)| stored_id(bytes, i as u64 + 1))
+            .collect::<io::Result<Vec<_>>>()?;
+        let (projection, image) = match restore(image, ids)? {
+            Some(p) => (p, std::borrow::Cow::Borrowed(image)),
+            None => {
+                let mut p = crate::capabilities::projection();
+                for (i, bytes) in events.iter().enumerate() {
+                    replay(&mut p, bytes, i as u64 + 1)?;
+                }
+                let image = p.image();
+                (p, std::borrow::Cow::Owned(image))
+            }
+        };
         let mut writes = sled::Batch::default();
         for item in self.db.sm.iter().keys() {
             writes.remove(item.map_err(io_err)?);
         }
-        for (i, bytes) in data.events.iter().enumerate() {
-            let index = i as u64 + 1;
-            replay(&mut projection, bytes, index)?;
-            writes.insert(&event_key(index), bytes.as_slice());
+        for (i, bytes) in events.iter().enumerate() {
+            writes.insert(&event_key(i as u64 + 1), *bytes);
         }
         let sm_meta = SmMeta {
             last_applied: meta.last_log_id,
@@ -575,6 +787,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         };
         writes.insert(SM_META_KEY, encode(&sm_meta)?);
         let count = projection.event_count();
+        let file = SnapshotFileRef {
+            meta,
+            events: count,
+            image: &image,
+        };
         {
             let mut applied = self.shared.write();
             self.db.sm.apply_batch(writes).map_err(io_err)?;
@@ -585,24 +802,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             };
         }
         self.db.sync_async().await?;
-        self.write_snapshot_file(meta, &snapshot)?;
+        self.write_snapshot_file(&file)?;
         self.shared.event_count.send_replace(count);
-        tracing::info!(last_log_id = ?meta.last_log_id, events = count, "snapshot installed");
+        tracing::info!(last_log_id = ?meta.last_log_id, events = count,
+            ms = started.elapsed().as_millis() as u64, "snapshot installed");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        let path = self.db.snapshot_path();
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let (meta, data): (SnapshotMeta, Vec<u8>) = decode(&bytes, "snapshot file")?;
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: data,
-        }))
+        Ok(read_snapshot_file(&self.db)?.map(|file| self.local_snapshot(file)))
     }
 }
 
@@ -618,4 +826,66 @@ pub fn stored_event(db: &Db, index: u64) -> io::Result<Option<(EventId, Envelope
         )
     })?;
     Ok(Some((EventId::of_body(&env.body), env)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A leader's snapshot goes out in chunks a message carries, however
+    /// large its image, and the follower reads back the same frames.
+    #[test]
+    fn local_snapshot_chunks_fit_a_message_and_frame_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), 8 << 20).unwrap();
+        let events: Vec<Vec<u8>> = (1..=5u8).map(|i| vec![i; 300_000]).collect();
+        for (i, e) in events.iter().enumerate() {
+            db.sm.insert(event_key(i as u64 + 1), e.as_slice()).unwrap();
+        }
+        let image: Vec<u8> = (0..3_500_000u32).map(|i| i as u8).collect();
+        let data = SnapshotData::Local {
+            image: Arc::new(image.clone()),
+            events: 4,
+            db: db.clone(),
+        };
+        let chunk = 1024 * 1024;
+        let chunks: Vec<Vec<u8>> = data.into_chunks(chunk).collect::<io::Result<_>>().unwrap();
+        assert!(chunks.len() > 4, "the image alone takes four chunks");
+        for c in &chunks {
+            assert!(
+                c.len() <= chunk + MAX_ENTRY_BYTES,
+                "a chunk of {} bytes",
+                c.len()
+            );
+        }
+        let transfer = chunks.concat();
+        let (got_image, got_events) = frames(&transfer).unwrap();
+        assert_eq!(got_image, image.as_slice());
+        assert_eq!(
+            got_events,
+            events[..4].iter().map(Vec::as_slice).collect::<Vec<_>>()
+        );
+
+        // Cut short, or with no image, it is refused with the reason.
+        let err = frames(&transfer[..transfer.len() - 1]).unwrap_err();
+        assert!(err.to_string().contains("cut short"), "{err}");
+        assert!(
+            frames(&[])
+                .unwrap_err()
+                .to_string()
+                .contains("no state image")
+        );
+
+        // An event missing from the store ends the stream with an error.
+        let data = SnapshotData::Local {
+            image: Arc::new(vec![1]),
+            events: 6,
+            db,
+        };
+        let err = data
+            .into_chunks(chunk)
+            .find_map(Result::err)
+            .expect("an error");
+        assert!(err.to_string().contains("event 6 missing"), "{err}");
+    }
 }

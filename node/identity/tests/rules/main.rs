@@ -7,6 +7,7 @@ mod code;
 mod conformance;
 mod device;
 mod fixture;
+mod image;
 mod openpgp;
 mod query;
 mod replicated_rules;

@@ -2,9 +2,15 @@
 
 use crate::fixture::*;
 
-const SERVICE_KINDS: &[&str] = &["service-registered", "key-rotated", "device-registered"];
+pub(crate) const SERVICE_KINDS: &[&str] =
+    &["service-registered", "key-rotated", "device-registered"];
 
-fn service(author: &SigningKey, key: &SigningKey, name: &str, endpoints: &[&str]) -> Event {
+pub(crate) fn service(
+    author: &SigningKey,
+    key: &SigningKey,
+    name: &str,
+    endpoints: &[&str],
+) -> Event {
     let b = body(
         SubjectRef::new(SERVICE, key.key_id().to_hex()),
         0,
