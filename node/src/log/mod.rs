@@ -1,7 +1,9 @@
 //! The replicated log: openraft's type configuration, what a log entry
-//! carries, the sled store (`store`) and the Raft transport (`network`).
+//! carries, the sled store (`store`), snapshots (`snapshot`) and the Raft
+//! transport (`network`).
 
 pub mod network;
+pub mod snapshot;
 pub mod store;
 
 use serde::{Deserialize, Serialize};
@@ -46,7 +48,7 @@ pub type Vote = openraft::alias::VoteOf<TypeConfig>;
 pub type Entry = openraft::alias::EntryOf<TypeConfig>;
 pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
 pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
-pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, store::SnapshotData>;
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, snapshot::SnapshotData>;
 
 /// A snapshot of the Raft metrics.
 pub fn raft_metrics(raft: &Raft) -> openraft::RaftMetrics<TypeConfig> {

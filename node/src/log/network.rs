@@ -125,7 +125,7 @@ enum RpcKind {
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerClient {
-    type SnapshotData = super::store::SnapshotData;
+    type SnapshotData = super::snapshot::SnapshotData;
 
     async fn append_entries(
         &mut self,
@@ -229,14 +229,14 @@ fn entries_within<T: Serialize>(entries: &[T], budget: usize) -> io::Result<usiz
 /// refuses the snapshot as cut short.
 fn snapshot_chunks(
     header: Vec<u8>,
-    data: super::store::SnapshotData,
+    data: super::snapshot::SnapshotData,
 ) -> impl Iterator<Item = SnapshotChunk> + Send + 'static {
     let first = SnapshotChunk {
         header,
         data: Vec::new(),
     };
     let rest = data
-        .into_chunks(super::store::SNAPSHOT_CHUNK_BYTES)
+        .into_chunks(super::snapshot::SNAPSHOT_CHUNK_BYTES)
         .map_while(|chunk| match chunk {
             Ok(data) => Some(SnapshotChunk {
                 header: Vec::new(),
@@ -312,7 +312,7 @@ impl RaftTransport for RaftService {
         }
         let snapshot = Snapshot {
             meta,
-            snapshot: super::store::SnapshotData::Received(data),
+            snapshot: super::snapshot::SnapshotData::Received(data),
         };
         reply(self.raft.install_full_snapshot(vote, snapshot).await)
     }

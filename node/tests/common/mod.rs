@@ -12,12 +12,24 @@ use ics_node::client::{self, Client};
 use ics_node::keyfile;
 use ics_proto::core_v1 as pb;
 
+/// A port no other node of this test process was given, below the kernel's
+/// ephemeral range (32768-60999 on Linux): a port picked by binding port 0
+/// could be taken by a concurrent test's outgoing connection before the node
+/// binds it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind a free port")
-        .local_addr()
-        .expect("local addr")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id() * 97 % COUNT;
+    for _ in 0..COUNT {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (start + n) % COUNT) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + COUNT);
 }
 
 pub struct TestNode {
