@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ics_kernel::SubjectRef;
+use ics_kernel::state::PartyState;
 use ics_proto::core_v1 as pb;
 use openraft::BasicNode;
 use tonic::Status;
@@ -67,6 +68,52 @@ pub async fn bootstrap(node: &Arc<Node>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Checks, on every start, that the data dir's log is the configured
+/// party's and that a root key left on the node is private and the party's:
+/// a mismatch stops the node with the reason rather than serving another
+/// party's log.
+pub fn check_party(
+    config: &crate::config::Config,
+    party: Option<&PartyState>,
+) -> anyhow::Result<()> {
+    let path = config.data_dir.join("root.key");
+    let root = if path.exists() {
+        Some(crate::keyfile::read(&path).context("the party root key on this node")?)
+    } else {
+        None
+    };
+    let Some(party) = party else {
+        return Ok(());
+    };
+    if root.is_some() {
+        tracing::warn!(
+            path = %path.display(),
+            "the party root key is on this node: move it to offline storage once the party is set up \
+             (it signs only author keys, recognized parties and rules changes)"
+        );
+    }
+    if party.name != config.party {
+        anyhow::bail!(
+            "the log in {} is party {:?}'s, but this node is configured for party {:?}",
+            config.data_dir.display(),
+            party.name,
+            config.party
+        );
+    }
+    if let Some(root) = root
+        && root.key_id() != party.root_key
+    {
+        anyhow::bail!(
+            "{} holds key {}, but party {:?}'s root key is {}",
+            path.display(),
+            root.key_id(),
+            party.name,
+            party.root_key
+        );
+    }
+    Ok(())
+}
+
 impl Node {
     /// Appends the party's genesis event signed by the root key in the data
     /// dir (created now if missing), once a leader exists. Idempotent.
@@ -116,7 +163,7 @@ impl Node {
         let req = pb::AppendRequest {
             events: vec![codec::envelope_to_pb(&env)],
         };
-        self.append(req, false).await?;
+        self.append(req, crate::host::Origin::Bootstrap).await?;
         tracing::info!(party = %self.config.party, "party genesis appended");
         Ok(())
     }

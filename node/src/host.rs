@@ -18,6 +18,7 @@ use tonic::{Code, Status};
 use crate::codec;
 use crate::config::Config;
 use crate::errors::{internal, not_leader, refusal_status, rpc_error};
+pub use crate::forward::Origin;
 use crate::log::store::{self, Shared};
 use crate::log::{NodeId, Raft};
 use crate::metrics::Metrics;
@@ -150,8 +151,9 @@ impl Node {
     pub async fn append(
         &self,
         req: pb::AppendRequest,
-        forwarded: bool,
+        origin: Origin,
     ) -> Result<pb::AppendResponse, Status> {
+        let forwarded = origin != Origin::Client;
         let started = Instant::now();
         // Forwarded requests count too: the marker is a hint between nodes,
         // not an identity, and must not buy a client a way around the limit.
@@ -170,6 +172,20 @@ impl Node {
             self.metrics.refused();
             refusal_status(&r)
         })?;
+        // A genesis names the party and its root key: only this node's own
+        // bootstrap appends it (F4), never a client racing it to a fresh node.
+        if origin == Origin::Client
+            && events
+                .iter()
+                .any(|e| std::ptr::eq(e.kind, &ics_kernel::authority::PARTY_GENESIS))
+        {
+            self.metrics.refused();
+            return Err(rpc_error(
+                Code::PermissionDenied,
+                "GENESIS_FROM_API",
+                "a party genesis is appended only by the node's own bootstrap, never through the API",
+            ));
+        }
         if !self.raft.is_leader() {
             let leader = self.leader();
             if forwarded || leader.is_none() {
@@ -177,7 +193,7 @@ impl Node {
             }
             let mut client = self.leader_client(leader)?;
             return client
-                .append(crate::forward::forwarded(req))
+                .append(crate::forward::forwarded_as(req, origin))
                 .await
                 .map(tonic::Response::into_inner);
         }
@@ -200,7 +216,8 @@ impl Node {
             .map_err(|_| rpc_error(Code::Unavailable, "SHUTTING_DOWN", "node is shutting down"))?;
         match result {
             Ok(appended) => {
-                self.metrics.appended(appended.len(), started.elapsed());
+                let new = appended.iter().filter(|a| !a.duplicate).count();
+                self.metrics.appended(new, started.elapsed());
                 Ok(pb::AppendResponse {
                     events: appended
                         .into_iter()

@@ -85,7 +85,8 @@ pub async fn run(
     // A Raft core that stopped on a fatal error (storage, or a log that
     // activated rules this build does not run) stops the node: serving on
     // would answer from a state that no longer moves.
-    let fatal = tokio::spawn(watch_fatal(raft.clone(), stop_tx));
+    let fatal = tokio::spawn(watch_fatal(raft.clone(), stop_tx.clone()));
+    let wrong_party = tokio::spawn(watch_party(node.shared.clone(), config.clone(), stop_tx));
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -125,14 +126,49 @@ pub async fn run(
     g.context("gRPC server")?;
     h.context("HTTP server")?;
     fatal.abort();
+    wrong_party.abort();
     if let Ok(Some(e)) = fatal.await {
         anyhow::bail!("raft stopped on a fatal error: {e}");
+    }
+    if let Ok(Some(e)) = wrong_party.await {
+        anyhow::bail!("{e}");
     }
     raft.shutdown()
         .await
         .map_err(|e| anyhow::anyhow!("raft shutdown: {e}"))?;
     tracing::info!("icsd stopped");
     Ok(())
+}
+
+/// Checks the root key on the node at once, and the party once its genesis
+/// is applied (restored, replayed or replicated): a node must not serve a log
+/// other than its configured party's. Asks the node to stop on a mismatch and
+/// returns the reason.
+async fn watch_party(
+    shared: Arc<store::Shared>,
+    config: Arc<Config>,
+    stop: tokio::sync::watch::Sender<bool>,
+) -> Option<String> {
+    let mut applied = shared.event_count.subscribe();
+    let mut checked_key = false;
+    loop {
+        let party = shared.read().projection.party().cloned();
+        if party.is_some() || !checked_key {
+            if let Err(e) = crate::bootstrap::check_party(&config, party.as_ref()) {
+                let e = format!("{e:#}");
+                tracing::error!(error = %e, "stopping the node");
+                let _ = stop.send(true);
+                return Some(e);
+            }
+            checked_key = true;
+            if party.is_some() {
+                return None;
+            }
+        }
+        if applied.changed().await.is_err() {
+            return None;
+        }
+    }
 }
 
 /// Waits for the Raft core to stop on a fatal error; then asks the node to

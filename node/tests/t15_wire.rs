@@ -135,11 +135,12 @@ fn prost_agrees_on_every_kernel_payload() {
             capabilities: vec![
                 pb::CapabilityVersion {
                     name: "identity".into(),
-                    version: 1,
+                    version:
+                        <ics_identity::Identity as ics_kernel::capability::Capability>::VERSION,
                 },
                 pb::CapabilityVersion {
                     name: "kernel".into(),
-                    version: 1,
+                    version: ics_kernel::authority::KERNEL_VERSION,
                 },
             ],
         }),

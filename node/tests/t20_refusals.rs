@@ -333,13 +333,149 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
     )
     .await;
 
-    // And a duplicate is idempotent: same index, nothing new.
+    // A genesis through the API (F4): only the node's own bootstrap appends one.
+    let evil_root = SigningKey::generate(Algorithm::Ed25519);
+    let genesis = client::signed(
+        &evil_root,
+        SubjectRef::new(ics_kernel::authority::PARTY, "evil"),
+        ChainHead::default(),
+        ics_kernel::authority::PartyPayload::Genesis {
+            party_name: "evil".to_string(),
+            role: ics_kernel::Role::Maintenance,
+            root_key: evil_root.public_key(),
+            rules: ics_node::capabilities::genesis_rules(Default::default()),
+        },
+    );
+    refused(
+        &mut c,
+        vec![pb_of(&genesis)],
+        (Code::PermissionDenied, "GENESIS_FROM_API"),
+        "only by the node's own bootstrap",
+    )
+    .await;
+
+    // Display spoofing (F14): a bidi override in free text, and one
+    // attribute name given twice.
+    let d3 = SigningKey::generate(Algorithm::Ed25519).public_key();
+    let bidi = client::register_device(
+        &author,
+        "SN-4",
+        &d3,
+        vec![("model".to_string(), "safe\u{202E}live".to_string())],
+    );
+    refused(
+        &mut c,
+        vec![pb_of(&bidi)],
+        (Code::InvalidArgument, "INVALID_FIELD"),
+        "format character U+202E",
+    )
+    .await;
+    let twice = client::register_device(
+        &author,
+        "SN-4",
+        &d3,
+        vec![
+            ("model".to_string(), "safe".to_string()),
+            ("model".to_string(), "evil".to_string()),
+        ],
+    );
+    refused(
+        &mut c,
+        vec![pb_of(&twice)],
+        (Code::InvalidArgument, "INVALID_FIELD"),
+        "\"model\" is given more than once",
+    )
+    .await;
+
+    // Bytes that are not an AppendRequest at all (F15): the caller's error.
+    let before = event_count(&mut c).await;
+    let err = raw_grpc_call(
+        &cluster.node(1).grpc,
+        "/ics.core.v1.EventLog/Append",
+        &[0xff; 64],
+    )
+    .await
+    .expect_err("garbage must be refused");
+    assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
+    assert_eq!(reason_of(&err), "MALFORMED_REQUEST");
+    assert!(
+        err.message().contains("malformed AppendRequest"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(before, event_count(&mut c).await);
+
+    // And a duplicate is idempotent: same index, nothing new, and not
+    // counted as appended (F15).
     let first = c.append(vec![good.clone()]).await.unwrap()[0].clone();
     let before = event_count(&mut c).await;
+    let counted = appended_total(&cluster.node(1).http).await;
     let again = c.append(vec![good]).await.unwrap()[0].clone();
     assert!(again.duplicate);
     assert_eq!(again.index, first.index);
     assert_eq!(before, event_count(&mut c).await);
+    assert_eq!(counted, appended_total(&cluster.node(1).http).await);
+}
+
+/// `ics_events_appended_total` from the node's metrics.
+async fn appended_total(http: &str) -> u64 {
+    let text = http_get(http, "/metrics").await;
+    text.lines()
+        .find_map(|l| l.strip_prefix("ics_events_appended_total "))
+        .unwrap_or_else(|| panic!("no ics_events_appended_total in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A unary gRPC call with `body` as the message bytes, whatever they are.
+async fn raw_grpc_call(addr: &str, path: &str, body: &[u8]) -> Result<Vec<u8>, tonic::Status> {
+    use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+    #[derive(Default)]
+    struct Raw;
+    struct RawCoder;
+    impl Encoder for RawCoder {
+        type Item = Vec<u8>;
+        type Error = tonic::Status;
+        fn encode(&mut self, item: Vec<u8>, buf: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+            bytes::BufMut::put_slice(buf, &item);
+            Ok(())
+        }
+    }
+    impl Decoder for RawCoder {
+        type Item = Vec<u8>;
+        type Error = tonic::Status;
+        fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+            let n = bytes::Buf::remaining(buf);
+            Ok(Some(bytes::Buf::copy_to_bytes(buf, n).to_vec()))
+        }
+    }
+    impl Codec for Raw {
+        type Encode = Vec<u8>;
+        type Decode = Vec<u8>;
+        type Encoder = RawCoder;
+        type Decoder = RawCoder;
+        fn encoder(&mut self) -> RawCoder {
+            RawCoder
+        }
+        fn decoder(&mut self) -> RawCoder {
+            RawCoder
+        }
+    }
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    grpc.unary(
+        tonic::Request::new(body.to_vec()),
+        path.parse().unwrap(),
+        Raw,
+    )
+    .await
+    .map(tonic::Response::into_inner)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,5 +523,54 @@ async fn appends_over_the_rate_limit_are_refused_and_not_written() {
             .contains("append rate over the limit of 1 per second"),
         "{}",
         err.message()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_to_start_on_a_readable_root_key_or_another_partys_log() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut cluster = start_cluster(1, "");
+    cluster.wait_ready(Duration::from_secs(30)).await;
+    let root_path = cluster.node(1).dir.join("data/root.key");
+    let node = cluster.node_mut(1);
+    node.kill();
+
+    // A root key that group or others can read (F13), checked on every start.
+    std::fs::set_permissions(&root_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    node.start();
+    let exit = node
+        .wait_exit(Duration::from_secs(20))
+        .expect("the node must stop");
+    assert!(!exit.success());
+    assert!(node.log().contains("mode 644"), "{}", node.log());
+    std::fs::set_permissions(&root_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // A config naming another party than the log's genesis.
+    let config = std::fs::read_to_string(&node.config).unwrap();
+    let other = config.replace("party = \"", "party = \"other-");
+    assert_ne!(config, other, "the test config names the party");
+    std::fs::write(&node.config, &other).unwrap();
+    node.start();
+    let exit = node
+        .wait_exit(Duration::from_secs(20))
+        .expect("the node must stop");
+    assert!(!exit.success());
+    assert!(
+        node.log()
+            .contains("but this node is configured for party \"other-"),
+        "{}",
+        node.log()
+    );
+
+    // Put right, it serves the same log, with a warning that the root key
+    // is still on the node.
+    std::fs::write(&node.config, &config).unwrap();
+    node.start();
+    cluster.wait_ready(Duration::from_secs(30)).await;
+    assert!(
+        cluster
+            .node(1)
+            .log()
+            .contains("the party root key is on this node")
     );
 }

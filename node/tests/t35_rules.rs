@@ -58,7 +58,11 @@ async fn a_node_whose_build_lacks_an_activated_capability_stops_and_says_why() {
     let mut c = cluster.node(1).client();
     let party = SubjectRef::new(PARTY, "acme-maintenance");
     let status = c.status().await.expect("status");
-    assert!(status.active_rules.contains("identity/1"), "{status:?}");
+    let identity = format!(
+        "identity/{}",
+        <ics_identity::Identity as ics_kernel::capability::Capability>::VERSION
+    );
+    assert!(status.active_rules.contains(&identity), "{status:?}");
     let mut rules = ics_node::capabilities::genesis_rules(Default::default());
     rules.capabilities.insert("transfer".into(), 1);
     // The log takes the change (the event is well-formed); this build cannot run it.

@@ -1,6 +1,8 @@
 //! Generated protobuf and gRPC code for the ICS API, one module per protobuf
-//! package. Nothing else lives here: domain types and their validation are
+//! package, and the codec its services use. Nothing else lives here: domain types and their validation are
 //! in `ics-kernel` and the capability crates.
+
+pub mod codec;
 
 pub mod ics {
     pub mod core {

@@ -33,9 +33,17 @@ pub(crate) fn register(
             ),
         ));
     }
+    let mut names = std::collections::BTreeSet::new();
     for (name, value) in attributes {
         check_name("attributes.name", name)?;
         limits.check_text("attributes.value", value)?;
+        // One value per name: two would let readers pick different ones.
+        if !names.insert(name.as_str()) {
+            return Err(Refusal::field(
+                "attributes.name",
+                format!("{name:?} is given more than once"),
+            ));
+        }
     }
     let key_id = device_key.id();
     ctx.check_key_free(&key_id)?;

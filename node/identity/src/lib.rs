@@ -35,7 +35,8 @@ pub struct Identity;
 
 impl Capability for Identity {
     const NAME: &'static str = "identity";
-    const VERSION: u32 = 1;
+    /// 2: a device's attribute names are unique.
+    const VERSION: u32 = 2;
     type Payload = IdentityPayload;
     type Subject = IdentityState;
     type Index = IdentityIndex;

@@ -46,7 +46,8 @@ impl EventLimits {
         }
     }
 
-    /// Free text: bounded, no control characters.
+    /// Free text: bounded, no control or format characters (a bidi override
+    /// or a zero-width character would make one text display as another).
     pub fn check_text(&self, field: &str, value: &str) -> Result<(), Refusal> {
         if value.len() > self.max_text_bytes {
             return Err(Refusal::field(
@@ -61,8 +62,25 @@ impl EventLimits {
         if value.chars().any(char::is_control) {
             return Err(Refusal::field(field, "contains control characters"));
         }
+        if let Some(c) = value.chars().find(|c| is_format_char(*c)) {
+            return Err(Refusal::field(
+                field,
+                format!("contains the format character U+{:04X}", c as u32),
+            ));
+        }
         Ok(())
     }
+}
+
+/// Unicode general category Cf (format), which holds the bidi controls
+/// (U+061C, U+200E-U+200F, U+202A-U+202E, U+2066-U+2069), the zero-width
+/// characters and the other invisible formatting code points.
+fn is_format_char(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2
+        | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F
+        | 0xFEFF | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F
+        | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
 }
 
 /// A name: 1-128 characters of `[A-Za-z0-9-_.:]`.
@@ -98,7 +116,8 @@ impl Default for EventLimits {
 /// The kernel's name in the active rules, and its version: bumped whenever
 /// a kernel verdict could change.
 pub const KERNEL: &str = "kernel";
-pub const KERNEL_VERSION: u32 = 1;
+/// 2: free text refuses Unicode format characters (bidi overrides).
+pub const KERNEL_VERSION: u32 = 2;
 
 /// The rules a party's log activated (at genesis, then by root-signed
 /// `rules-changed` events): the limits every replica applies, and the

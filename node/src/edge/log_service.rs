@@ -22,9 +22,9 @@ impl EventLog for Api {
         &self,
         req: Request<pb::AppendRequest>,
     ) -> Result<Response<pb::AppendResponse>, Status> {
-        let from_follower = is_forwarded(&req);
+        let origin = crate::forward::origin(&req);
         self.node
-            .append(req.into_inner(), from_follower)
+            .append(req.into_inner(), origin)
             .await
             .map(Response::new)
     }

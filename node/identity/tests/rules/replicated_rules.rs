@@ -97,7 +97,10 @@ fn a_capability_acts_only_once_the_log_activated_it() {
     assert_eq!(why.reason(), "INACTIVE_CAPABILITY");
     assert!(why.to_string().contains("identity"), "{why}");
     let again = p.rules_change(|r| {
-        r.capabilities.insert("identity".into(), 1);
+        r.capabilities.insert(
+            "identity".into(),
+            <ics_identity::Identity as ics_kernel::capability::Capability>::VERSION,
+        );
     });
     p.apply(&again).unwrap();
     p.apply(&e).expect("identity acts again");
@@ -107,7 +110,8 @@ fn a_capability_acts_only_once_the_log_activated_it() {
 fn rules_this_build_does_not_run_stop_the_replica_before_anything_commits() {
     let p = Party::new();
     let before = (p.proj.event_count(), p.proj.state_hash());
-    for (name, version) in [("transfer", 1), ("identity", 2)] {
+    let next = <ics_identity::Identity as ics_kernel::capability::Capability>::VERSION + 1;
+    for (name, version) in [("transfer", 1), ("identity", next)] {
         let e = p.rules_change(|r| {
             r.capabilities.insert(name.into(), version);
         });
