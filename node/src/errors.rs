@@ -7,8 +7,6 @@ use ics_kernel::{Refusal, RefusalClass};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::log::NodeId;
-
 /// Metadata key naming the leader's address on a not-leader answer.
 pub const LEADER_HINT: &str = "ics-leader";
 
@@ -35,7 +33,8 @@ pub fn refusal_status(r: &Refusal) -> Status {
     rpc_error(code, r.reason(), r.to_string())
 }
 
-pub fn not_leader(leader: Option<(NodeId, String)>) -> Status {
+/// `leader`: the leader's node id and address, when one is known.
+pub fn not_leader(leader: Option<(u64, String)>) -> Status {
     match leader {
         Some((id, addr)) => {
             let mut s = rpc_error(

@@ -31,6 +31,7 @@ pub struct Node {
     pub shared: Arc<Shared>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    pub leader_contact: Arc<crate::log::LeaderContact>,
     writer: mpsc::Sender<WriteJob>,
     channels: Mutex<HashMap<String, Channel>>,
     append_rate: RateLimit,
@@ -67,6 +68,7 @@ impl Node {
             shared,
             config,
             metrics,
+            leader_contact: Default::default(),
             writer: tx,
             channels: Mutex::new(HashMap::new()),
             append_rate,
@@ -81,6 +83,48 @@ impl Node {
             rx,
         ));
         node
+    }
+
+    /// Whether this node should get traffic, and why not (F6): its Raft core
+    /// runs, it is a member, it knows a leader that is a member and has heard
+    /// from it (or, as leader, from a quorum) recently, and the applied party
+    /// is the configured one. `/readyz` and `Status` give this one verdict.
+    pub fn readiness(&self) -> Result<String, String> {
+        let m = crate::log::raft_metrics(&self.raft);
+        if let Err(e) = &m.running_state {
+            return Err(format!("the Raft core stopped: {e}"));
+        }
+        let membership = m.membership_config.membership();
+        if membership.get_node(&self.id).is_none() {
+            return Err(format!("node {} is not a member of the cluster", self.id));
+        }
+        let leader = m.current_leader.ok_or("no leader")?;
+        if membership.get_node(&leader).is_none() {
+            return Err(format!("leader {leader} is not a member of the cluster"));
+        }
+        // Three election timeouts: a follower that heard nothing for that
+        // long has a leader only in name.
+        let recent = Duration::from_millis(3 * self.config.raft.election_timeout_max_ms);
+        if leader == self.id {
+            let alone = membership.voter_ids().all(|v| v == self.id);
+            let acked = m
+                .last_quorum_acked
+                .as_ref()
+                .map(|at| openraft::Instant::elapsed(&**at));
+            if !alone && acked.is_none_or(|a| a > recent) {
+                return Err(format!("leader has not heard from a quorum for {recent:?}"));
+            }
+        } else if self.leader_contact.since(leader).is_none_or(|a| a > recent) {
+            return Err(format!("not heard from leader {leader} for {recent:?}"));
+        }
+        match self.shared.read().projection.party() {
+            None => Err("party genesis not applied yet".to_string()),
+            Some(p) if p.name != self.config.party => Err(format!(
+                "the applied party {:?} is not the configured {:?}",
+                p.name, self.config.party
+            )),
+            Some(_) => Ok(format!("ready: leader {leader}")),
+        }
     }
 
     /// The leader's id and address, if one is known (possibly this node).

@@ -21,6 +21,7 @@ pub struct Metrics {
     last_applied: Gauge<u64, AtomicU64>,
     is_leader: Gauge,
     hkp_lookups: Counter,
+    snapshots_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -37,6 +38,7 @@ impl Default for Metrics {
             last_applied: Gauge::default(),
             is_leader: Gauge::default(),
             hkp_lookups: Counter::default(),
+            snapshots_refused: Counter::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -85,6 +87,12 @@ impl Default for Metrics {
             "HKP lookups answered (any result)",
             m.hkp_lookups.clone(),
         );
+        r.register(
+            "snapshots_refused",
+            "Snapshots from a peer refused before install (stale vote, inconsistent meta, \
+             or a state that does not extend this node's applied log): an alarm",
+            m.snapshots_refused.clone(),
+        );
         m
     }
 }
@@ -97,6 +105,10 @@ impl Metrics {
 
     pub fn hkp_lookup(&self) {
         self.hkp_lookups.inc();
+    }
+
+    pub fn snapshot_refused(&self) {
+        self.snapshots_refused.inc();
     }
 
     pub fn refused(&self) {

@@ -100,6 +100,11 @@ pub async fn run(
             RaftTransportServer::new(RaftService {
                 raft: raft.clone(),
                 limits: transport_limits(&config),
+                shared: node.shared.clone(),
+                metrics: node.metrics.clone(),
+                spool_dir: config.data_dir.clone(),
+                receiving: Default::default(),
+                leader_contact: node.leader_contact.clone(),
             })
             .max_decoding_message_size(max)
             .max_encoding_message_size(max),

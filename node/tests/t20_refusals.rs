@@ -20,18 +20,6 @@ async fn event_count(c: &mut Client) -> (u64, Vec<u8>) {
     (s.event_count, s.state_hash)
 }
 
-/// The machine-readable reason of an error (`google.rpc.ErrorInfo`).
-fn reason_of(err: &tonic::Status) -> String {
-    use tonic_types::StatusExt;
-    let info = err
-        .get_error_details()
-        .error_info()
-        .cloned()
-        .unwrap_or_else(|| panic!("no ErrorInfo on {err:?}"));
-    assert_eq!(info.domain, "ics");
-    info.reason
-}
-
 /// Sends `events`, expects the code and machine-readable reason, with
 /// `needle` in the message, and checks the log and the projections did not
 /// change.

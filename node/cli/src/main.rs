@@ -1543,14 +1543,8 @@ async fn cluster(c: &mut Client, j: bool, cmd: ClusterCmd) -> anyhow::Result<()>
         }
         ClusterCmd::Ready => {
             let s = c.status().await?;
-            if s.current_leader == 0 {
-                bail!("not ready: node {} knows no leader", s.node_id);
-            }
-            if s.party.is_empty() {
-                bail!(
-                    "not ready: node {} has not applied the party genesis",
-                    s.node_id
-                );
+            if !s.ready {
+                bail!("not ready: node {}: {}", s.node_id, s.not_ready);
             }
             emit(
                 j,

@@ -533,6 +533,12 @@ impl Projection {
     }
 }
 
+/// The log hash after one more event: blake3 of the previous log hash and
+/// the event's id. A log hash commits to every event id before it, in order.
+pub fn next_log_hash(previous: &[u8; 32], event_id: &[u8; 32]) -> [u8; 32] {
+    chain(previous, event_id)
+}
+
 fn chain(previous: &[u8; 32], next: &[u8; 32]) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(previous);

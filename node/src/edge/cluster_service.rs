@@ -55,6 +55,7 @@ impl Cluster for Api {
         _req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let node = &self.node;
+        let readiness = node.readiness();
         let m = raft_metrics(&node.raft);
         let leader = node.leader();
         let applied = node.shared.read();
@@ -115,6 +116,8 @@ impl Cluster for Api {
                 })
                 .unwrap_or_default(),
             build_rules: crate::capabilities::rules().version(),
+            ready: readiness.is_ok(),
+            not_ready: readiness.err().unwrap_or_default(),
         }))
     }
 

@@ -16,20 +16,13 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(node): State<Arc<Node>>) -> (StatusCode, String) {
-    let m = raft_metrics(&node.raft);
-    if m.current_leader.is_none() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "no leader\n".to_string());
-    }
-    if node.shared.read().projection.party().is_none() {
-        return (
+    match node.readiness() {
+        Ok(ready) => (StatusCode::OK, format!("{ready}\n")),
+        Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "party genesis not applied yet\n".to_string(),
-        );
+            format!("not ready: {why}\n"),
+        ),
     }
-    (
-        StatusCode::OK,
-        format!("ready: leader {}\n", m.current_leader.unwrap_or(0)),
-    )
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> String {

@@ -63,3 +63,23 @@ pub fn leader(raft: &Raft) -> Option<(NodeId, String)> {
     let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
     Some((id, addr))
 }
+
+/// When this node last took an append from a leader, and from which: a
+/// follower is ready only while it hears from its leader.
+#[derive(Default)]
+pub struct LeaderContact(std::sync::Mutex<Option<(NodeId, std::time::Instant)>>);
+
+impl LeaderContact {
+    pub fn heard_from(&self, leader: NodeId) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((leader, std::time::Instant::now()));
+    }
+
+    /// How long ago `leader` was last heard from, if ever.
+    pub fn since(&self, leader: NodeId) -> Option<std::time::Duration> {
+        match *self.0.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((id, at)) if id == leader => Some(at.elapsed()),
+            _ => None,
+        }
+    }
+}

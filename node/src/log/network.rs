@@ -7,6 +7,8 @@
 
 use std::future::Future;
 use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -24,7 +26,11 @@ use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::snapshot::{SnapshotRefusal, check_extends, check_header};
+use super::store::Shared;
 use super::{NodeId, Raft, Snapshot, SnapshotMeta, TypeConfig, Vote};
+use crate::errors::rpc_error;
+use crate::metrics::Metrics;
 
 /// Limits of the transport, from the node config.
 #[derive(Clone, Debug)]
@@ -254,6 +260,84 @@ fn snapshot_chunks(
 pub struct RaftService {
     pub raft: Raft,
     pub limits: TransportLimits,
+    /// The applied state, which a received snapshot must extend.
+    pub shared: Arc<Shared>,
+    pub metrics: Arc<Metrics>,
+    /// Where a snapshot being received is spooled (the data dir).
+    pub spool_dir: PathBuf,
+    /// Held while a snapshot is received: one stream at a time.
+    pub receiving: Arc<tokio::sync::Mutex<()>>,
+    pub leader_contact: Arc<super::LeaderContact>,
+}
+
+impl RaftService {
+    /// Refuses a Raft message whose leader or candidate is not a member of
+    /// this node's membership (F2: a made-up leader's membership entry would
+    /// make this node its learner for good). A node not yet in any membership
+    /// takes its first leader's messages.
+    fn check_sender(&self, sender: NodeId, what: &str) -> Result<(), Status> {
+        let m = super::raft_metrics(&self.raft);
+        let membership = m.membership_config.membership();
+        if membership.nodes().next().is_some() && membership.get_node(&sender).is_none() {
+            tracing::warn!(
+                sender,
+                what,
+                "refused a Raft message from a node that is not a member"
+            );
+            return Err(rpc_error(
+                tonic::Code::PermissionDenied,
+                "NOT_A_MEMBER",
+                format!("{what} from node {sender}, which is not a member of this cluster"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn refuse_snapshot(&self, why: SnapshotRefusal) -> Status {
+        self.metrics.snapshot_refused();
+        tracing::error!(error = %why, "ALARM: refused a snapshot from a peer");
+        rpc_error(
+            tonic::Code::FailedPrecondition,
+            "SNAPSHOT_REFUSED",
+            format!("snapshot refused: {why}"),
+        )
+    }
+
+    /// Receives a snapshot stream into a spool file, within the size limit.
+    async fn spool(
+        &self,
+        first: Vec<u8>,
+        stream: &mut Streaming<SnapshotChunk>,
+    ) -> Result<Vec<u8>, Status> {
+        use tokio::io::AsyncWriteExt;
+        let path = self.spool_dir.join("snapshot-incoming.tmp");
+        let io = |e: io::Error| Status::internal(format!("spool snapshot: {e}"));
+        let mut file = tokio::fs::File::create(&path).await.map_err(io)?;
+        let mut size = first.len();
+        file.write_all(&first).await.map_err(io)?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            size += chunk.data.len();
+            if size > self.limits.max_snapshot_bytes {
+                drop(file);
+                let _ = tokio::fs::remove_file(&path).await;
+                return Err(rpc_error(
+                    tonic::Code::ResourceExhausted,
+                    "SNAPSHOT_TOO_LARGE",
+                    format!(
+                        "snapshot is over the limit of {} bytes",
+                        self.limits.max_snapshot_bytes
+                    ),
+                ));
+            }
+            file.write_all(&chunk.data).await.map_err(io)?;
+        }
+        file.flush().await.map_err(io)?;
+        drop(file);
+        let bytes = tokio::fs::read(&path).await.map_err(io)?;
+        let _ = tokio::fs::remove_file(&path).await;
+        Ok(bytes)
+    }
 }
 
 fn reply<T: Serialize, E: std::fmt::Display>(
@@ -275,16 +359,27 @@ impl RaftTransport for RaftService {
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = parse(req.get_ref(), "append-entries request")?;
-        reply(self.raft.append_entries(rpc).await)
+        let leader = rpc.vote.leader_id.node_id;
+        self.check_sender(leader, "append-entries")?;
+        let result = self.raft.append_entries(rpc).await;
+        if matches!(
+            result,
+            Ok(AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_))
+        ) {
+            self.leader_contact.heard_from(leader);
+        }
+        reply(result)
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc: VoteRequest<TypeConfig> = parse(req.get_ref(), "vote request")?;
+        self.check_sender(rpc.vote.leader_id.node_id, "vote request")?;
         reply(self.raft.vote(rpc).await)
     }
 
     async fn pre_vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc: VoteRequest<TypeConfig> = parse(req.get_ref(), "pre-vote request")?;
+        self.check_sender(rpc.vote.leader_id.node_id, "pre-vote request")?;
         reply(self.raft.pre_vote(rpc).await)
     }
 
@@ -292,6 +387,13 @@ impl RaftTransport for RaftService {
         &self,
         req: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftMessage>, Status> {
+        let Ok(_receiving) = self.receiving.try_lock() else {
+            return Err(rpc_error(
+                tonic::Code::ResourceExhausted,
+                "SNAPSHOT_BUSY",
+                "another snapshot is being received; retry later",
+            ));
+        };
         let mut stream = req.into_inner();
         let first = stream
             .next()
@@ -299,20 +401,20 @@ impl RaftTransport for RaftService {
             .ok_or_else(|| Status::invalid_argument("snapshot stream is empty"))??;
         let (vote, meta): (Vote, SnapshotMeta) = decode(&first.header)
             .map_err(|e| Status::invalid_argument(format!("malformed snapshot header: {e}")))?;
-        let mut data = first.data;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            if data.len() + chunk.data.len() > self.limits.max_snapshot_bytes {
-                return Err(Status::resource_exhausted(format!(
-                    "snapshot is over the limit of {} bytes",
-                    self.limits.max_snapshot_bytes
-                )));
-            }
-            data.extend_from_slice(&chunk.data);
-        }
+        check_header(&vote, &meta, &super::raft_metrics(&self.raft))
+            .map_err(|why| self.refuse_snapshot(why))?;
+        let transfer = self.spool(first.data, &mut stream).await?;
+        let (count, hash) = {
+            let applied = self.shared.read();
+            (
+                applied.projection.event_count(),
+                applied.projection.log_hash(),
+            )
+        };
+        check_extends(&transfer, count, hash).map_err(|why| self.refuse_snapshot(why))?;
         let snapshot = Snapshot {
             meta,
-            snapshot: super::snapshot::SnapshotData::Received(data),
+            snapshot: super::snapshot::SnapshotData::Received(transfer),
         };
         reply(self.raft.install_full_snapshot(vote, snapshot).await)
     }

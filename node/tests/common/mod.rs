@@ -50,6 +50,18 @@ pub async fn http_get(addr: &str, path: &str) -> String {
     body.to_string()
 }
 
+/// The machine-readable reason of an error (`google.rpc.ErrorInfo`).
+pub fn reason_of(err: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    let info = err
+        .get_error_details()
+        .error_info()
+        .cloned()
+        .unwrap_or_else(|| panic!("no ErrorInfo on {err:?}"));
+    assert_eq!(info.domain, "ics");
+    info.reason
+}
+
 pub struct TestNode {
     pub id: u64,
     pub dir: PathBuf,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Projection, chain};
+use super::{Projection, next_log_hash};
 use crate::capability::Claim;
 use crate::envelope::{EventId, SubjectRef};
 use crate::keys::KeyId;
@@ -168,7 +168,7 @@ impl Projection {
                     "event {id} stands twice in the log"
                 )));
             }
-            log_hash = chain(&log_hash, &id.0);
+            log_hash = next_log_hash(&log_hash, &id.0);
         }
         if ids.len() as u64 != image.event_count || log_hash != image.log_hash {
             return Err(ImageError::Events(format!(

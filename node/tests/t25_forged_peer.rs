@@ -1,0 +1,367 @@
+//! The security review's attacks on the Raft transport, replayed over real
+//! sockets against a running 3-node cluster: each forged message is refused
+//! with a clear error, the state does not change, and the cluster stays
+//! healthy.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+use ics_node::log::{LogId, SnapshotMeta, Vote};
+use ics_proto::core_v1 as pb;
+use ics_proto::core_v1::raft_transport_client::RaftTransportClient;
+use tonic::Code;
+
+/// The transfer form of a snapshot: the image frame, then one frame per event.
+fn transfer(image: &[u8], events: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for frame in std::iter::once(image).chain(events.iter().map(Vec::as_slice)) {
+        out.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+        out.extend_from_slice(frame);
+    }
+    out
+}
+
+/// Every applied event's envelope bytes, as `Watch` gives them.
+async fn log_events(node: &TestNode, count: u64) -> Vec<Vec<u8>> {
+    use prost::Message;
+    let mut c = node.client();
+    let mut stream = c
+        .log
+        .watch(pb::WatchRequest { from_index: 1 })
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut out = Vec::new();
+    while (out.len() as u64) < count {
+        let e = stream.next().await.expect("more events").expect("event");
+        out.push(e.event.expect("envelope").encode_to_vec());
+    }
+    out
+}
+
+async fn send_snapshot(
+    addr: &str,
+    vote: &Vote,
+    meta: &SnapshotMeta,
+    data: Vec<u8>,
+) -> Result<(), tonic::Status> {
+    let mut client = RaftTransportClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect")
+        .max_decoding_message_size(8 << 20)
+        .max_encoding_message_size(8 << 20);
+    let header = postcard::to_stdvec(&(vote, meta)).unwrap();
+    let mut chunks = vec![pb::SnapshotChunk {
+        header,
+        data: Vec::new(),
+    }];
+    for c in data.chunks(1 << 20) {
+        chunks.push(pb::SnapshotChunk {
+            header: Vec::new(),
+            data: c.to_vec(),
+        });
+    }
+    client
+        .install_snapshot(futures::stream::iter(chunks))
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_snapshots_are_refused_before_install_and_change_nothing() {
+    let cluster = start_cluster(3, "[limits]\nmax_snapshot_bytes = 2097152\n");
+    cluster.wait_ready(Duration::from_secs(60)).await;
+    let mut c = cluster.node(1).client();
+    let author = cluster.device_author().await;
+    for i in 0..5 {
+        register_device(&mut c, &author, &format!("SN-{i}")).await;
+    }
+    let statuses = cluster.wait_converged(Duration::from_secs(30)).await;
+    let leader = statuses[0].current_leader;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let target = cluster.node(follower);
+    let before = target.status().await.expect("status");
+    let events = log_events(target, before.event_count).await;
+    assert_eq!(events.len() as u64, before.event_count);
+
+    // The review's rollback: a vote of a higher term from a member, the
+    // current membership, a prefix of the genuine log.
+    let term = before.term + 5;
+    let vote: Vote = serde_json::from_value(serde_json::json!({
+        "leader_id": {"term": term, "node_id": leader},
+        "committed": true
+    }))
+    .unwrap();
+    let last_log_id = |term: u64, index: u64| -> LogId {
+        serde_json::from_value(serde_json::json!({
+            "leader_id": {"term": term, "node_id": leader},
+            "index": index
+        }))
+        .unwrap()
+    };
+    let membership = serde_json::json!({
+        "log_id": null,
+        "membership": {
+            "configs": [[1, 2, 3]],
+            "nodes": before.members.iter().map(|m| (m.id.to_string(), serde_json::json!({"addr": m.address}))).collect::<serde_json::Map<_, _>>()
+        }
+    });
+    let meta = |last: LogId| -> SnapshotMeta {
+        serde_json::from_value(serde_json::json!({
+            "last_log_id": last,
+            "last_membership": membership,
+            "snapshot_id": "forged"
+        }))
+        .unwrap()
+    };
+    let far = before.raft_log_index + 1000;
+    let prefix = transfer(b"image", &events[..2]);
+    let err = send_snapshot(&target.grpc, &vote, &meta(last_log_id(term, far)), prefix)
+        .await
+        .expect_err("a prefix of the log is a rollback");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
+    assert_eq!(reason_of(&err), "SNAPSHOT_REFUSED");
+    assert!(
+        err.message().contains("roll the log back"),
+        "{}",
+        err.message()
+    );
+
+    // Empty: no events at all (the review's party wipe).
+    let err = send_snapshot(
+        &target.grpc,
+        &vote,
+        &meta(last_log_id(term, far)),
+        transfer(b"image", &[]),
+    )
+    .await
+    .expect_err("an empty snapshot wipes the party");
+    assert!(
+        err.message().contains("roll the log back"),
+        "{}",
+        err.message()
+    );
+
+    // As many events as ours, but not ours: history rewritten.
+    let mut swapped = events.clone();
+    swapped.swap(1, 2);
+    let err = send_snapshot(
+        &target.grpc,
+        &vote,
+        &meta(last_log_id(term, far)),
+        transfer(b"image", &swapped),
+    )
+    .await
+    .expect_err("other events");
+    assert!(
+        err.message().contains("rewrite history"),
+        "{}",
+        err.message()
+    );
+
+    // Vote-inconsistent (F5): a last log id beyond the vote would trip an
+    // assertion in openraft and stop the Raft core.
+    let err = send_snapshot(
+        &target.grpc,
+        &vote,
+        &meta(last_log_id(term + 1, far)),
+        transfer(b"image", &events),
+    )
+    .await
+    .expect_err("beyond its vote");
+    assert!(
+        err.message().contains("beyond its sender's vote"),
+        "{}",
+        err.message()
+    );
+
+    // A stale vote is refused on the header, before any data is read.
+    let stale: Vote = serde_json::from_value(serde_json::json!({
+        "leader_id": {"term": 0, "node_id": leader},
+        "committed": true
+    }))
+    .unwrap();
+    let err = send_snapshot(
+        &target.grpc,
+        &stale,
+        &meta(last_log_id(0, far)),
+        transfer(b"image", &events),
+    )
+    .await
+    .expect_err("stale");
+    assert!(
+        err.message().contains("older than this node's vote"),
+        "{}",
+        err.message()
+    );
+
+    // A sender that is not a member.
+    let stranger: Vote = serde_json::from_value(serde_json::json!({
+        "leader_id": {"term": term, "node_id": 99},
+        "committed": true
+    }))
+    .unwrap();
+    let err = send_snapshot(
+        &target.grpc,
+        &stranger,
+        &meta(
+            serde_json::from_value(
+                serde_json::json!({"leader_id": {"term": term, "node_id": 99}, "index": far}),
+            )
+            .unwrap(),
+        ),
+        transfer(b"image", &events),
+    )
+    .await
+    .expect_err("not a member");
+    assert!(err.message().contains("not a member"), "{}", err.message());
+
+    // Oversized concurrent streams (F7): one stream at a time, and none
+    // over the limit, spooled to disk rather than held.
+    let big = vec![7u8; 3 << 20];
+    let slow = {
+        let addr = target.grpc.clone();
+        let (vote, meta) = (vote, meta(last_log_id(term, far)));
+        tokio::spawn(async move {
+            let mut client = RaftTransportClient::connect(format!("http://{addr}"))
+                .await
+                .unwrap();
+            let header = postcard::to_stdvec(&(vote, meta)).unwrap();
+            let chunks = futures::stream::iter(vec![pb::SnapshotChunk {
+                header,
+                data: vec![0; 1024],
+            }])
+            .chain(futures::stream::pending());
+            let _ =
+                tokio::time::timeout(Duration::from_secs(3), client.install_snapshot(chunks)).await;
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let err = send_snapshot(
+        &target.grpc,
+        &vote,
+        &meta(last_log_id(term, far)),
+        big.clone(),
+    )
+    .await
+    .expect_err("busy");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
+    assert_eq!(reason_of(&err), "SNAPSHOT_BUSY");
+    slow.await.unwrap();
+    let err = send_snapshot(&target.grpc, &vote, &meta(last_log_id(term, far)), big)
+        .await
+        .expect_err("too large");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
+    assert_eq!(reason_of(&err), "SNAPSHOT_TOO_LARGE");
+    assert!(
+        !target.dir.join("data/snapshot-incoming.tmp").exists(),
+        "the spool file is removed"
+    );
+
+    // Nothing changed, the refusals were alarmed, and the cluster serves.
+    let after = target.status().await.expect("status");
+    assert_eq!(
+        (after.event_count, &after.log_hash, &after.state_hash),
+        (before.event_count, &before.log_hash, &before.state_hash)
+    );
+    assert_eq!(after.state, "follower");
+    let metrics = http_get(&target.http, "/metrics").await;
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ics_snapshots_refused_total "))
+        .expect("snapshot refusals counted")
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(refused, 6, "{metrics}");
+    register_device(&mut c, &author, "SN-after").await;
+    let statuses = cluster.wait_converged(Duration::from_secs(30)).await;
+    assert_eq!(statuses[0].event_count, before.event_count + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_made_up_leaders_membership_change_is_refused_and_health_tells_the_truth() {
+    let cluster = start_cluster(3, "");
+    cluster.wait_ready(Duration::from_secs(60)).await;
+    let before = cluster.wait_converged(Duration::from_secs(30)).await;
+
+    // F2: one AppendEntries per node from leader 99, carrying a membership
+    // entry {99} and committing it.
+    for (node, status) in cluster.nodes.iter().zip(&before) {
+        let term = status.term + 50;
+        let log_id = |index: u64| serde_json::json!({"leader_id": {"term": term, "node_id": 99}, "index": index});
+        let prev = serde_json::json!({"leader_id": {"term": status.term, "node_id": status.current_leader}, "index": status.raft_log_index});
+        let rpc: openraft::raft::AppendEntriesRequest<ics_node::log::TypeConfig> =
+            serde_json::from_value(serde_json::json!({
+                "vote": {"leader_id": {"term": term, "node_id": 99}, "committed": true},
+                "prev_log_id": prev,
+                "entries": [{
+                    "log_id": log_id(status.raft_log_index + 1),
+                    "payload": {"Membership": {"configs": [[99]], "nodes": {"99": {"addr": "127.0.0.1:1"}}}}
+                }],
+                "leader_commit": log_id(status.raft_log_index + 1)
+            }))
+            .expect("the review's message");
+        let mut client = RaftTransportClient::connect(format!("http://{}", node.grpc))
+            .await
+            .unwrap();
+        let err = client
+            .append_entries(pb::RaftMessage {
+                payload: postcard::to_stdvec(&rpc).unwrap(),
+            })
+            .await
+            .expect_err("a leader that is not a member");
+        assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
+        assert_eq!(reason_of(&err), "NOT_A_MEMBER");
+        assert!(err.message().contains("node 99"), "{}", err.message());
+    }
+    let after = cluster.wait_converged(Duration::from_secs(30)).await;
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(b.members, a.members);
+        assert_eq!(a.term, b.term, "no term bump from a refused message");
+        assert!(a.ready, "{a:?}");
+        assert!(
+            http_get(&cluster.node(a.node_id).http, "/readyz")
+                .await
+                .starts_with("ready")
+        );
+    }
+
+    // F6: a node removed from the cluster says it is not ready, with why:
+    // it may never see the change that removed it, but it no longer hears
+    // from the leader.
+    let leader = after[0].current_leader;
+    let removed = (1..=3).find(|id| *id != leader).unwrap();
+    let mut c = cluster.node(leader).client();
+    c.cluster
+        .remove_node(pb::RemoveNodeRequest { id: removed })
+        .await
+        .expect("remove");
+    wait_until(
+        "the removed node is not ready",
+        Duration::from_secs(20),
+        || async {
+            cluster.node(removed).status().await.is_some_and(|s| {
+                !s.ready
+                    && ["not a member", "not heard from leader", "no leader"]
+                        .iter()
+                        .any(|why| s.not_ready.contains(why))
+            })
+        },
+    )
+    .await;
+    let mut s = tokio::net::TcpStream::connect(&cluster.node(removed).http)
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("not ready: "), "{answer}");
+}
