@@ -17,8 +17,7 @@ pub fn rpc_error(code: Code, reason: &str, message: impl Into<String>) -> Status
     Status::with_error_details(code, message, details)
 }
 
-/// The `ErrorInfo.domain` of every error this node gives.
-pub const ERROR_DOMAIN: &str = "ics";
+pub use ics_proto::codec::ERROR_DOMAIN;
 
 pub fn refusal_status(r: &Refusal) -> Status {
     let code = match r.class() {

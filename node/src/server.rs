@@ -33,6 +33,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate().context("invalid config")?;
+    // The root key's mode, before anything else (the party is checked once
+    // its genesis is applied).
+    crate::bootstrap::check_party(&config, None)?;
     let config = Arc::new(config);
     let (log, sm) = store::open(&config.data_dir, config.limits.cache_bytes)
         .with_context(|| format!("open store in {}", config.data_dir.display()))?;
@@ -145,35 +148,30 @@ pub async fn run(
     Ok(())
 }
 
-/// Checks the root key on the node at once, and the party once its genesis
-/// is applied (restored, replayed or replicated): a node must not serve a log
-/// other than its configured party's. Asks the node to stop on a mismatch and
-/// returns the reason.
+/// Checks the party once its genesis is applied (restored, replayed or
+/// replicated): a node must not serve a log other than its configured
+/// party's. Asks the node to stop on a mismatch and returns the reason.
 async fn watch_party(
     shared: Arc<store::Shared>,
     config: Arc<Config>,
     stop: tokio::sync::watch::Sender<bool>,
 ) -> Option<String> {
     let mut applied = shared.event_count.subscribe();
-    let mut checked_key = false;
-    loop {
-        let party = shared.read().projection.party().cloned();
-        if party.is_some() || !checked_key {
-            if let Err(e) = crate::bootstrap::check_party(&config, party.as_ref()) {
-                let e = format!("{e:#}");
-                tracing::error!(error = %e, "stopping the node");
-                let _ = stop.send(true);
-                return Some(e);
-            }
-            checked_key = true;
-            if party.is_some() {
-                return None;
-            }
+    let party = loop {
+        if let Some(p) = shared.read().projection.party().cloned() {
+            break p;
         }
         if applied.changed().await.is_err() {
             return None;
         }
-    }
+    };
+    let e = format!(
+        "{:#}",
+        crate::bootstrap::check_party(&config, Some(&party)).err()?
+    );
+    tracing::error!(error = %e, "stopping the node");
+    let _ = stop.send(true);
+    Some(e)
 }
 
 /// Waits for the Raft core to stop on a fatal error; then asks the node to

@@ -11,6 +11,9 @@ use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
 use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 use tonic_types::{ErrorDetails, StatusExt};
 
+/// The `ErrorInfo.domain` of every error an ICS node gives.
+pub const ERROR_DOMAIN: &str = "ics";
+
 /// The `ErrorInfo.reason` of a message that does not decode.
 pub const MALFORMED_REQUEST: &str = "MALFORMED_REQUEST";
 
@@ -51,7 +54,8 @@ impl<U: Message + Default> Decoder for StrictDecoder<U> {
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         U::decode(buf).map(Some).map_err(|e| {
-            let details = ErrorDetails::with_error_info(MALFORMED_REQUEST, "ics", HashMap::new());
+            let details =
+                ErrorDetails::with_error_info(MALFORMED_REQUEST, ERROR_DOMAIN, HashMap::new());
             Status::with_error_details(
                 tonic::Code::InvalidArgument,
                 format!(

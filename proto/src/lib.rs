@@ -1,6 +1,6 @@
 //! Generated protobuf and gRPC code for the ICS API, one module per protobuf
-//! package, and the codec its services use. Nothing else lives here: domain types and their validation are
-//! in `ics-kernel` and the capability crates.
+//! package, and the codec its services use. Nothing else lives here: domain
+//! types and their validation are in `ics-kernel` and the capability crates.
 
 pub mod codec;
 

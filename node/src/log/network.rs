@@ -411,10 +411,10 @@ impl RaftTransport for RaftService {
                 applied.projection.log_hash(),
             )
         };
-        check_extends(&transfer, count, hash).map_err(|why| self.refuse_snapshot(why))?;
+        let ids = check_extends(&transfer, count, hash).map_err(|why| self.refuse_snapshot(why))?;
         let snapshot = Snapshot {
             meta,
-            snapshot: super::snapshot::SnapshotData::Received(transfer),
+            snapshot: super::snapshot::SnapshotData::Received { transfer, ids },
         };
         reply(self.raft.install_full_snapshot(vote, snapshot).await)
     }

@@ -12,7 +12,7 @@ use ics_kernel::EventId;
 use ics_kernel::StateImage;
 use serde::{Deserialize, Serialize};
 
-use super::store::{Db, MAX_ENTRY_BYTES, decode, invalid, io_err};
+use super::store::{Db, MAX_ENTRY_BYTES, decode, invalid, io_err, stored_id};
 use super::{Snapshot, SnapshotMeta};
 
 /// This node's last snapshot: Raft's meta, the number of applied events the
@@ -82,8 +82,12 @@ pub enum SnapshotData {
         events: u64,
         db: Arc<Db>,
     },
-    /// One received from the leader, in the transfer form.
-    Received(Vec<u8>),
+    /// One received from the leader, in the transfer form, with the ids of
+    /// its events (computed when the transport checked it).
+    Received {
+        transfer: Vec<u8>,
+        ids: Vec<EventId>,
+    },
 }
 
 fn push_frame(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -99,9 +103,11 @@ impl SnapshotData {
         chunk_bytes: usize,
     ) -> Box<dyn Iterator<Item = io::Result<Vec<u8>>> + Send> {
         match self {
-            SnapshotData::Received(bytes) => {
-                let chunks: Vec<io::Result<Vec<u8>>> =
-                    bytes.chunks(chunk_bytes).map(|c| Ok(c.to_vec())).collect();
+            SnapshotData::Received { transfer, .. } => {
+                let chunks: Vec<io::Result<Vec<u8>>> = transfer
+                    .chunks(chunk_bytes)
+                    .map(|c| Ok(c.to_vec()))
+                    .collect();
                 Box::new(chunks.into_iter())
             }
             SnapshotData::Local { image, events, db } => {
@@ -136,13 +142,14 @@ impl SnapshotData {
         }
     }
 
-    pub(super) fn into_transfer(self) -> io::Result<Vec<u8>> {
+    /// The transfer form, and the events' ids when they are known.
+    pub(super) fn into_transfer(self) -> io::Result<(Vec<u8>, Option<Vec<EventId>>)> {
         match self {
-            SnapshotData::Received(bytes) => Ok(bytes),
+            SnapshotData::Received { transfer, ids } => Ok((transfer, Some(ids))),
             local => local
                 .into_chunks(SNAPSHOT_CHUNK_BYTES)
                 .collect::<io::Result<Vec<_>>>()
-                .map(|chunks| chunks.concat()),
+                .map(|chunks| (chunks.concat(), None)),
         }
     }
 }
@@ -219,12 +226,12 @@ pub fn check_header(
 /// Checks that a received snapshot (its transfer form) extends the log this
 /// node applied: at least as many events, the first of them the ones this
 /// node has (their ids chain to its log hash), and an image that covers
-/// exactly the events sent.
+/// exactly the events sent. Returns the events' ids, for the install.
 pub fn check_extends(
     transfer: &[u8],
     applied_events: u64,
     applied_log_hash: [u8; 32],
-) -> Result<(), SnapshotRefusal> {
+) -> Result<Vec<EventId>, SnapshotRefusal> {
     let malformed = |e: String| SnapshotRefusal::Malformed(e);
     let (image, events) = frames(transfer).map_err(|e| malformed(e.to_string()))?;
     let got = events.len() as u64;
@@ -235,10 +242,11 @@ pub fn check_extends(
         });
     }
     let mut hash = [0; 32];
+    let mut ids = Vec::with_capacity(events.len());
     for (i, bytes) in events.iter().enumerate() {
-        let env = crate::codec::envelope_from_bytes(bytes)
-            .map_err(|e| malformed(format!("event {} does not parse: {e}", i + 1)))?;
-        hash = ics_kernel::projection::next_log_hash(&hash, &EventId::of_body(&env.body).0);
+        let id = stored_id(bytes, i as u64 + 1).map_err(|e| malformed(e.to_string()))?;
+        hash = ics_kernel::projection::next_log_hash(&hash, &id.0);
+        ids.push(id);
         if i as u64 + 1 == applied_events && hash != applied_log_hash {
             return Err(SnapshotRefusal::Rewrites {
                 ours: applied_events,
@@ -247,15 +255,14 @@ pub fn check_extends(
     }
     // An image of another build is not read here; the store replays the
     // events instead, and checked they extend ours above.
-    if let Ok(image) = StateImage::decode(image)
-        && (image.event_count() != got || image.log_hash() != hash)
+    if let Ok((covered, log_hash)) = StateImage::head(image)
+        && (covered != got || log_hash != hash)
     {
         return Err(malformed(format!(
-            "its image covers {} events, not the {got} sent",
-            image.event_count()
+            "its image covers {covered} events, not the {got} sent"
         )));
     }
-    Ok(())
+    Ok(ids)
 }
 
 /// Size of the chunks a snapshot is sent in.

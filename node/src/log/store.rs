@@ -220,7 +220,7 @@ pub(super) fn invalid(what: String) -> io::Error {
 
 /// The id of a stored event, from its envelope bytes (no signature checked:
 /// ids are checked against a state image's log hash instead).
-fn stored_id(bytes: &[u8], index: u64) -> io::Result<EventId> {
+pub(super) fn stored_id(bytes: &[u8], index: u64) -> io::Result<EventId> {
     let env = codec::envelope_from_bytes(bytes)
         .map_err(|e| invalid(format!("applied event {index} does not parse: {e}")))?;
     Ok(EventId::of_body(&env.body))
@@ -601,13 +601,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
         let started = std::time::Instant::now();
-        let transfer = snapshot.into_transfer()?;
+        let (transfer, ids) = snapshot.into_transfer()?;
         let (image, events) = frames(&transfer)?;
-        let ids = events
-            .iter()
-            .enumerate()
-            .map(|(i, bytes)| stored_id(bytes, i as u64 + 1))
-            .collect::<io::Result<Vec<_>>>()?;
+        let ids = match ids {
+            Some(ids) => ids,
+            None => events
+                .iter()
+                .enumerate()
+                .map(|(i, bytes)| stored_id(bytes, i as u64 + 1))
+                .collect::<io::Result<Vec<_>>>()?,
+        };
         let (projection, image) = match restore(image, ids)? {
             Some(p) => (p, std::borrow::Cow::Borrowed(image)),
             None => {

@@ -82,12 +82,23 @@ fn an_image_whose_events_do_not_chain_to_its_log_hash_is_refused() {
 fn an_image_of_another_build_or_corrupt_is_refused_with_a_reason() {
     let (p, ids, _) = party_with_history();
     let image = p.proj.image();
+    // Its head names what it covers, as the whole image does.
+    let whole = decode(&image);
+    assert_eq!(
+        StateImage::head(&image).expect("a head"),
+        (whole.event_count(), whole.log_hash())
+    );
+    assert_eq!(whole.event_count(), ids.len() as u64);
 
     // Another kernel image format (the first field).
     let mut other_format = image.clone();
     other_format[0] = 2;
     let err = StateImage::decode(&other_format).err().expect("refused");
     assert!(matches!(err, ImageError::Format { found: 2 }), "{err}");
+    assert!(matches!(
+        StateImage::head(&other_format),
+        Err(ImageError::Format { found: 2 })
+    ));
     assert!(err.is_other_build());
 
     // A build that runs other capabilities: the kernel alone.

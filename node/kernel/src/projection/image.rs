@@ -94,6 +94,26 @@ impl StateImage {
         Ok(StateImage(image))
     }
 
+    /// The number of events an image covers and its log hash, read from its
+    /// head without decoding the rest (a snapshot's first check).
+    pub fn head(bytes: &[u8]) -> Result<(u64, [u8; 32]), ImageError> {
+        #[derive(Deserialize)]
+        struct Head {
+            _format: u32,
+            _capabilities: Vec<CapabilityTag>,
+            event_count: u64,
+            log_hash: [u8; 32],
+        }
+        let (format, _) = postcard::take_from_bytes::<u32>(bytes)
+            .map_err(|e| ImageError::Corrupt(e.to_string()))?;
+        if format != IMAGE_FORMAT {
+            return Err(ImageError::Format { found: format });
+        }
+        let (head, _) = postcard::take_from_bytes::<Head>(bytes)
+            .map_err(|e| ImageError::Corrupt(e.to_string()))?;
+        Ok((head.event_count, head.log_hash))
+    }
+
     /// The number of events the image covers: positions 1 to this.
     pub fn event_count(&self) -> u64 {
         self.0.event_count
