@@ -73,6 +73,7 @@ fn icsctl_links_neither_storage_nor_consensus() {
 #[test]
 fn capabilities_do_not_reach_storage_or_consensus() {
     assert_free_of("ics-identity", &["sled", "openraft", "ics-node"]);
+    assert_free_of("ics-pki", &["sled", "openraft", "ics-node", "rustls"]);
 }
 
 /// Top-level modules of a crate's `src/` and the sibling modules each one
@@ -190,7 +191,7 @@ fn find_cycle(graph: &std::collections::BTreeMap<String, BTreeSet<String>>) -> O
 }
 
 #[test]
-fn the_host_the_kernel_and_identity_have_no_module_cycles() {
+fn the_host_the_kernel_and_capabilities_have_no_module_cycles() {
     let node = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let host = module_graph(&node.join("src"));
     assert!(
@@ -205,12 +206,15 @@ fn the_host_the_kernel_and_identity_have_no_module_cycles() {
     assert!(kernel["projection"].contains("rules"), "{kernel:?}");
     let identity = module_graph(&node.join("identity/src"));
     assert!(identity["device"].contains("openpgp"), "{identity:?}");
+    let pki = module_graph(&node.join("pki/src"));
+    assert!(pki["payload"].contains("cert"), "{pki:?}");
     let client = module_graph(&node.join("client/src"));
     assert!(client["author"].contains("codec"), "{client:?}");
     for (name, graph) in [
         ("host", host),
         ("kernel", kernel),
         ("identity", identity),
+        ("pki", pki),
         ("client", client),
     ] {
         assert_eq!(find_cycle(&graph), None, "{name} module graph: {graph:?}");

@@ -142,6 +142,10 @@ fn prost_agrees_on_every_kernel_payload() {
                     name: "kernel".into(),
                     version: ics_kernel::authority::KERNEL_VERSION,
                 },
+                pb::CapabilityVersion {
+                    name: "pki".into(),
+                    version: <ics_pki::Pki as ics_kernel::capability::Capability>::VERSION,
+                },
             ],
         }),
     };

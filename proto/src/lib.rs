@@ -17,7 +17,14 @@ pub mod ics {
             tonic::include_proto!("ics.identity.v1");
         }
     }
+    pub mod pki {
+        pub mod v1 {
+            #![allow(clippy::all, clippy::pedantic)]
+            tonic::include_proto!("ics.pki.v1");
+        }
+    }
 }
 
 pub use ics::core::v1 as core_v1;
 pub use ics::identity::v1 as identity_v1;
+pub use ics::pki::v1 as pki_v1;

@@ -8,7 +8,14 @@ use ics_kernel::Rules;
 /// The rules every node of this build applies.
 pub fn rules() -> &'static Arc<Rules> {
     static RULES: OnceLock<Arc<Rules>> = OnceLock::new();
-    RULES.get_or_init(|| Arc::new(Rules::builder().add::<ics_identity::Identity>().build()))
+    RULES.get_or_init(|| {
+        Arc::new(
+            Rules::builder()
+                .add::<ics_identity::Identity>()
+                .add::<ics_pki::Pki>()
+                .build(),
+        )
+    })
 }
 
 /// An empty projection under these rules.
