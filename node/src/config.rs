@@ -102,6 +102,41 @@ impl Default for Limits {
     }
 }
 
+/// The node's TLS material (see `tls.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// Where the CA, the node's and the operator's certificates live;
+    /// `<data_dir>/tls` when unset.
+    pub dir: Option<PathBuf>,
+    /// How long the node certificates this node issues are valid; renewed at
+    /// two thirds of it.
+    pub cert_lifetime_secs: u64,
+    /// Names (DNS or IP) a node certificate carries besides the advertised
+    /// and listen hosts.
+    pub names: Vec<String>,
+}
+
+/// The shortest certificate lifetime a node accepts (renewal runs at most
+/// every tenth of it).
+pub const MIN_CERT_LIFETIME_SECS: u64 = 60;
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        TlsSettings {
+            dir: None,
+            cert_lifetime_secs: 7 * 24 * 3600,
+            names: Vec::new(),
+        }
+    }
+}
+
+impl TlsSettings {
+    pub fn cert_lifetime(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.cert_lifetime_secs)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -119,6 +154,7 @@ pub struct Config {
     pub peers: Vec<Peer>,
     pub raft: RaftTuning,
     pub limits: Limits,
+    pub tls: TlsSettings,
 }
 
 impl Default for Config {
@@ -135,6 +171,7 @@ impl Default for Config {
             peers: Vec::new(),
             raft: RaftTuning::default(),
             limits: Limits::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -166,6 +203,7 @@ impl Config {
             peers,
             raft,
             limits,
+            tls,
         } = self;
         if party.is_empty()
             || party.len() > 64
@@ -236,6 +274,12 @@ impl Config {
         }
         if limits.max_pending_appends == 0 || limits.max_concurrent_requests == 0 {
             bail!("limits.max_pending_appends and limits.max_concurrent_requests must be positive");
+        }
+        let max_lifetime = u64::try_from(ics_pki::MAX_LEAF_LIFETIME_MS / 1000).unwrap_or(u64::MAX);
+        if !(MIN_CERT_LIFETIME_SECS..=max_lifetime).contains(&tls.cert_lifetime_secs) {
+            bail!(
+                "tls.cert_lifetime_secs must be {MIN_CERT_LIFETIME_SECS}..={max_lifetime} (certificates are short-lived)"
+            );
         }
         Ok(())
     }

@@ -18,4 +18,5 @@ pub mod log;
 pub mod metrics;
 pub mod rate_limit;
 pub mod server;
+pub mod tls;
 pub mod writer;

@@ -22,6 +22,8 @@ pub struct Metrics {
     is_leader: Gauge,
     hkp_lookups: Counter,
     snapshots_refused: Counter,
+    tls_node_cert_expiry: Gauge,
+    tls_ca_cert_expiry: Gauge,
 }
 
 impl Default for Metrics {
@@ -39,6 +41,8 @@ impl Default for Metrics {
             is_leader: Gauge::default(),
             hkp_lookups: Counter::default(),
             snapshots_refused: Counter::default(),
+            tls_node_cert_expiry: Gauge::default(),
+            tls_ca_cert_expiry: Gauge::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -93,6 +97,16 @@ impl Default for Metrics {
              or a state that does not extend this node's applied log): an alarm",
             m.snapshots_refused.clone(),
         );
+        r.register(
+            "tls_node_cert_expiry_timestamp_seconds",
+            "When this node's TLS certificate expires (Unix time); renewed at two thirds of its life",
+            m.tls_node_cert_expiry.clone(),
+        );
+        r.register(
+            "tls_ca_cert_expiry_timestamp_seconds",
+            "When the party's TLS CA certificate expires (Unix time)",
+            m.tls_ca_cert_expiry.clone(),
+        );
         m
     }
 }
@@ -109,6 +123,12 @@ impl Metrics {
 
     pub fn snapshot_refused(&self) {
         self.snapshots_refused.inc();
+    }
+
+    /// The expiry (ms since the epoch) of this node's certificate and its CA's.
+    pub fn tls_expiry(&self, node_not_after_ms: i64, ca_not_after_ms: i64) {
+        self.tls_node_cert_expiry.set(node_not_after_ms / 1000);
+        self.tls_ca_cert_expiry.set(ca_not_after_ms / 1000);
     }
 
     pub fn refused(&self) {

@@ -40,6 +40,10 @@ pub async fn run(
     let (log, sm) = store::open(&config.data_dir, config.limits.cache_bytes)
         .with_context(|| format!("open store in {}", config.data_dir.display()))?;
     let shared = sm.shared();
+    // The party a restored log holds, then the TLS material (made for that
+    // party on a first start).
+    crate::bootstrap::check_party(&config, shared.read().projection.party())?;
+    crate::tls::prepare(&config, ics_client::now_ms()).context("TLS material")?;
 
     let raft_config = openraft::Config {
         cluster_name: config.party.clone(),
@@ -63,6 +67,7 @@ pub async fn run(
     let metrics = Arc::new(Metrics::default());
     let node = Node::new(raft.clone(), shared, config.clone(), metrics);
     crate::bootstrap::bootstrap(&node).await?;
+    let tls_upkeep = tokio::spawn(crate::tls::maintain(node.clone()));
 
     let grpc_listener = TcpListener::bind(config.listen)
         .await
@@ -135,6 +140,7 @@ pub async fn run(
     h.context("HTTP server")?;
     fatal.abort();
     wrong_party.abort();
+    tls_upkeep.abort();
     if let Ok(Some(e)) = fatal.await {
         anyhow::bail!("raft stopped on a fatal error: {e}");
     }

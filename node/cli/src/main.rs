@@ -153,7 +153,7 @@ enum Command {
     History(SubjectArgs),
     /// Subjects of one kind, in id order.
     Subjects {
-        /// party, author-key, device, service or code.
+        /// party, author-key, device, service, code, tls-ca or tls-cert.
         #[arg(long, default_value = "device")]
         kind: String,
         /// Subjects per page (at most 1000).

@@ -20,6 +20,99 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Print the default config as TOML.
     DefaultConfig,
+    /// The party's TLS material: make it for a cluster, show what a node holds.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+#[derive(Subcommand)]
+enum TlsCommand {
+    /// Make a party's TLS CA and a certificate for every node and operator,
+    /// one directory each under --out (node-<id>/, operator-<name>/, ca/).
+    /// Copy node-<id>/ to that node's <data_dir>/tls (or point tls.dir at it).
+    Init(TlsInitArgs),
+    /// Print the certificates in a node's TLS directory: holder, SHA-256
+    /// fingerprint, expiry.
+    Status(TlsStatusArgs),
+}
+
+#[derive(Args)]
+struct TlsInitArgs {
+    #[arg(long)]
+    party: String,
+    #[arg(long)]
+    out: PathBuf,
+    /// A node as ID=NAME[,NAME...]: the DNS names and IP addresses its
+    /// certificate carries (the hosts peers and clients reach it by).
+    #[arg(long = "node", required = true)]
+    nodes: Vec<String>,
+    /// An operator to issue a client certificate to; repeatable.
+    #[arg(long = "operator", default_value = "admin")]
+    operators: Vec<String>,
+    /// Lifetime of the node and operator certificates.
+    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    lifetime_secs: u64,
+}
+
+#[derive(Args)]
+struct TlsStatusArgs {
+    /// The node's config file (its tls.dir or <data_dir>/tls).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// The node's data directory, if no config names it.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+fn tls_init(args: TlsInitArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let mut nodes = Vec::new();
+    for spec in &args.nodes {
+        let (id, names) = spec
+            .split_once('=')
+            .with_context(|| format!("--node {spec:?}: expected ID=NAME[,NAME...]"))?;
+        let id: u64 = id
+            .parse()
+            .with_context(|| format!("--node {spec:?}: the id is not a number"))?;
+        let mut leaf = ics_pki::LeafNames::default();
+        for name in names.split(',').filter(|n| !n.is_empty()) {
+            match name.parse::<std::net::IpAddr>() {
+                Ok(ip) => leaf.ip_addresses.push(ip),
+                Err(_) => leaf.dns_names.push(name.to_string()),
+            }
+        }
+        nodes.push((id, leaf));
+    }
+    let ca = ics_node::tls::init_party(
+        &args.party,
+        &args.out,
+        &nodes,
+        &args.operators,
+        ics_node::client::now_ms(),
+        std::time::Duration::from_secs(args.lifetime_secs),
+    )?;
+    println!(
+        "party {} TLS CA sha256:{} in {}",
+        args.party,
+        ca.cert.fingerprint_hex(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn tls_status(args: TlsStatusArgs) -> anyhow::Result<()> {
+    let mut c = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(d) = args.data_dir {
+        c.data_dir = d;
+    }
+    let now = ics_node::client::now_ms();
+    for line in ics_node::tls::status(&ics_node::tls::TlsDir::of(&c), now)? {
+        println!("{line}");
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -107,6 +200,8 @@ fn main() -> ExitCode {
         Command::DefaultConfig => toml::to_string(&Config::default())
             .map(|t| print!("{t}"))
             .map_err(anyhow::Error::from),
+        Command::Tls(TlsCommand::Init(args)) => tls_init(args),
+        Command::Tls(TlsCommand::Status(args)) => tls_status(args),
         Command::Serve(args) => {
             tracing_subscriber::fmt()
                 .with_env_filter(
