@@ -20,6 +20,11 @@ use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 use crate::image;
 
 const GRPC_PORT: u16 = 7400;
+const PEER_PORT: u16 = 7440;
+const PARTY: &str = "chaos-maintenance";
+/// Node certificates live two minutes and are renewed after one (the first
+/// minute is backdating): renewal keeps happening under the faults.
+pub const CERT_LIFETIME: Duration = Duration::from_secs(120);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NodeState {
@@ -47,6 +52,9 @@ pub struct DockerCluster {
     pub addresses: Addresses,
     docker: Docker,
     volumes: Vec<String>,
+    /// The party's TLS material (`icsd tls init`), one directory per node,
+    /// bind-mounted into its container.
+    tls: tempfile::TempDir,
 }
 
 fn peer_args(run_id: &str, ids: &[u64]) -> Vec<String> {
@@ -54,10 +62,18 @@ fn peer_args(run_id: &str, ids: &[u64]) -> Vec<String> {
         .flat_map(|i| {
             [
                 "--peer".to_string(),
-                format!("{i}={}:{GRPC_PORT}", node_name(run_id, *i)),
+                format!("{i}={}:{PEER_PORT}", node_name(run_id, *i)),
             ]
         })
         .collect()
+}
+
+/// The names a node's certificate carries: its container name on the network.
+fn container_names(name: &str) -> ics_pki::LeafNames {
+    ics_pki::LeafNames {
+        dns_names: vec![name.to_string()],
+        ip_addresses: Vec::new(),
+    }
 }
 
 fn node_name(run_id: &str, id: u64) -> String {
@@ -77,8 +93,22 @@ impl DockerCluster {
             addresses: Arc::new(RwLock::new(BTreeMap::new())),
             docker,
             volumes: Vec::new(),
+            tls: tempfile::tempdir().context("a directory for the TLS material")?,
         };
         let ids: Vec<u64> = (1..=size).collect();
+        let nodes: Vec<(u64, ics_pki::LeafNames)> = ids
+            .iter()
+            .map(|id| (*id, container_names(&node_name(run_id, *id))))
+            .collect();
+        ics_node::tls::init_party(
+            PARTY,
+            cluster.tls.path(),
+            &nodes,
+            &[],
+            ics_node::client::now_ms(),
+            CERT_LIFETIME,
+        )
+        .context("the party's TLS material")?;
         let peers = peer_args(run_id, &ids);
         let starts = ids
             .iter()
@@ -98,7 +128,7 @@ impl DockerCluster {
             "--node-id".into(),
             id.to_string(),
             "--party".into(),
-            "chaos-maintenance".into(),
+            PARTY.into(),
             "--data-dir".into(),
             "/data".into(),
             "--listen".into(),
@@ -107,7 +137,28 @@ impl DockerCluster {
             "0.0.0.0:7480".into(),
             "--advertise".into(),
             format!("{name}:{GRPC_PORT}"),
+            "--peer-listen".into(),
+            format!("0.0.0.0:{PEER_PORT}"),
+            "--advertise-peer".into(),
+            format!("{name}:{PEER_PORT}"),
+            "--tls-dir".into(),
+            "/tls".into(),
+            "--cert-lifetime-secs".into(),
+            CERT_LIFETIME.as_secs().to_string(),
         ];
+        let tls_dir = self.tls.path().join(format!("node-{id}"));
+        if !tls_dir.exists() {
+            ics_node::tls::add_node(
+                &self.tls.path().join("ca"),
+                PARTY,
+                id,
+                &container_names(&name),
+                &tls_dir,
+                ics_node::client::now_ms(),
+                CERT_LIFETIME,
+            )
+            .with_context(|| format!("a certificate for node {id}"))?;
+        }
         args.extend(peers);
         if manual {
             args.extend(["--bootstrap".to_string(), "manual".to_string()]);
@@ -120,6 +171,10 @@ impl DockerCluster {
             .with_network(self.network.clone())
             .with_container_name(name.clone())
             .with_mount(Mount::volume_mount(volume.clone(), "/data"))
+            .with_mount(Mount::bind_mount(
+                tls_dir.to_str().context("a UTF-8 path")?,
+                "/tls",
+            ))
             .with_env_var("ICS_LOG", "info,openraft=warn")
             .with_startup_timeout(Duration::from_secs(60))
             .start()
@@ -316,7 +371,7 @@ impl DockerCluster {
     /// remove `old` from the membership and delete its container and volume.
     pub async fn replace(&mut self, old: u64, new: u64) -> anyhow::Result<()> {
         let node = self.create_node(new, Vec::new(), true).await?;
-        let address = format!("{}:{GRPC_PORT}", node.name);
+        let address = format!("{}:{PEER_PORT}", node.name);
         self.nodes.insert(new, node);
         let leader = self.leader().await.context("no leader to add a node")?;
         let mut c = self.client(leader).await.context("leader unreachable")?;

@@ -22,12 +22,21 @@ wait_ready() {
 }
 
 run_cluster() {
-  local size=$1 base=$2 peers=()
-  for i in $(seq 1 "$size"); do peers+=(--peer "$i=127.0.0.1:$((base + i))"); done
+  local size=$1 base=$2 peers=() nodes=()
+  for i in $(seq 1 "$size"); do
+    peers+=(--peer "$i=127.0.0.1:$((base + 20 + i))")
+    nodes+=(--node "$i=127.0.0.1")
+  done
   [ "$size" -gt 1 ] || peers=()
+  # The cluster's TLS material, one directory per node (a single node makes its own).
+  if [ "$size" -gt 1 ]; then
+    "$BIN/icsd" tls init --party maintenance --out "$WORK/tls-$size" "${nodes[@]}" >/dev/null
+    for i in $(seq 1 "$size"); do mkdir -p "$WORK/c$size-n$i" && cp -r "$WORK/tls-$size/node-$i" "$WORK/c$size-n$i/tls"; done
+  fi
   for i in $(seq 1 "$size"); do
     "$BIN/icsd" serve --node-id "$i" --data-dir "$WORK/c$size-n$i" \
       --listen "127.0.0.1:$((base + i))" --http-listen "127.0.0.1:$((base + 50 + i))" \
+      --peer-listen "127.0.0.1:$((base + 20 + i))" \
       "${peers[@]}" 2>"$WORK/c$size-n$i.log" &
     PIDS+=($!)
   done

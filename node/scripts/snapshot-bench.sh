@@ -29,11 +29,14 @@ snapshot_after_entries = 100
 entries_kept_after_snapshot = 10
 EOF
 PEERS=()
-for i in 1 2 3; do PEERS+=(--peer "$i=127.0.0.1:$((BASE + i))"); done
+for i in 1 2 3; do PEERS+=(--peer "$i=127.0.0.1:$((BASE + 20 + i))"); done
+"$BIN/icsd" tls init --party maintenance --out "$WORK/tls" \
+  --node 1=127.0.0.1 --node 2=127.0.0.1 --node 3=127.0.0.1 >/dev/null
 
 start() {
   "$BIN/icsd" serve -c "$WORK/icsd.toml" --node-id "$1" --data-dir "$WORK/n$1" \
     --listen "127.0.0.1:$((BASE + $1))" --http-listen "127.0.0.1:$((BASE + 50 + $1))" \
+    --peer-listen "127.0.0.1:$((BASE + 20 + $1))" --tls-dir "$WORK/tls/node-$1" \
     "${PEERS[@]}" 2>>"$WORK/n$1.log" &
   PIDS+=($!)
   LAST_PID=$!

@@ -55,7 +55,7 @@ pub async fn bootstrap(node: &Arc<Node>) -> anyhow::Result<()> {
         members.insert(
             me,
             BasicNode {
-                addr: config.advertise_address(),
+                addr: config.advertise_peer_address(),
             },
         );
         tracing::info!(members = ?members.keys().collect::<Vec<_>>(), "initializing the cluster");

@@ -63,6 +63,8 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Largest snapshot a follower accepts.
     pub max_snapshot_bytes: usize,
+    /// Connections the peer listener holds at once (handshakes included).
+    pub max_peer_connections: usize,
     /// Concurrent gRPC streams per connection.
     pub max_concurrent_streams: u32,
     /// Concurrent requests the node serves.
@@ -89,6 +91,7 @@ impl Default for Limits {
             max_clock_skew_ms: 5 * 60 * 1000,
             max_message_bytes: 4 * 1024 * 1024,
             max_snapshot_bytes: 1024 * 1024 * 1024,
+            max_peer_connections: 64,
             max_concurrent_streams: 256,
             max_concurrent_requests: 1024,
             max_pending_appends: 4096,
@@ -144,10 +147,16 @@ pub struct Config {
     pub party: String,
     pub node_id: u64,
     pub data_dir: PathBuf,
-    /// gRPC: the client API and the Raft transport.
+    /// gRPC: the client API.
     pub listen: SocketAddr,
-    /// Address peers and forwarded clients use to reach this node.
+    /// Address clients use to reach this node's API (and that its
+    /// certificate names).
     pub advertise: Option<String>,
+    /// gRPC over mutual TLS between the party's nodes: the Raft transport and
+    /// forwarding to the leader. Membership holds these addresses.
+    pub peer_listen: SocketAddr,
+    /// Address the other nodes use to reach this node's peer listener.
+    pub advertise_peer: Option<String>,
     /// HTTP: health, readiness, metrics.
     pub http_listen: SocketAddr,
     pub bootstrap: Bootstrap,
@@ -166,6 +175,8 @@ impl Default for Config {
             data_dir: PathBuf::from("ics-data"),
             listen: "127.0.0.1:7400".parse().expect("literal address"),
             advertise: None,
+            peer_listen: "127.0.0.1:7440".parse().expect("literal address"),
+            advertise_peer: None,
             http_listen: "127.0.0.1:7480".parse().expect("literal address"),
             bootstrap: Bootstrap::Auto,
             peers: Vec::new(),
@@ -189,6 +200,13 @@ impl Config {
             .unwrap_or_else(|| self.listen.to_string())
     }
 
+    /// Where the other nodes reach this node's peer listener.
+    pub fn advertise_peer_address(&self) -> String {
+        self.advertise_peer
+            .clone()
+            .unwrap_or_else(|| self.peer_listen.to_string())
+    }
+
     /// Checks the whole config once; the node trusts it afterwards.
     pub fn validate(&self) -> anyhow::Result<()> {
         let Config {
@@ -198,6 +216,8 @@ impl Config {
             data_dir,
             listen: _,
             advertise,
+            peer_listen: _,
+            advertise_peer,
             http_listen: _,
             bootstrap: _,
             peers,
@@ -219,22 +239,24 @@ impl Config {
         if data_dir.as_os_str().is_empty() {
             bail!("data_dir must not be empty");
         }
-        if let Some(a) = advertise
-            && !a.contains(':')
-        {
-            bail!("advertise {a:?} must be HOST:PORT");
+        for (name, a) in [("advertise", advertise), ("advertise_peer", advertise_peer)] {
+            if let Some(a) = a
+                && !a.contains(':')
+            {
+                bail!("{name} {a:?} must be HOST:PORT");
+            }
         }
         let mut ids = std::collections::BTreeSet::new();
         for p in peers {
             if !ids.insert(p.id) {
                 bail!("peer id {} is listed twice", p.id);
             }
-            if p.id == *node_id && p.address != self.advertise_address() {
+            if p.id == *node_id && p.address != self.advertise_peer_address() {
                 bail!(
-                    "peer {} is this node but its address {} differs from the advertised {}",
+                    "peer {} is this node but its address {} differs from the advertised peer address {}",
                     p.id,
                     p.address,
-                    self.advertise_address()
+                    self.advertise_peer_address()
                 );
             }
         }

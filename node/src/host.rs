@@ -12,7 +12,7 @@ use ics_proto::core_v1 as pb;
 use ics_proto::core_v1::event_log_client::EventLogClient;
 use openraft::ReadPolicy;
 use tokio::sync::{mpsc, oneshot};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::codec;
@@ -33,7 +33,9 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     pub leader_contact: Arc<crate::log::LeaderContact>,
     writer: mpsc::Sender<WriteJob>,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<(NodeId, String), Channel>>,
+    /// This node's TLS towards its peers (the leader it forwards to).
+    pub peer_tls: Arc<crate::peer::PeerTls>,
     append_rate: RateLimit,
 }
 
@@ -56,6 +58,7 @@ impl Node {
         shared: Arc<Shared>,
         config: Arc<Config>,
         metrics: Arc<Metrics>,
+        peer_tls: Arc<crate::peer::PeerTls>,
     ) -> Arc<Node> {
         let (tx, rx) = mpsc::channel(config.limits.max_pending_appends);
         let append_rate = RateLimit::new(
@@ -71,6 +74,7 @@ impl Node {
             leader_contact: Default::default(),
             writer: tx,
             channels: Mutex::new(HashMap::new()),
+            peer_tls,
             append_rate,
         });
         tokio::spawn(run_writer(
@@ -132,17 +136,16 @@ impl Node {
         crate::log::leader(&self.raft)
     }
 
-    pub(crate) fn channel(&self, addr: &str) -> Result<Channel, Status> {
+    /// A channel to node `id`'s peer listener at `addr` (mutual TLS).
+    pub(crate) fn channel(&self, id: NodeId, addr: &str) -> Result<Channel, Status> {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = map.get(addr) {
+        let key = (id, addr.to_string());
+        if let Some(c) = map.get(&key) {
             return Ok(c.clone());
         }
-        let c = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| internal("leader address", e))?
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .connect_lazy();
-        map.insert(addr.to_string(), c.clone());
+        let c = crate::peer::channel(&self.peer_tls, id, addr, Duration::from_secs(2))
+            .map_err(|e| internal("peer channel", format!("{e:#}")))?;
+        map.insert(key, c.clone());
         Ok(c)
     }
 
@@ -150,9 +153,9 @@ impl Node {
         &self,
         leader: Option<(NodeId, String)>,
     ) -> Result<EventLogClient<Channel>, Status> {
-        let (_, addr) = leader.clone().ok_or_else(|| not_leader(None))?;
+        let (id, addr) = leader.clone().ok_or_else(|| not_leader(None))?;
         let max = self.config.limits.max_message_bytes;
-        Ok(EventLogClient::new(self.channel(&addr)?)
+        Ok(EventLogClient::new(self.channel(id, &addr)?)
             .max_decoding_message_size(max)
             .max_encoding_message_size(max))
     }
@@ -197,11 +200,13 @@ impl Node {
         req: pb::AppendRequest,
         origin: Origin,
     ) -> Result<pb::AppendResponse, Status> {
-        let forwarded = origin != Origin::Client;
+        // A node forwards its clients' and its own upkeep's requests once.
+        let forwarded = !matches!(origin, Origin::Client | Origin::Upkeep);
         let started = Instant::now();
-        // Forwarded requests count too: the marker is a hint between nodes,
-        // not an identity, and must not buy a client a way around the limit.
-        if !self.append_rate.try_take() {
+        // Forwarded client requests count too. A node's upkeep of its own
+        // record does not (its marker counts only from a peer's certificate):
+        // clients must not starve it.
+        if origin != Origin::Upkeep && !self.append_rate.try_take() {
             self.metrics.refused();
             return Err(rpc_error(
                 Code::ResourceExhausted,

@@ -16,6 +16,7 @@ pub mod hkp;
 pub mod host;
 pub mod log;
 pub mod metrics;
+pub mod peer;
 pub mod rate_limit;
 pub mod server;
 pub mod tls;

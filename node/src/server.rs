@@ -44,6 +44,14 @@ pub async fn run(
     // party on a first start).
     crate::bootstrap::check_party(&config, shared.read().projection.party())?;
     crate::tls::prepare(&config, ics_client::now_ms()).context("TLS material")?;
+    let tls_dir = crate::tls::TlsDir::of(&config);
+    let peer_tls = crate::peer::PeerTls::load(&tls_dir.0, &config.party, config.node_id)
+        .with_context(|| {
+            format!(
+                "TLS material in {} (a cluster's is made by `icsd tls init`)",
+                tls_dir.0.display()
+            )
+        })?;
 
     let raft_config = openraft::Config {
         cluster_name: config.party.clone(),
@@ -59,19 +67,29 @@ pub async fn run(
     .context("raft config")?;
     let network = Network {
         limits: transport_limits(&config),
+        tls: peer_tls.clone(),
     };
     let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, sm)
         .await
         .context("start raft")?;
 
     let metrics = Arc::new(Metrics::default());
-    let node = Node::new(raft.clone(), shared, config.clone(), metrics);
+    let node = Node::new(
+        raft.clone(),
+        shared,
+        config.clone(),
+        metrics,
+        peer_tls.clone(),
+    );
     crate::bootstrap::bootstrap(&node).await?;
     let tls_upkeep = tokio::spawn(crate::tls::maintain(node.clone()));
 
     let grpc_listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("bind gRPC on {}", config.listen))?;
+    let peer_listener = TcpListener::bind(config.peer_listen)
+        .await
+        .with_context(|| format!("bind the peer listener on {}", config.peer_listen))?;
     let http_listener = TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("bind HTTP on {}", config.http_listen))?;
@@ -79,6 +97,7 @@ pub async fn run(
         node_id = config.node_id,
         role = config.role.name(),
         grpc = %config.listen,
+        peer = %config.peer_listen,
         http = %config.http_listen,
         data_dir = %config.data_dir.display(),
         "icsd serving"
@@ -105,6 +124,42 @@ pub async fn run(
         .concurrency_limit_per_connection(config.limits.max_concurrent_requests)
         .max_concurrent_streams(config.limits.max_concurrent_streams)
         .add_service(
+            EventLogServer::new(api.clone())
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(ClusterServer::new(api.clone()))
+        .serve_with_incoming_shutdown(
+            // Our own listener: tonic's tcp_nodelay applies only to sockets it binds.
+            TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+            stopped(stop_rx.clone()),
+        );
+    // The peer listener: only nodes of this party whose certificate the log
+    // has not revoked; each Raft message's sender must be the certificate's node.
+    let revoked_check = {
+        let shared = node.shared.clone();
+        std::sync::Arc::new(move |peer: &crate::peer::PeerIdentity| {
+            let applied = shared.read();
+            let pki = applied.projection.capability::<ics_pki::Pki>();
+            if pki.index().revoked.contains(&peer.fingerprint) {
+                Err(format!(
+                    "node {}'s certificate sha256:{} is revoked",
+                    peer.node_id, peer.fingerprint
+                ))
+            } else {
+                Ok(())
+            }
+        }) as crate::peer::PeerCheck
+    };
+    let peer_incoming = crate::peer::accept(
+        peer_listener,
+        &peer_tls,
+        config.limits.max_peer_connections,
+        revoked_check,
+    )?;
+    let peer_grpc = tonic::transport::Server::builder()
+        .max_concurrent_streams(config.limits.max_concurrent_streams)
+        .add_service(
             RaftTransportServer::new(RaftService {
                 raft: raft.clone(),
                 limits: transport_limits(&config),
@@ -123,11 +178,7 @@ pub async fn run(
                 .max_encoding_message_size(max),
         )
         .add_service(ClusterServer::new(api))
-        .serve_with_incoming_shutdown(
-            // Our own listener: tonic's tcp_nodelay applies only to sockets it binds.
-            TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-            stopped(stop_rx.clone()),
-        );
+        .serve_with_incoming_shutdown(peer_incoming, stopped(stop_rx.clone()));
     let mut http_router = crate::edge::http::router(node.clone());
     if ics_identity::serves_hkp(config.role) {
         http_router = http_router.merge(crate::hkp::router(node.clone()));
@@ -135,8 +186,9 @@ pub async fn run(
     let http =
         axum::serve(http_listener, http_router).with_graceful_shutdown(stopped(stop_rx.clone()));
 
-    let (g, h) = tokio::join!(grpc, http);
+    let (g, p, h) = tokio::join!(grpc, peer_grpc, http);
     g.context("gRPC server")?;
+    p.context("peer gRPC server")?;
     h.context("HTTP server")?;
     fatal.abort();
     wrong_party.abort();

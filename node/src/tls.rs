@@ -376,6 +376,27 @@ pub fn status(dir: &TlsDir, now_ms: i64) -> anyhow::Result<Vec<String>> {
     Ok(lines)
 }
 
+/// `icsd tls add-node`: a certificate for a node joining the cluster, from
+/// the CA in `ca_dir` (the `ca/` of `icsd tls init`, or a node's TLS
+/// directory), written with a copy of the CA to `out`.
+pub fn add_node(
+    ca_dir: &Path,
+    party: &str,
+    id: u64,
+    names: &LeafNames,
+    out: &Path,
+    now_ms: i64,
+    lifetime: Duration,
+) -> anyhow::Result<ParsedCert> {
+    let ca = Ca::load(&TlsDir(ca_dir.to_path_buf()))?;
+    let dir = TlsDir(out.to_path_buf());
+    if dir.exists() {
+        bail!("{} already holds TLS material", out.display());
+    }
+    ca.copy_to(&dir)?;
+    ca.issue_into(party, &dir, &Holder::Node(id), names, now_ms, lifetime)
+}
+
 /// Keeps this node's TLS record current, forever: binds the CA to the party
 /// (where the root key is), records this node's certificates, renews them.
 pub async fn maintain(node: Arc<Node>) {
@@ -430,6 +451,8 @@ async fn maintain_once(
             config.tls.cert_lifetime(),
         )?;
         tracing::info!(sha256 = %cert.fingerprint_hex(), not_after_ms = cert.not_after_ms, "renewed this node's TLS certificate");
+        // New handshakes, as server and as client, present it from now on.
+        node.peer_tls.reload()?;
     }
     node.metrics
         .tls_expiry(cert.not_after_ms, ca.cert.not_after_ms);
@@ -521,7 +544,7 @@ async fn append(node: &Arc<Node>, events: Vec<ics_kernel::Envelope>) -> anyhow::
     let req = pb::AppendRequest {
         events: events.iter().map(crate::codec::envelope_to_pb).collect(),
     };
-    node.append(req, crate::host::Origin::Client)
+    node.append(req, crate::host::Origin::Upkeep)
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
     Ok(())

@@ -440,5 +440,9 @@ async fn subjects_by_kind_and_keys_by_id_with_paging_and_refusals() {
         (Code::InvalidArgument, "INVALID_REQUEST".into())
     );
     let all = c.keys().await.unwrap();
-    assert_eq!(all.len(), 2, "the root key and one author key");
+    assert_eq!(
+        all.len(),
+        3,
+        "the root key, one author key and the TLS CA's key"
+    );
 }

@@ -31,6 +31,9 @@ enum TlsCommand {
     /// one directory each under --out (node-<id>/, operator-<name>/, ca/).
     /// Copy node-<id>/ to that node's <data_dir>/tls (or point tls.dir at it).
     Init(TlsInitArgs),
+    /// A certificate for a node joining the cluster, from the party CA (the
+    /// ca/ directory of `tls init`, or a node's TLS directory).
+    AddNode(TlsAddNodeArgs),
     /// Print the certificates in a node's TLS directory: holder, SHA-256
     /// fingerprint, expiry.
     Status(TlsStatusArgs),
@@ -52,6 +55,27 @@ struct TlsInitArgs {
     /// Lifetime of the node and operator certificates.
     #[arg(long, default_value_t = 7 * 24 * 3600)]
     lifetime_secs: u64,
+    /// Succeed without change when --out already holds a party CA (for a
+    /// setup step that runs on every start).
+    #[arg(long)]
+    if_absent: bool,
+}
+
+#[derive(Args)]
+struct TlsAddNodeArgs {
+    #[arg(long)]
+    party: String,
+    /// The directory holding ca.crt and ca.key.
+    #[arg(long)]
+    ca_dir: PathBuf,
+    /// The node as ID=NAME[,NAME...].
+    #[arg(long)]
+    node: String,
+    /// Where to write the node's TLS directory.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    lifetime_secs: u64,
 }
 
 #[derive(Args)]
@@ -64,25 +88,57 @@ struct TlsStatusArgs {
     data_dir: Option<PathBuf>,
 }
 
-fn tls_init(args: TlsInitArgs) -> anyhow::Result<()> {
+/// A `--node ID=NAME[,NAME...]` argument.
+fn node_spec(spec: &str) -> anyhow::Result<(u64, ics_pki::LeafNames)> {
     use anyhow::Context;
-    let mut nodes = Vec::new();
-    for spec in &args.nodes {
-        let (id, names) = spec
-            .split_once('=')
-            .with_context(|| format!("--node {spec:?}: expected ID=NAME[,NAME...]"))?;
-        let id: u64 = id
-            .parse()
-            .with_context(|| format!("--node {spec:?}: the id is not a number"))?;
-        let mut leaf = ics_pki::LeafNames::default();
-        for name in names.split(',').filter(|n| !n.is_empty()) {
-            match name.parse::<std::net::IpAddr>() {
-                Ok(ip) => leaf.ip_addresses.push(ip),
-                Err(_) => leaf.dns_names.push(name.to_string()),
-            }
+    let (id, names) = spec
+        .split_once('=')
+        .with_context(|| format!("--node {spec:?}: expected ID=NAME[,NAME...]"))?;
+    let id: u64 = id
+        .parse()
+        .with_context(|| format!("--node {spec:?}: the id is not a number"))?;
+    let mut leaf = ics_pki::LeafNames::default();
+    for name in names.split(',').filter(|n| !n.is_empty()) {
+        match name.parse::<std::net::IpAddr>() {
+            Ok(ip) => leaf.ip_addresses.push(ip),
+            Err(_) => leaf.dns_names.push(name.to_string()),
         }
-        nodes.push((id, leaf));
     }
+    Ok((id, leaf))
+}
+
+fn tls_add_node(args: TlsAddNodeArgs) -> anyhow::Result<()> {
+    let (id, names) = node_spec(&args.node)?;
+    let cert = ics_node::tls::add_node(
+        &args.ca_dir,
+        &args.party,
+        id,
+        &names,
+        &args.out,
+        ics_node::client::now_ms(),
+        std::time::Duration::from_secs(args.lifetime_secs),
+    )?;
+    println!(
+        "node {id} sha256:{} in {}",
+        cert.fingerprint_hex(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn tls_init(args: TlsInitArgs) -> anyhow::Result<()> {
+    if args.if_absent && args.out.join("ca").join("ca.crt").exists() {
+        println!(
+            "{} already holds a party CA; nothing to do",
+            args.out.display()
+        );
+        return Ok(());
+    }
+    let nodes = args
+        .nodes
+        .iter()
+        .map(|s| node_spec(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let ca = ics_node::tls::init_party(
         &args.party,
         &args.out,
@@ -130,18 +186,30 @@ struct ServeArgs {
     node_id: Option<u64>,
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// gRPC listen address (client API and Raft transport).
+    /// gRPC listen address of the client API.
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Address peers use to reach this node (HOST:PORT).
+    /// Address clients use to reach this node's API (HOST:PORT).
     #[arg(long)]
     advertise: Option<String>,
+    /// Listen address for the other nodes (Raft, forwarding; mutual TLS).
+    #[arg(long)]
+    peer_listen: Option<SocketAddr>,
+    /// Address the other nodes use to reach this node (HOST:PORT).
+    #[arg(long)]
+    advertise_peer: Option<String>,
+    /// The node's TLS directory (default <data_dir>/tls).
+    #[arg(long)]
+    tls_dir: Option<PathBuf>,
+    /// Lifetime of the node certificates this node issues itself.
+    #[arg(long)]
+    cert_lifetime_secs: Option<u64>,
     /// HTTP listen address (health, readiness, metrics).
     #[arg(long)]
     http_listen: Option<SocketAddr>,
     #[arg(long, value_enum)]
     bootstrap: Option<Bootstrap>,
-    /// A cluster member as ID=HOST:PORT; repeat for each.
+    /// A cluster member as ID=HOST:PORT (its peer address); repeat for each.
     #[arg(long = "peer")]
     peers: Vec<Peer>,
 }
@@ -171,6 +239,18 @@ fn config_from(args: ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(v) = args.advertise {
         c.advertise = Some(v);
+    }
+    if let Some(v) = args.peer_listen {
+        c.peer_listen = v;
+    }
+    if let Some(v) = args.advertise_peer {
+        c.advertise_peer = Some(v);
+    }
+    if let Some(v) = args.tls_dir {
+        c.tls.dir = Some(v);
+    }
+    if let Some(v) = args.cert_lifetime_secs {
+        c.tls.cert_lifetime_secs = v;
     }
     if let Some(v) = args.http_listen {
         c.http_listen = v;
@@ -202,6 +282,7 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from),
         Command::Tls(TlsCommand::Init(args)) => tls_init(args),
         Command::Tls(TlsCommand::Status(args)) => tls_status(args),
+        Command::Tls(TlsCommand::AddNode(args)) => tls_add_node(args),
         Command::Serve(args) => {
             tracing_subscriber::fmt()
                 .with_env_filter(

@@ -40,8 +40,8 @@ impl Api {
             return Ok(None);
         }
         match self.node.leader() {
-            Some((_, addr)) if !forwarded => {
-                Ok(Some(ClusterClient::new(self.node.channel(&addr)?)))
+            Some((id, addr)) if !forwarded => {
+                Ok(Some(ClusterClient::new(self.node.channel(id, &addr)?)))
             }
             leader => Err(not_leader(leader)),
         }
@@ -140,7 +140,7 @@ impl Cluster for Api {
             members.insert(
                 self.node.id,
                 BasicNode {
-                    addr: self.node.config.advertise_address(),
+                    addr: self.node.config.advertise_peer_address(),
                 },
             );
         }

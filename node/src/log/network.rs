@@ -42,6 +42,7 @@ pub struct TransportLimits {
 
 pub struct Network {
     pub limits: TransportLimits,
+    pub tls: Arc<crate::peer::PeerTls>,
 }
 
 pub struct PeerClient {
@@ -62,11 +63,17 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
-        let endpoint = Endpoint::from_shared(format!("http://{}", node.addr))
-            .unwrap_or_else(|_| Endpoint::from_static("http://0.0.0.0:1"))
-            .connect_timeout(self.limits.connect_timeout)
-            .tcp_nodelay(true);
-        let client = RaftTransportClient::new(endpoint.connect_lazy())
+        let channel = crate::peer::channel(
+            &self.tls,
+            target,
+            &node.addr,
+            self.limits.connect_timeout,
+        )
+        .unwrap_or_else(|e| {
+            tracing::error!(target, error = %format!("{e:#}"), "no TLS channel to the peer");
+            Endpoint::from_static("http://0.0.0.0:1").connect_lazy()
+        });
+        let client = RaftTransportClient::new(channel)
             .max_decoding_message_size(self.limits.max_message_bytes)
             .max_encoding_message_size(self.limits.max_message_bytes);
         PeerClient {
@@ -275,7 +282,40 @@ impl RaftService {
     /// this node's membership (F2: a made-up leader's membership entry would
     /// make this node its learner for good). A node not yet in any membership
     /// takes its first leader's messages.
-    fn check_sender(&self, sender: NodeId, what: &str) -> Result<(), Status> {
+    fn check_sender(
+        &self,
+        peer: Option<&crate::peer::PeerIdentity>,
+        sender: NodeId,
+        what: &str,
+    ) -> Result<(), Status> {
+        // The peer listener attaches who the certificate names; a message
+        // claiming another node's name is refused.
+        match peer {
+            Some(peer) if peer.node_id == sender => {}
+            Some(peer) => {
+                tracing::warn!(
+                    sender,
+                    certificate = peer.node_id,
+                    what,
+                    "refused a Raft message sent in another node's name"
+                );
+                return Err(rpc_error(
+                    tonic::Code::PermissionDenied,
+                    "PEER_ID_MISMATCH",
+                    format!(
+                        "{what} in the name of node {sender} from node {}'s certificate",
+                        peer.node_id
+                    ),
+                ));
+            }
+            None => {
+                return Err(rpc_error(
+                    tonic::Code::PermissionDenied,
+                    "NOT_A_PEER",
+                    format!("{what} not over the peer listener"),
+                ));
+            }
+        }
         let m = super::raft_metrics(&self.raft);
         let membership = m.membership_config.membership();
         if membership.nodes().next().is_some() && membership.get_node(&sender).is_none() {
@@ -360,7 +400,7 @@ impl RaftTransport for RaftService {
     ) -> Result<Response<RaftMessage>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = parse(req.get_ref(), "append-entries request")?;
         let leader = rpc.vote.leader_id.node_id;
-        self.check_sender(leader, "append-entries")?;
+        self.check_sender(req.extensions().get(), leader, "append-entries")?;
         let result = self.raft.append_entries(rpc).await;
         if matches!(
             result,
@@ -373,13 +413,21 @@ impl RaftTransport for RaftService {
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc: VoteRequest<TypeConfig> = parse(req.get_ref(), "vote request")?;
-        self.check_sender(rpc.vote.leader_id.node_id, "vote request")?;
+        self.check_sender(
+            req.extensions().get(),
+            rpc.vote.leader_id.node_id,
+            "vote request",
+        )?;
         reply(self.raft.vote(rpc).await)
     }
 
     async fn pre_vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc: VoteRequest<TypeConfig> = parse(req.get_ref(), "pre-vote request")?;
-        self.check_sender(rpc.vote.leader_id.node_id, "pre-vote request")?;
+        self.check_sender(
+            req.extensions().get(),
+            rpc.vote.leader_id.node_id,
+            "pre-vote request",
+        )?;
         reply(self.raft.pre_vote(rpc).await)
     }
 
@@ -394,6 +442,7 @@ impl RaftTransport for RaftService {
                 "another snapshot is being received; retry later",
             ));
         };
+        let peer = req.extensions().get::<crate::peer::PeerIdentity>().cloned();
         let mut stream = req.into_inner();
         let first = stream
             .next()
@@ -401,6 +450,7 @@ impl RaftTransport for RaftService {
             .ok_or_else(|| Status::invalid_argument("snapshot stream is empty"))??;
         let (vote, meta): (Vote, SnapshotMeta) = decode(&first.header)
             .map_err(|e| Status::invalid_argument(format!("malformed snapshot header: {e}")))?;
+        self.check_sender(peer.as_ref(), vote.leader_id.node_id, "snapshot")?;
         check_header(&vote, &meta, &super::raft_metrics(&self.raft))
             .map_err(|why| self.refuse_snapshot(why))?;
         let transfer = self.spool(first.data, &mut stream).await?;

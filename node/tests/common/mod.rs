@@ -67,6 +67,8 @@ pub struct TestNode {
     pub dir: PathBuf,
     pub grpc: String,
     pub http: String,
+    /// The peer listener (mutual TLS): what membership names.
+    pub peer: String,
     pub config: PathBuf,
     child: Option<Child>,
 }
@@ -143,6 +145,8 @@ impl Drop for TestNode {
 
 pub struct Cluster {
     pub nodes: Vec<TestNode>,
+    /// Nodes the cluster started with.
+    initial_size: usize,
     _dir: tempfile::TempDir,
 }
 
@@ -157,28 +161,62 @@ impl Drop for Cluster {
     }
 }
 
+/// The party every test cluster runs.
+pub const PARTY: &str = "acme-maintenance";
+
+/// One node's ports: gRPC API, HTTP, peer listener.
+#[derive(Clone, Copy)]
+struct Ports {
+    grpc: u16,
+    http: u16,
+    peer: u16,
+}
+
+impl Ports {
+    fn pick() -> Ports {
+        Ports {
+            grpc: free_port(),
+            http: free_port(),
+            peer: free_port(),
+        }
+    }
+}
+
+/// `tls_dir`: the node's TLS directory, unless the extra TOML names one (a
+/// single node makes its own when none is given).
 fn node_config(
     dir: &Path,
     id: u64,
-    grpc: u16,
-    http: u16,
+    ports: Ports,
     peers_line: &str,
+    tls_dir: Option<&Path>,
     extra_toml: &str,
 ) -> TestNode {
     let node_dir = dir.join(format!("node{id}"));
     std::fs::create_dir_all(&node_dir).expect("node dir");
     let config = node_dir.join("icsd.toml");
+    let Ports { grpc, http, peer } = ports;
     let mut text = format!(
-        "party = \"acme-maintenance\"\nnode_id = {id}\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:{grpc}\"\nhttp_listen = \"127.0.0.1:{http}\"\n{peers_line}\n",
+        "party = \"{PARTY}\"\nnode_id = {id}\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:{grpc}\"\nhttp_listen = \"127.0.0.1:{http}\"\npeer_listen = \"127.0.0.1:{peer}\"\n{peers_line}\n",
         node_dir.join("data").display()
     );
-    text.push_str(extra_toml);
+    let mut extra = extra_toml.to_string();
+    if let Some(tls) = tls_dir.filter(|_| !extra.contains("dir =")) {
+        let line = format!("dir = \"{}\"\n", tls.display());
+        if extra.contains("[tls]\n") {
+            extra = extra.replacen("[tls]\n", &format!("[tls]\n{line}"), 1);
+        } else {
+            extra.push_str(&format!("\n[tls]\n{line}"));
+        }
+    }
+    text.push_str(&extra);
     std::fs::write(&config, text).expect("write config");
     TestNode {
         id,
         dir: node_dir,
         grpc: format!("127.0.0.1:{grpc}"),
         http: format!("127.0.0.1:{http}"),
+        peer: format!("127.0.0.1:{peer}"),
         config,
         child: None,
     }
@@ -189,28 +227,58 @@ pub fn start_cluster(size: usize, extra_toml: &str) -> Cluster {
     start_cluster_with(size, |_| extra_toml.to_string())
 }
 
-/// Extra TOML appended to each node's config, by node id.
+/// Extra TOML appended to each node's config, by node id. A cluster of more
+/// than one node gets its TLS material from `icsd tls init`'s library
+/// function, in `<dir>/tls/node-<id>` (the CA in `<dir>/tls/ca`).
 pub fn start_cluster_with(size: usize, extra_toml: impl Fn(u64) -> String) -> Cluster {
     let dir = tempfile::tempdir().expect("temp dir");
-    let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+    let ports: Vec<Ports> = (0..size).map(|_| Ports::pick()).collect();
     let peers: Vec<String> = ports
         .iter()
         .enumerate()
-        .map(|(i, (g, _))| format!("\"{}=127.0.0.1:{g}\"", i + 1))
+        .map(|(i, p)| format!("\"{}=127.0.0.1:{}\"", i + 1, p.peer))
         .collect();
+    let tls_root = dir.path().join("tls");
+    if size > 1 {
+        let nodes: Vec<(u64, ics_pki::LeafNames)> =
+            (1..=size as u64).map(|id| (id, loopback_names())).collect();
+        ics_node::tls::init_party(
+            PARTY,
+            &tls_root,
+            &nodes,
+            &["admin".to_string()],
+            client::now_ms(),
+            Duration::from_secs(7 * 24 * 3600),
+        )
+        .expect("TLS material");
+    }
     let mut nodes = Vec::new();
-    for (i, (g, h)) in ports.iter().enumerate() {
-        let peers_line = if size > 1 {
-            format!("peers = [{}]", peers.join(", "))
-        } else {
-            String::new()
-        };
+    for (i, p) in ports.iter().enumerate() {
         let id = i as u64 + 1;
-        let mut node = node_config(dir.path(), id, *g, *h, &peers_line, &extra_toml(id));
+        let (peers_line, tls) = if size > 1 {
+            (
+                format!("peers = [{}]", peers.join(", ")),
+                Some(tls_root.join(format!("node-{id}"))),
+            )
+        } else {
+            (String::new(), None)
+        };
+        let mut node = node_config(
+            dir.path(),
+            id,
+            *p,
+            &peers_line,
+            tls.as_deref(),
+            &extra_toml(id),
+        );
         node.start();
         nodes.push(node);
     }
-    Cluster { nodes, _dir: dir }
+    Cluster {
+        nodes,
+        initial_size: size,
+        _dir: dir,
+    }
 }
 
 pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
@@ -228,20 +296,64 @@ where
     }
 }
 
+pub fn loopback_names() -> ics_pki::LeafNames {
+    ics_pki::LeafNames {
+        dns_names: vec!["localhost".into()],
+        ip_addresses: vec!["127.0.0.1".parse().expect("an address")],
+    }
+}
+
 impl Cluster {
     /// Starts one more node that waits to be added (bootstrap = manual).
     pub fn start_extra_node(&mut self, id: u64) -> &TestNode {
+        let tls = self.node_tls(id);
         let mut node = node_config(
             self._dir.path(),
             id,
-            free_port(),
-            free_port(),
+            Ports::pick(),
             "bootstrap = \"manual\"",
+            Some(&tls),
             "",
         );
         node.start();
         self.nodes.push(node);
         self.nodes.last().expect("just pushed")
+    }
+
+    /// Where `icsd tls init` put the cluster's material (`ca/`, `node-<id>/`).
+    pub fn tls_root(&self) -> PathBuf {
+        self._dir.path().join("tls")
+    }
+
+    /// Node `id`'s TLS directory in the cluster's material, issued by the
+    /// party CA now if the cluster has no such node (a certificate of a
+    /// non-member).
+    pub fn node_tls(&self, id: u64) -> PathBuf {
+        let dir = self.tls_root().join(format!("node-{id}"));
+        if !dir.exists() {
+            ics_node::tls::add_node(
+                &self.tls_root().join("ca"),
+                PARTY,
+                id,
+                &loopback_names(),
+                &dir,
+                client::now_ms(),
+                Duration::from_secs(24 * 3600),
+            )
+            .expect("a node certificate");
+        }
+        dir
+    }
+
+    /// A Raft transport client to `target`'s peer listener, presenting node
+    /// `as_node`'s certificate from the cluster's material.
+    pub fn peer_client(
+        &self,
+        as_node: u64,
+        target: &TestNode,
+    ) -> ics_proto::core_v1::raft_transport_client::RaftTransportClient<tonic::transport::Channel>
+    {
+        peer_client_from(&self.node_tls(as_node), as_node, target)
     }
 
     /// Stops a node and forgets it.
@@ -291,6 +403,7 @@ impl Cluster {
                     && s.current_leader != 0
                     && !s.party.is_empty()
                     && self.node(s.current_leader).is_running()
+                    && self.pki_recorded(n).await
                 {
                     return s.current_leader;
                 }
@@ -302,6 +415,33 @@ impl Cluster {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Whether the log holds the party's TLS CA and a certificate of every
+    /// node the cluster started with: the nodes append these in the
+    /// background after the genesis, and tests that count events start after.
+    async fn pki_recorded(&self, n: &TestNode) -> bool {
+        let count = |kind: &str| {
+            let mut c = n.client();
+            let kind = kind.to_string();
+            async move {
+                c.log
+                    .list_subjects(pb::ListSubjectsRequest {
+                        kind,
+                        page_size: 1000,
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|r| r.into_inner().subjects.len())
+                    .unwrap_or(0)
+            }
+        };
+        count("tls-ca").await >= 1 && count("tls-cert").await >= self.initial_size
+    }
+
+    /// The events node `id` applied.
+    pub async fn event_count(&self, id: u64) -> u64 {
+        self.node(id).status().await.expect("status").event_count
     }
 
     /// The party root key, created by node 1 when it appended the genesis.
@@ -346,6 +486,21 @@ impl Cluster {
 }
 
 /// Registers a fresh device (no OpenPGP) through `c`; returns its subject.
+/// A Raft transport client to `target`'s peer listener with the node
+/// certificate in `tls_dir` (of node `as_node`).
+pub fn peer_client_from(
+    tls_dir: &Path,
+    as_node: u64,
+    target: &TestNode,
+) -> ics_proto::core_v1::raft_transport_client::RaftTransportClient<tonic::transport::Channel> {
+    let tls = ics_node::peer::PeerTls::load(tls_dir, PARTY, as_node).expect("peer TLS material");
+    let channel = ics_node::peer::channel(&tls, target.id, &target.peer, Duration::from_secs(2))
+        .expect("peer channel");
+    ics_proto::core_v1::raft_transport_client::RaftTransportClient::new(channel)
+        .max_decoding_message_size(8 << 20)
+        .max_encoding_message_size(8 << 20)
+}
+
 pub async fn register_device(c: &mut Client, author: &SigningKey, serial: &str) -> SubjectRef {
     let device = SigningKey::generate(Algorithm::Ed25519).public_key();
     c.append(vec![client::register_device(
