@@ -386,7 +386,10 @@ impl DockerCluster {
         let leader = self.leader().await.context("no leader to remove a node")?;
         let mut c = self.client(leader).await.context("leader unreachable")?;
         c.cluster
-            .remove_node(pb::RemoveNodeRequest { id: old })
+            .remove_node(pb::RemoveNodeRequest {
+                id: old,
+                force: false,
+            })
             .await
             .with_context(|| format!("remove node {old}"))?;
         let gone = self.nodes.remove(&old).expect("old node exists");

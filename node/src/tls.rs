@@ -540,6 +540,49 @@ async fn maintain_once(
     Ok(Upkeep::Current)
 }
 
+/// Revokes the current certificates of node `id` (a node removed from the
+/// cluster), signed by the CA key this node holds. Returns how many.
+pub async fn revoke_node(node: &Arc<Node>, id: u64) -> anyhow::Result<usize> {
+    let dir = TlsDir::of(&node.config);
+    let ca = Ca::load(&dir)?;
+    let serials: Vec<String> = {
+        let state = node.shared.read();
+        let pki = state.projection.capability::<Pki>();
+        ics_pki::query::certs_of(pki, &Holder::Node(id))
+            .into_iter()
+            .filter(|(_, c)| c.revoked.is_none())
+            .map(|(serial, _)| serial.to_string())
+            .collect()
+    };
+    let mut client_events = Vec::new();
+    for serial in &serials {
+        let subject = SubjectRef::new(TLS_CERT, serial.clone());
+        let head = {
+            let state = node.shared.read();
+            let entry = state
+                .projection
+                .entry(&subject)
+                .context("a recorded certificate")?;
+            crate::client::ChainHead {
+                sequence: entry.next_sequence,
+                previous: Some(entry.last_event),
+            }
+        };
+        client_events.push(crate::client::signed(
+            &ca.key,
+            subject,
+            head,
+            PkiPayload::TlsCertRevoked {
+                reason: format!("node {id} removed from the cluster"),
+            },
+        ));
+    }
+    if !client_events.is_empty() {
+        append(node, client_events).await?;
+    }
+    Ok(serials.len())
+}
+
 async fn append(node: &Arc<Node>, events: Vec<ics_kernel::Envelope>) -> anyhow::Result<()> {
     let req = pb::AppendRequest {
         events: events.iter().map(crate::codec::envelope_to_pb).collect(),

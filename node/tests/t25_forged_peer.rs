@@ -344,8 +344,26 @@ async fn a_made_up_leaders_membership_change_is_refused_and_health_tells_the_tru
     let leader = after[0].current_leader;
     let removed = (1..=3).find(|id| *id != leader).unwrap();
     let mut c = cluster.node(leader).client();
+    // Two voters would be left: refused unless forced, and nothing changes.
+    let err = c
+        .cluster
+        .remove_node(pb::RemoveNodeRequest {
+            id: removed,
+            force: false,
+        })
+        .await
+        .expect_err("below the safe count");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
+    assert_eq!(reason_of(&err), "UNSAFE_MEMBERSHIP");
+    assert_eq!(
+        cluster.node(leader).status().await.unwrap().members,
+        after[0].members
+    );
     c.cluster
-        .remove_node(pb::RemoveNodeRequest { id: removed })
+        .remove_node(pb::RemoveNodeRequest {
+            id: removed,
+            force: true,
+        })
         .await
         .expect("remove");
     wait_until(
@@ -372,6 +390,47 @@ async fn a_made_up_leaders_membership_change_is_refused_and_health_tells_the_tru
     s.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("not ready: "), "{answer}");
+
+    // Its certificate was revoked through the log with its removal: every
+    // remaining node refuses it at the door from then on, without a restart.
+    let remaining = (1..=3).find(|id| *id != leader && *id != removed).unwrap();
+    wait_until(
+        "the removed node's certificate revoked everywhere",
+        Duration::from_secs(20),
+        || async {
+            let mut c = cluster.node(remaining).client();
+            let certs = c
+                .log
+                .list_subjects(pb::ListSubjectsRequest {
+                    kind: "tls-cert".into(),
+                    page_size: 100,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .subjects;
+            certs
+                .iter()
+                .any(|s| s.summary.contains(&format!("node {removed} ")) && s.status == "revoked")
+        },
+    )
+    .await;
+    let err = cluster
+        .peer_client(removed, cluster.node(remaining))
+        .vote(pb::RaftMessage { payload: vec![] })
+        .await
+        .expect_err("a removed node's certificate");
+    assert_ne!(
+        err.code(),
+        Code::PermissionDenied,
+        "refused at the door: {}",
+        err.message()
+    );
+    wait_until("the refusal logged", Duration::from_secs(5), || async {
+        cluster.node(remaining).log().contains("is revoked")
+    })
+    .await;
 }
 
 /// `openssl s_client` against a peer listener with a client certificate;

@@ -415,7 +415,10 @@ async fn replace_a_node_through_membership_changes() {
         .node(leader)
         .client()
         .cluster
-        .remove_node(pb::RemoveNodeRequest { id: gone })
+        .remove_node(pb::RemoveNodeRequest {
+            id: gone,
+            force: false,
+        })
         .await
         .expect("remove node")
         .into_inner()
@@ -434,7 +437,10 @@ async fn replace_a_node_through_membership_changes() {
         .node(leader)
         .client()
         .cluster
-        .remove_node(pb::RemoveNodeRequest { id: 99 })
+        .remove_node(pb::RemoveNodeRequest {
+            id: 99,
+            force: false,
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);

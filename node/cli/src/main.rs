@@ -525,6 +525,9 @@ enum ClusterCmd {
         /// The node's id.
         #[arg(long)]
         id: u64,
+        /// Remove a voter even if fewer than three voters remain.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -1571,10 +1574,10 @@ async fn cluster(c: &mut Client, j: bool, cmd: ClusterCmd) -> anyhow::Result<()>
                 .into_inner();
             print_members(j, &r.members)?;
         }
-        ClusterCmd::Remove { id } => {
+        ClusterCmd::Remove { id, force } => {
             let r = c
                 .cluster
-                .remove_node(pb::RemoveNodeRequest { id })
+                .remove_node(pb::RemoveNodeRequest { id, force })
                 .await?
                 .into_inner();
             print_members(j, &r.members)?;

@@ -29,6 +29,10 @@ fn member_list(node: &Node) -> Vec<pb::NodeInfo> {
         .collect()
 }
 
+/// The fewest voters a removal may leave without `force`: with three, one
+/// node may fail and the cluster goes on.
+pub const SAFE_VOTERS: usize = 3;
+
 impl Api {
     /// `None` on the leader; otherwise a client of the leader to forward a
     /// membership change to, or where the leader is when it cannot forward.
@@ -213,7 +217,7 @@ impl Cluster for Api {
         if let Some(mut leader) = self.leader_cluster_client(is_forwarded(&req))? {
             return leader.remove_node(forwarded(req.into_inner())).await;
         }
-        let id = req.into_inner().id;
+        let pb::RemoveNodeRequest { id, force } = req.into_inner();
         let m = raft_metrics(&self.node.raft);
         let membership = m.membership_config.membership();
         if membership.get_node(&id).is_none() {
@@ -223,7 +227,20 @@ impl Cluster for Api {
                 format!("node {id} is not a member"),
             ));
         }
-        let change = if membership.voter_ids().any(|v| v == id) {
+        let voters = membership.voter_ids().count();
+        let is_voter = membership.voter_ids().any(|v| v == id);
+        if is_voter && voters - 1 < SAFE_VOTERS && !force {
+            return Err(rpc_error(
+                Code::FailedPrecondition,
+                "UNSAFE_MEMBERSHIP",
+                format!(
+                    "removing voter {id} leaves {} voter(s), fewer than {SAFE_VOTERS}: one more failure \
+                     would stop the cluster; add a node first, or force it",
+                    voters - 1
+                ),
+            ));
+        }
+        let change = if is_voter {
             ChangeMembers::RemoveVoters(BTreeSet::from([id]))
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
@@ -239,6 +256,18 @@ impl Cluster for Api {
                     format!("cannot remove node {id}: {e}"),
                 )
             })?;
+        // Its certificates go too: from the next handshake on, no node of the
+        // cluster accepts them, whatever the removed node still believes.
+        match crate::tls::revoke_node(&self.node, id).await {
+            Ok(n) => tracing::info!(
+                node = id,
+                certificates = n,
+                "removed a node and revoked its TLS certificates"
+            ),
+            Err(e) => {
+                tracing::warn!(node = id, error = %format!("{e:#}"), "removed a node but could not revoke its TLS certificates")
+            }
+        }
         Ok(Response::new(pb::MembershipResponse {
             members: member_list(&self.node),
         }))
