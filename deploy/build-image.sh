@@ -10,6 +10,7 @@ RUSTFLAGS="-C target-feature=+crt-static" \
   cargo build --release --locked --target "$TARGET" --bin icsd --bin icsctl
 CONTEXT=$(mktemp -d)
 trap 'rm -rf "$CONTEXT"' EXIT
-cp "target/$TARGET/release/icsd" "target/$TARGET/release/icsctl" deploy/Dockerfile "$CONTEXT/"
+OUT="${CARGO_TARGET_DIR:-target}/$TARGET/release"
+cp "$OUT/icsd" "$OUT/icsctl" deploy/Dockerfile "$CONTEXT/"
 docker build --quiet --tag "$TAG" "$CONTEXT" >/dev/null
 echo "$TAG"

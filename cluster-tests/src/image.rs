@@ -16,9 +16,13 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The static `icsctl` the image carries, for running it from the host.
+/// The static `icsctl` the image carries, for running it from the host
+/// (where `deploy/build-image.sh` left it: `CARGO_TARGET_DIR` or `target/`).
 pub fn icsctl() -> PathBuf {
-    workspace_root().join("target/x86_64-unknown-linux-gnu/release/icsctl")
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    target.join("x86_64-unknown-linux-gnu/release/icsctl")
 }
 
 static BUILT: OnceCell<()> = OnceCell::const_new();

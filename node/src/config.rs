@@ -67,8 +67,12 @@ pub struct Limits {
     pub max_peer_connections: usize,
     /// Concurrent gRPC streams per connection.
     pub max_concurrent_streams: u32,
-    /// Concurrent requests the node serves.
+    /// Requests the client API serves at once, over all connections; more
+    /// wait (within request_timeout_ms).
     pub max_concurrent_requests: usize,
+    /// Watch streams the node serves at once (each holds a task and a
+    /// buffer); more are refused (WATCHERS_FULL).
+    pub max_watchers: usize,
     /// Append requests waiting for the writer.
     pub max_pending_appends: usize,
     /// Append requests this node accepts per second (token bucket), and the
@@ -80,6 +84,7 @@ pub struct Limits {
     pub hkp_burst: u32,
     /// sled page cache.
     pub cache_bytes: u64,
+    /// Deadline of a client API request (a client's own grpc-timeout may be shorter).
     pub request_timeout_ms: u64,
 }
 
@@ -94,6 +99,7 @@ impl Default for Limits {
             max_peer_connections: 64,
             max_concurrent_streams: 256,
             max_concurrent_requests: 1024,
+            max_watchers: 256,
             max_pending_appends: 4096,
             max_appends_per_second: 20_000,
             append_burst: 2_000,
@@ -294,8 +300,16 @@ impl Config {
         if limits.max_hkp_lookups_per_second == 0 || limits.hkp_burst == 0 {
             bail!("limits.max_hkp_lookups_per_second and limits.hkp_burst must be positive");
         }
-        if limits.max_pending_appends == 0 || limits.max_concurrent_requests == 0 {
-            bail!("limits.max_pending_appends and limits.max_concurrent_requests must be positive");
+        if limits.max_pending_appends == 0
+            || limits.max_concurrent_requests == 0
+            || limits.max_watchers == 0
+            || limits.max_peer_connections == 0
+            || limits.request_timeout_ms == 0
+        {
+            bail!(
+                "limits.max_pending_appends, max_concurrent_requests, max_watchers, max_peer_connections \
+                 and request_timeout_ms must be positive"
+            );
         }
         let max_lifetime = u64::try_from(ics_pki::MAX_LEAF_LIFETIME_MS / 1000).unwrap_or(u64::MAX);
         if !(MIN_CERT_LIFETIME_SECS..=max_lifetime).contains(&tls.cert_lifetime_secs) {

@@ -37,6 +37,8 @@ pub struct Node {
     /// This node's TLS towards its peers (the leader it forwards to).
     pub peer_tls: Arc<crate::peer::PeerTls>,
     append_rate: RateLimit,
+    /// One permit per open watch stream (`limits.max_watchers`).
+    pub watchers: Arc<tokio::sync::Semaphore>,
 }
 
 impl Node {
@@ -65,6 +67,7 @@ impl Node {
             config.limits.max_appends_per_second,
             config.limits.append_burst,
         );
+        let watchers = Arc::new(tokio::sync::Semaphore::new(config.limits.max_watchers));
         let node = Arc::new(Node {
             id: config.node_id,
             raft,
@@ -76,6 +79,7 @@ impl Node {
             channels: Mutex::new(HashMap::new()),
             peer_tls,
             append_rate,
+            watchers,
         });
         tokio::spawn(run_writer(
             Writer {

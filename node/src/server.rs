@@ -121,8 +121,12 @@ pub async fn run(
     let max = config.limits.max_message_bytes;
     let api = Api { node: node.clone() };
     let grpc = tonic::transport::Server::builder()
-        .concurrency_limit_per_connection(config.limits.max_concurrent_requests)
+        .timeout(Duration::from_millis(config.limits.request_timeout_ms))
         .max_concurrent_streams(config.limits.max_concurrent_streams)
+        // Over all connections: many connections buy no more of the node.
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            config.limits.max_concurrent_requests,
+        ))
         .add_service(
             EventLogServer::new(api.clone())
                 .max_decoding_message_size(max)

@@ -566,3 +566,35 @@ async fn a_node_refuses_to_start_on_a_readable_root_key_or_another_partys_log() 
             .contains("the party root key is on this node")
     );
 }
+
+/// F12: watch streams are capped per node; the one over the cap is refused
+/// with a reason, and a closed stream frees its place.
+#[tokio::test]
+async fn watch_streams_over_the_cap_are_refused_until_one_closes() {
+    let cluster = start_cluster(1, "[limits]\nmax_watchers = 2\n");
+    cluster.wait_ready(Duration::from_secs(30)).await;
+    let node = cluster.node(1);
+    let watch = || async {
+        node.client()
+            .log
+            .watch(pb::WatchRequest { from_index: 1 })
+            .await
+    };
+    let first = watch().await.expect("first watch");
+    let _second = watch().await.expect("second watch");
+    let err = watch().await.expect_err("a third watch");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
+    assert_eq!(reason_of(&err), "WATCHERS_FULL");
+    assert!(
+        err.message().contains("2 watch streams"),
+        "{}",
+        err.message()
+    );
+    drop(first);
+    wait_until(
+        "a closed watch frees its place",
+        Duration::from_secs(10),
+        || async { watch().await.is_ok() },
+    )
+    .await;
+}

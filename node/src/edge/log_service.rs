@@ -86,10 +86,21 @@ impl EventLog for Api {
 
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<EventStream>, Status> {
         let from = req.into_inner().from_index.max(1);
+        let Ok(permit) = self.node.watchers.clone().try_acquire_owned() else {
+            return Err(rpc_error(
+                Code::ResourceExhausted,
+                "WATCHERS_FULL",
+                format!(
+                    "this node serves {} watch streams already; retry later or watch another node",
+                    self.node.config.limits.max_watchers
+                ),
+            ));
+        };
         let (tx, rx) = mpsc::channel(64);
         let node = self.node.clone();
         let mut count_rx = node.shared.event_count.subscribe();
         tokio::spawn(async move {
+            let _permit = permit;
             let mut next = from;
             loop {
                 let count = *count_rx.borrow_and_update();
