@@ -74,17 +74,16 @@ pub async fn check(
         }
     }
 
-    // Every replica: same order and state; every acknowledged event at its index.
-    let mut statuses = Vec::new();
+    // Every replica: the same state at one moment. The nodes keep appending
+    // their own records (certificate renewals) after the workload stops, so
+    // the replicas are read together, again until they agree.
+    let statuses = same_moment_statuses(replicas, &mut v).await;
+    // Every acknowledged event at its index on every replica.
     for (id, addr) in replicas {
         let Ok(mut c) = Client::connect(addr) else {
             v.problem(format!("node {id}: no client"));
             continue;
         };
-        match c.status().await {
-            Ok(s) => statuses.push(s),
-            Err(e) => v.problem(format!("node {id}: status: {}", e.message())),
-        }
         for a in &acks {
             let got = c
                 .log
@@ -200,4 +199,38 @@ pub async fn check(
 
 fn hex(b: &[u8]) -> String {
     b.iter().take(8).map(|x| format!("{x:02x}")).collect()
+}
+
+/// The replicas' statuses read back to back, retried (for up to 20 s) until
+/// they agree on event count, log hash and state hash; the last reading
+/// otherwise, which the caller reports.
+async fn same_moment_statuses(
+    replicas: &BTreeMap<u64, String>,
+    v: &mut Verdict,
+) -> Vec<pb::StatusResponse> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let mut statuses = Vec::new();
+        let mut failed = Vec::new();
+        for (id, addr) in replicas {
+            match Client::connect(addr) {
+                Ok(mut c) => match c.status().await {
+                    Ok(s) => statuses.push(s),
+                    Err(e) => failed.push(format!("node {id}: status: {}", e.message())),
+                },
+                Err(_) => failed.push(format!("node {id}: no client")),
+            }
+        }
+        let agree = statuses.windows(2).all(|w| {
+            (w[0].event_count, &w[0].log_hash, &w[0].state_hash)
+                == (w[1].event_count, &w[1].log_hash, &w[1].state_hash)
+        });
+        if (failed.is_empty() && agree) || std::time::Instant::now() > deadline {
+            for f in failed {
+                v.problem(f);
+            }
+            return statuses;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -22,6 +22,8 @@ pub struct Metrics {
     is_leader: Gauge,
     hkp_lookups: Counter,
     snapshots_refused: Counter,
+    peer_handshakes: Counter,
+    peer_connections_refused: Counter,
     tls_node_cert_expiry: Gauge,
     tls_ca_cert_expiry: Gauge,
 }
@@ -41,6 +43,8 @@ impl Default for Metrics {
             is_leader: Gauge::default(),
             hkp_lookups: Counter::default(),
             snapshots_refused: Counter::default(),
+            peer_handshakes: Counter::default(),
+            peer_connections_refused: Counter::default(),
             tls_node_cert_expiry: Gauge::default(),
             tls_ca_cert_expiry: Gauge::default(),
         };
@@ -98,6 +102,17 @@ impl Default for Metrics {
             m.snapshots_refused.clone(),
         );
         r.register(
+            "peer_handshakes",
+            "Peer connections accepted after a mutual-TLS handshake (connections are reused: \
+             a steady cluster makes few)",
+            m.peer_handshakes.clone(),
+        );
+        r.register(
+            "peer_connections_refused",
+            "Peer connections refused: no or a failed handshake, not a node of this party, revoked",
+            m.peer_connections_refused.clone(),
+        );
+        r.register(
             "tls_node_cert_expiry_timestamp_seconds",
             "When this node's TLS certificate expires (Unix time); renewed at two thirds of its life",
             m.tls_node_cert_expiry.clone(),
@@ -129,6 +144,15 @@ impl Metrics {
     pub fn tls_expiry(&self, node_not_after_ms: i64, ca_not_after_ms: i64) {
         self.tls_node_cert_expiry.set(node_not_after_ms / 1000);
         self.tls_ca_cert_expiry.set(ca_not_after_ms / 1000);
+    }
+
+    /// A peer connection accepted (`true`) or refused.
+    pub fn peer_connection(&self, accepted: bool) {
+        if accepted {
+            self.peer_handshakes.inc();
+        } else {
+            self.peer_connections_refused.inc();
+        }
     }
 
     pub fn refused(&self) {

@@ -416,6 +416,7 @@ pub fn accept(
     tls: &Arc<PeerTls>,
     max_connections: usize,
     check: PeerCheck,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> anyhow::Result<tokio_stream::wrappers::ReceiverStream<io::Result<PeerConn>>> {
     let acceptor = TlsAcceptor::from(tls.server_config()?);
     let party = tls.party.clone();
@@ -439,6 +440,7 @@ pub fn accept(
             let tx = tx.clone();
             let party = party.clone();
             let check = check.clone();
+            let metrics = metrics.clone();
             tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);
                 let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
@@ -446,10 +448,12 @@ pub fn accept(
                 {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
+                        metrics.peer_connection(false);
                         tracing::warn!(%from, error = %e, "refused a peer connection: TLS handshake failed");
                         return;
                     }
                     Err(_) => {
+                        metrics.peer_connection(false);
                         tracing::warn!(%from, "refused a peer connection: no TLS handshake within {HANDSHAKE_TIMEOUT:?}");
                         return;
                     }
@@ -464,6 +468,7 @@ pub fn accept(
                     .and_then(|id| check(&id).map(|()| id));
                 match identity {
                     Ok(identity) => {
+                        metrics.peer_connection(true);
                         let _ = tx
                             .send(Ok(PeerConn {
                                 stream,
@@ -473,6 +478,7 @@ pub fn accept(
                             .await;
                     }
                     Err(e) => {
+                        metrics.peer_connection(false);
                         tracing::warn!(%from, error = %e, "refused a peer connection");
                     }
                 }

@@ -160,6 +160,7 @@ pub async fn run(
         &peer_tls,
         config.limits.max_peer_connections,
         revoked_check,
+        node.metrics.clone(),
     )?;
     let peer_grpc = tonic::transport::Server::builder()
         .max_concurrent_streams(config.limits.max_concurrent_streams)

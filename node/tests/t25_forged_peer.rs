@@ -611,6 +611,24 @@ async fn the_peer_listener_admits_only_current_node_certificates_of_this_party()
     )
     .await;
 
+    // Counted: the refusals, and the accepted handshakes (a few per peer:
+    // connections are reused).
+    let metrics = http_get(&target.http, "/metrics").await;
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        counter("ics_peer_connections_refused_total") >= 5,
+        "{metrics}"
+    );
+    assert!(counter("ics_peer_handshakes_total") >= 2, "{metrics}");
+
     // The cluster did not notice.
     let after = cluster.wait_converged(Duration::from_secs(30)).await;
     for (b, a) in before.iter().zip(&after) {
