@@ -62,6 +62,15 @@ async fn register_author(cluster: &DockerCluster, root: &SigningKey) -> anyhow::
         .collect(),
         client::now_ms() + 86_400_000,
     );
+    any_node(cluster)?
+        .append(vec![env])
+        .await
+        .context("register author")?;
+    Ok(author)
+}
+
+/// A client of some running node.
+fn any_node(cluster: &DockerCluster) -> anyhow::Result<Client> {
     let addr = cluster
         .addresses
         .read()
@@ -70,25 +79,12 @@ async fn register_author(cluster: &DockerCluster, root: &SigningKey) -> anyhow::
         .next()
         .cloned()
         .context("no node")?;
-    Client::connect(&addr)?
-        .append(vec![env])
-        .await
-        .context("register author")?;
-    Ok(author)
+    Client::connect(&addr)
 }
 
 /// The node certificates the log recorded (first issues and renewals).
 async fn tls_certificates(cluster: &DockerCluster) -> anyhow::Result<usize> {
-    let addr = cluster
-        .addresses
-        .read()
-        .expect("lock")
-        .values()
-        .next()
-        .cloned()
-        .context("a node to ask")?;
-    let mut c = Client::connect(&addr)?;
-    let page = c
+    let page = any_node(cluster)?
         .log
         .list_subjects(ics_proto::core_v1::ListSubjectsRequest {
             kind: "tls-cert".into(),
