@@ -65,6 +65,11 @@ pub struct Limits {
     pub max_snapshot_bytes: usize,
     /// Connections the peer listener holds at once (handshakes included).
     pub max_peer_connections: usize,
+    /// Connections the HTTP listener holds at once; more are closed at once.
+    pub max_http_connections: usize,
+    /// How long an HTTP connection may take to send a request's headers,
+    /// including an idle keep-alive connection's wait for its next request.
+    pub http_header_timeout_ms: u64,
     /// Concurrent gRPC streams per connection.
     pub max_concurrent_streams: u32,
     /// Requests the client API serves at once, over all connections; more
@@ -97,6 +102,8 @@ impl Default for Limits {
             max_message_bytes: 4 * 1024 * 1024,
             max_snapshot_bytes: 1024 * 1024 * 1024,
             max_peer_connections: 64,
+            max_http_connections: 512,
+            http_header_timeout_ms: 10_000,
             max_concurrent_streams: 256,
             max_concurrent_requests: 1024,
             max_watchers: 256,
@@ -304,11 +311,13 @@ impl Config {
             || limits.max_concurrent_requests == 0
             || limits.max_watchers == 0
             || limits.max_peer_connections == 0
+            || limits.max_http_connections == 0
+            || limits.http_header_timeout_ms == 0
             || limits.request_timeout_ms == 0
         {
             bail!(
-                "limits.max_pending_appends, max_concurrent_requests, max_watchers, max_peer_connections \
-                 and request_timeout_ms must be positive"
+                "limits.max_pending_appends, max_concurrent_requests, max_watchers, max_peer_connections, \
+                 max_http_connections, http_header_timeout_ms and request_timeout_ms must be positive"
             );
         }
         let max_lifetime = u64::try_from(ics_pki::MAX_LEAF_LIFETIME_MS / 1000).unwrap_or(u64::MAX);

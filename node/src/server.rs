@@ -188,13 +188,17 @@ pub async fn run(
     if ics_identity::serves_hkp(config.role) {
         http_router = http_router.merge(crate::hkp::router(node.clone()));
     }
-    let http =
-        axum::serve(http_listener, http_router).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let http = crate::edge::http::serve(
+        http_listener,
+        http_router,
+        config.limits.max_http_connections,
+        Duration::from_millis(config.limits.http_header_timeout_ms),
+        stopped(stop_rx.clone()),
+    );
 
-    let (g, p, h) = tokio::join!(grpc, peer_grpc, http);
+    let (g, p, ()) = tokio::join!(grpc, peer_grpc, http);
     g.context("gRPC server")?;
     p.context("peer gRPC server")?;
-    h.context("HTTP server")?;
     fatal.abort();
     wrong_party.abort();
     tls_upkeep.abort();

@@ -598,3 +598,44 @@ async fn watch_streams_over_the_cap_are_refused_until_one_closes() {
     )
     .await;
 }
+
+/// F9: the HTTP listener holds a bounded number of connections, closes one
+/// over the cap at once, and closes a connection that sends no request
+/// headers in time (an idle one too); then it serves again.
+#[tokio::test]
+async fn idle_http_connections_are_capped_and_closed() {
+    use tokio::io::AsyncReadExt;
+    let cluster = start_cluster(
+        1,
+        "[limits]\nmax_http_connections = 4\nhttp_header_timeout_ms = 2000\n",
+    );
+    cluster.wait_ready(Duration::from_secs(30)).await;
+    let http = cluster.node(1).http.clone();
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(&http).await.unwrap());
+    }
+    // Over the cap: closed without an answer.
+    let mut over = tokio::net::TcpStream::connect(&http).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(1), over.read(&mut buf))
+        .await
+        .expect("closed at once")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "a connection over the cap was served");
+    // The idle ones are closed once the header timeout passes.
+    let started = std::time::Instant::now();
+    for mut c in idle {
+        let n = tokio::time::timeout(Duration::from_secs(10), c.read(&mut buf))
+            .await
+            .expect("an idle connection is closed")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(http_get(&http, "/readyz").await.starts_with("ready"));
+}

@@ -35,6 +35,52 @@ async fn metrics(State(node): State<Arc<Node>>) -> String {
     })
 }
 
+/// Serves `router` on `listener` until `shutdown`: at most `max_connections`
+/// at once (one more is closed at once), each closed when it takes longer
+/// than `header_timeout` to send a request's headers — which also ends an
+/// idle keep-alive connection (F9: slow or idle clients hold no slot long).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    max_connections: usize,
+    header_timeout: std::time::Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, from) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return,
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%from, "HTTP connection over the cap closed");
+            continue;
+        };
+        let service = TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = tcp.set_nodelay(true);
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(tcp), service);
+            if let Err(e) = connection.await {
+                tracing::debug!(%from, error = %e, "HTTP connection ended");
+            }
+        });
+    }
+}
+
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
