@@ -32,8 +32,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tonic::codegen::http::Uri;
 
-/// How long a peer has to finish its TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a peer has to finish its TLS handshake (a real one takes
+/// milliseconds).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Handshakes in progress at once. Slots for established connections are
+/// separate, so connections that never finish a handshake cannot take the
+/// place of the nodes already connected.
+pub const MAX_HANDSHAKES: usize = 32;
 
 /// The one crypto provider of the process (ring).
 pub fn provider() -> Arc<CryptoProvider> {
@@ -407,10 +412,11 @@ impl AsyncWrite for PeerConn {
 /// Whether a peer's certificate may still be used (not revoked in the log).
 pub type PeerCheck = Arc<dyn Fn(&PeerIdentity) -> Result<(), String> + Send + Sync>;
 
-/// Accepts peer connections on `listener`: at most `max_connections` at once,
-/// each with `HANDSHAKE_TIMEOUT` to complete a mutual-TLS handshake with a
-/// node certificate of this party that `check` allows. Refused connections
-/// are closed and logged; accepted ones are yielded to tonic.
+/// Accepts peer connections on `listener`: at most `MAX_HANDSHAKES` in
+/// progress (one more is closed at once), each with `HANDSHAKE_TIMEOUT` to
+/// complete a mutual-TLS handshake with a node certificate of this party that
+/// `check` allows, then at most `max_connections` established. Refused
+/// connections are closed, counted and logged; accepted ones go to tonic.
 pub fn accept(
     listener: TcpListener,
     tls: &Arc<PeerTls>,
@@ -421,13 +427,10 @@ pub fn accept(
     let acceptor = TlsAcceptor::from(tls.server_config()?);
     let party = tls.party.clone();
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(async move {
         loop {
-            let permit = match slots.clone().acquire_owned().await {
-                Ok(p) => p,
-                Err(_) => return,
-            };
             let (tcp, from) = match listener.accept().await {
                 Ok(c) => c,
                 Err(e) => {
@@ -436,6 +439,12 @@ pub fn accept(
                     continue;
                 }
             };
+            let Ok(handshaking) = handshakes.clone().try_acquire_owned() else {
+                metrics.peer_connection(false);
+                tracing::debug!(%from, "refused a peer connection: {MAX_HANDSHAKES} handshakes in progress");
+                continue;
+            };
+            let slots = slots.clone();
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             let party = party.clone();
@@ -466,8 +475,13 @@ pub fn accept(
                     .ok_or_else(|| "no client certificate".to_string())
                     .and_then(|c| identity_of(c, &party))
                     .and_then(|id| check(&id).map(|()| id));
-                match identity {
-                    Ok(identity) => {
+                drop(handshaking);
+                let permit = match slots.try_acquire_owned() {
+                    Ok(p) => Ok(p),
+                    Err(_) => Err(format!("{max_connections} peer connections are open")),
+                };
+                match identity.and_then(|id| permit.map(|p| (id, p))) {
+                    Ok((identity, permit)) => {
                         metrics.peer_connection(true);
                         let _ = tx
                             .send(Ok(PeerConn {

@@ -636,3 +636,64 @@ async fn the_peer_listener_admits_only_current_node_certificates_of_this_party()
         assert!(a.ready, "{a:?}");
     }
 }
+
+/// F9 on the peer listener: 500 idle connections that never start a
+/// handshake beside a healthy cluster. They get at most the handshake slots,
+/// for at most the handshake deadline; the nodes already connected go on
+/// replicating, and every idle connection is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_idle_connections_beside_healthy_peers_change_nothing() {
+    use tokio::io::AsyncReadExt;
+    let cluster = start_cluster(3, "");
+    let leader = cluster.wait_ready(Duration::from_secs(60)).await;
+    let author = cluster.device_author().await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let target = cluster.node(follower);
+    let mut idle = Vec::new();
+    for _ in 0..500 {
+        idle.push(tokio::net::TcpStream::connect(&target.peer).await.unwrap());
+    }
+    // Writes through the flooded follower (forwarded to the leader over its
+    // established peer connection) and through the leader.
+    let started = std::time::Instant::now();
+    let mut latencies = Vec::new();
+    for i in 0..20 {
+        let node = if i % 2 == 0 {
+            target
+        } else {
+            cluster.node(leader)
+        };
+        let t = std::time::Instant::now();
+        register_device(&mut node.client(), &author, &format!("SN-flood-{i}")).await;
+        latencies.push(t.elapsed());
+    }
+    latencies.sort();
+    eprintln!(
+        "20 writes beside 500 idle peer connections: p50 {:?}, max {:?}, {:?} in all",
+        latencies[10],
+        latencies[19],
+        started.elapsed()
+    );
+    let statuses = cluster.wait_converged(Duration::from_secs(30)).await;
+    assert!(statuses.iter().all(|s| s.ready), "{statuses:?}");
+    // Every idle connection is closed: at once beyond the handshake slots,
+    // at the handshake deadline within them.
+    let mut buf = [0u8; 16];
+    for c in idle.iter_mut() {
+        let n = tokio::time::timeout(Duration::from_secs(15), c.read(&mut buf))
+            .await
+            .expect("an idle peer connection is closed")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+    }
+    let metrics = http_get(&target.http, "/metrics").await;
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ics_peer_connections_refused_total "))
+        .expect("refusals counted")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(refused >= 500, "{refused} refused: {metrics}");
+    register_device(&mut target.client(), &author, "SN-after-flood").await;
+}
