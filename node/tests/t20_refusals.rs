@@ -407,13 +407,7 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
 
 /// `ics_events_appended_total` from the node's metrics.
 async fn appended_total(http: &str) -> u64 {
-    let text = http_get(http, "/metrics").await;
-    text.lines()
-        .find_map(|l| l.strip_prefix("ics_events_appended_total "))
-        .unwrap_or_else(|| panic!("no ics_events_appended_total in {text}"))
-        .trim()
-        .parse()
-        .unwrap()
+    metric(http, "ics_events_appended_total").await
 }
 
 /// A unary gRPC call with `body` as the message bytes, whatever they are.

@@ -265,17 +265,9 @@ async fn forged_snapshots_are_refused_before_install_and_change_nothing() {
         (before.event_count, &before.log_hash, &before.state_hash)
     );
     assert_eq!(after.state, "follower");
-    let metrics = http_get(&target.http, "/metrics").await;
-    let refused: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("ics_snapshots_refused_total "))
-        .expect("snapshot refusals counted")
-        .trim()
-        .parse()
-        .unwrap();
     // Five alarms; the non-member sender is refused before the snapshot
     // checks, as every Raft message from a non-member is (NOT_A_MEMBER).
-    assert_eq!(refused, 5, "{metrics}");
+    assert_eq!(metric(&target.http, "ics_snapshots_refused_total").await, 5);
     register_device(&mut c, &author, "SN-after").await;
     let statuses = cluster.wait_converged(Duration::from_secs(30)).await;
     assert_eq!(statuses[0].event_count, before.event_count + 1);
@@ -613,21 +605,10 @@ async fn the_peer_listener_admits_only_current_node_certificates_of_this_party()
 
     // Counted: the refusals, and the accepted handshakes (a few per peer:
     // connections are reused).
-    let metrics = http_get(&target.http, "/metrics").await;
-    let counter = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .unwrap_or_else(|| panic!("{name} in {metrics}"))
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    assert!(
-        counter("ics_peer_connections_refused_total") >= 5,
-        "{metrics}"
-    );
-    assert!(counter("ics_peer_handshakes_total") >= 2, "{metrics}");
+    let refused = metric(&target.http, "ics_peer_connections_refused_total").await;
+    assert!(refused >= 5, "{refused} refused");
+    let handshakes = metric(&target.http, "ics_peer_handshakes_total").await;
+    assert!(handshakes >= 2, "{handshakes} handshakes");
 
     // The cluster did not notice.
     let after = cluster.wait_converged(Duration::from_secs(30)).await;
@@ -686,14 +667,7 @@ async fn five_hundred_idle_connections_beside_healthy_peers_change_nothing() {
             .unwrap_or(0);
         assert_eq!(n, 0);
     }
-    let metrics = http_get(&target.http, "/metrics").await;
-    let refused: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("ics_peer_connections_refused_total "))
-        .expect("refusals counted")
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(refused >= 500, "{refused} refused: {metrics}");
+    let refused = metric(&target.http, "ics_peer_connections_refused_total").await;
+    assert!(refused >= 500, "{refused} refused");
     register_device(&mut target.client(), &author, "SN-after-flood").await;
 }

@@ -50,6 +50,18 @@ pub async fn http_get(addr: &str, path: &str) -> String {
     body.to_string()
 }
 
+/// One counter or gauge of a node's `/metrics` (at `http`), e.g.
+/// `ics_events_appended_total`.
+pub async fn metric(http: &str, name: &str) -> u64 {
+    let text = http_get(http, "/metrics").await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
 /// The machine-readable reason of an error (`google.rpc.ErrorInfo`).
 pub fn reason_of(err: &tonic::Status) -> String {
     use tonic_types::StatusExt;
