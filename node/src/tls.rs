@@ -457,7 +457,8 @@ async fn maintain_once(
     node.metrics
         .tls_expiry(cert.not_after_ms, ca.cert.not_after_ms);
 
-    let (bound, recorded) = {
+    let operator = load_cert(dir, &Holder::Operator(DEFAULT_OPERATOR.into()))?;
+    let (bound, ca_key_registered, unrecorded) = {
         let state = node.shared.read();
         let p = &state.projection;
         if p.party().is_none() || node.leader().is_none() {
@@ -465,20 +466,16 @@ async fn maintain_once(
         }
         let pki = p.capability::<Pki>();
         let ca_subject = SubjectRef::new(TLS_CA, ca.key.key_id().to_hex());
-        let bound = matches!(pki.subject(&ca_subject), Some(PkiState::Ca(_)));
-        let mut recorded =
-            vec![ics_pki::query::cert_by_fingerprint(pki, &cert.fingerprint_hex()).is_some()];
-        let operator = load_cert(dir, &Holder::Operator(DEFAULT_OPERATOR.into()))?;
-        if let Some(op) = &operator {
-            recorded
-                .push(ics_pki::query::cert_by_fingerprint(pki, &op.fingerprint_hex()).is_some());
-        }
+        let unrecorded: Vec<&ParsedCert> = std::iter::once(&cert)
+            .chain(operator.as_ref())
+            .filter(|c| ics_pki::query::cert_by_fingerprint(pki, &c.fingerprint_hex()).is_none())
+            .collect();
         (
-            bound,
-            (recorded, operator, p.key(&ca.key.key_id()).is_some()),
+            matches!(pki.subject(&ca_subject), Some(PkiState::Ca(_))),
+            p.key(&ca.key.key_id()).is_some(),
+            unrecorded,
         )
     };
-    let (recorded, operator, ca_key_registered) = recorded;
     if !bound {
         let root_path = config.data_dir.join("root.key");
         if !root_path.exists() {
@@ -516,22 +513,19 @@ async fn maintain_once(
         append(node, events).await?;
         tracing::info!(sha256 = %ca.cert.fingerprint_hex(), "bound the party's TLS CA in the log");
     }
-    let mut events = Vec::new();
-    for (c, done) in std::iter::once(&cert)
-        .chain(operator.as_ref())
-        .zip(recorded)
-    {
-        if !done {
-            events.push(crate::client::signed(
+    let events: Vec<_> = unrecorded
+        .into_iter()
+        .map(|c| {
+            crate::client::signed(
                 &ca.key,
                 SubjectRef::new(TLS_CERT, c.serial.clone()),
                 crate::client::ChainHead::default(),
                 PkiPayload::TlsCertIssued {
                     certificate: c.der.clone(),
                 },
-            ));
-        }
-    }
+            )
+        })
+        .collect();
     if !events.is_empty() {
         let n = events.len();
         append(node, events).await?;
