@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures::StreamExt;
 use ics_kernel::{EventId, EventLimits, PublicKey};
-use ics_node::client::Client;
+use ics_node::client::{Client, ClientTls};
 use ics_node::codec;
 use ics_proto::core_v1 as pb;
 
@@ -34,6 +34,7 @@ impl Verdict {
 pub async fn check(
     history: &History,
     replicas: &BTreeMap<u64, String>,
+    tls: &ClientTls,
     author: &PublicKey,
 ) -> Verdict {
     let acks = history.acks.lock().expect("lock").clone();
@@ -77,10 +78,10 @@ pub async fn check(
     // Every replica: the same state at one moment. The nodes keep appending
     // their own records (certificate renewals) after the workload stops, so
     // the replicas are read together, again until they agree.
-    let statuses = same_moment_statuses(replicas, &mut v).await;
+    let statuses = same_moment_statuses(replicas, tls, &mut v).await;
     // Every acknowledged event at its index on every replica.
     for (id, addr) in replicas {
-        let Ok(mut c) = Client::connect(addr) else {
+        let Ok(mut c) = Client::connect(addr, tls) else {
             v.problem(format!("node {id}: no client"));
             continue;
         };
@@ -133,7 +134,7 @@ pub async fn check(
     let subjects = acks_by_subject(&acks);
     v.subjects = subjects.len();
     if let Some(addr) = replicas.values().next()
-        && let Ok(mut c) = Client::connect(addr)
+        && let Ok(mut c) = Client::connect(addr, tls)
     {
         for (subject, acked) in &subjects {
             let req = pb::HistoryRequest {
@@ -206,6 +207,7 @@ fn hex(b: &[u8]) -> String {
 /// otherwise, which the caller reports.
 async fn same_moment_statuses(
     replicas: &BTreeMap<u64, String>,
+    tls: &ClientTls,
     v: &mut Verdict,
 ) -> Vec<pb::StatusResponse> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -213,7 +215,7 @@ async fn same_moment_statuses(
         let mut statuses = Vec::new();
         let mut failed = Vec::new();
         for (id, addr) in replicas {
-            match Client::connect(addr) {
+            match Client::connect(addr, tls) {
                 Ok(mut c) => match c.status().await {
                     Ok(s) => statuses.push(s),
                     Err(e) => failed.push(format!("node {id}: status: {}", e.message())),

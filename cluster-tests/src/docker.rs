@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ics_node::client::Client;
+use ics_node::client::{Client, ClientTls};
 use ics_proto::core_v1 as pb;
 use testcontainers::bollard::Docker;
 use testcontainers::bollard::models::{NetworkConnectRequest, NetworkDisconnectRequest};
@@ -42,8 +42,28 @@ pub struct Node {
     container: ContainerAsync<GenericImage>,
 }
 
-/// Host addresses of the nodes clients may use, updated as containers restart.
-pub type Addresses = Arc<RwLock<BTreeMap<u64, String>>>;
+/// Host addresses of the nodes clients may use, updated as containers
+/// restart, and the TLS clients speak to them (the party CA, an operator).
+pub struct NodeAddresses {
+    map: RwLock<BTreeMap<u64, String>>,
+    pub tls: ClientTls,
+}
+
+impl NodeAddresses {
+    pub fn read(
+        &self,
+    ) -> std::sync::LockResult<std::sync::RwLockReadGuard<'_, BTreeMap<u64, String>>> {
+        self.map.read()
+    }
+
+    pub fn write(
+        &self,
+    ) -> std::sync::LockResult<std::sync::RwLockWriteGuard<'_, BTreeMap<u64, String>>> {
+        self.map.write()
+    }
+}
+
+pub type Addresses = Arc<NodeAddresses>;
 
 pub struct DockerCluster {
     pub run_id: String,
@@ -68,11 +88,12 @@ fn peer_args(run_id: &str, ids: &[u64]) -> Vec<String> {
         .collect()
 }
 
-/// The names a node's certificate carries: its container name on the network.
+/// The names a node's certificate carries: its container name on the
+/// network, and the loopback address the tests reach its mapped port on.
 fn container_names(name: &str) -> ics_pki::LeafNames {
     ics_pki::LeafNames {
         dns_names: vec![name.to_string()],
-        ip_addresses: Vec::new(),
+        ip_addresses: vec![std::net::Ipv4Addr::LOCALHOST.into()],
     }
 }
 
@@ -86,15 +107,7 @@ impl DockerCluster {
         image::ensure().await;
         let docker =
             Docker::connect_with_local_defaults().context("connect to the Docker engine")?;
-        let mut cluster = DockerCluster {
-            run_id: run_id.to_string(),
-            network: format!("{run_id}-net"),
-            nodes: BTreeMap::new(),
-            addresses: Arc::new(RwLock::new(BTreeMap::new())),
-            docker,
-            volumes: Vec::new(),
-            tls: tempfile::tempdir().context("a directory for the TLS material")?,
-        };
+        let tls = tempfile::tempdir().context("a directory for the TLS material")?;
         let ids: Vec<u64> = (1..=size).collect();
         let nodes: Vec<(u64, ics_pki::LeafNames)> = ids
             .iter()
@@ -102,13 +115,40 @@ impl DockerCluster {
             .collect();
         ics_node::tls::init_party(
             PARTY,
-            cluster.tls.path(),
+            tls.path(),
             &nodes,
             &[],
             ics_node::client::now_ms(),
             CERT_LIFETIME,
         )
         .context("the party's TLS material")?;
+        // The test's own operator certificate outlives the run (the nodes'
+        // are short-lived, to be renewed under the faults).
+        let operator_dir = tls.path().join("operator-admin");
+        ics_node::tls::add_holder(
+            &tls.path().join("ca"),
+            PARTY,
+            &ics_pki::Holder::Operator("admin".into()),
+            &ics_pki::LeafNames::default(),
+            &operator_dir,
+            ics_node::client::now_ms(),
+            Duration::from_secs(24 * 3600),
+        )
+        .context("the test's operator certificate")?;
+        let client_tls = ClientTls::from_dir(&operator_dir)?;
+        let cluster = DockerCluster {
+            run_id: run_id.to_string(),
+            network: format!("{run_id}-net"),
+            nodes: BTreeMap::new(),
+            addresses: Arc::new(NodeAddresses {
+                map: RwLock::new(BTreeMap::new()),
+                tls: client_tls,
+            }),
+            docker,
+            volumes: Vec::new(),
+            tls,
+        };
+        let mut cluster = cluster;
         let peers = peer_args(run_id, &ids);
         let starts = ids
             .iter()
@@ -214,7 +254,7 @@ impl DockerCluster {
             return None;
         }
         let port = n.container.get_host_port_ipv4(GRPC_PORT.tcp()).await.ok()?;
-        Client::connect(&format!("127.0.0.1:{port}")).ok()
+        Client::connect(&format!("127.0.0.1:{port}"), &self.addresses.tls).ok()
     }
 
     pub async fn status(&self, id: u64) -> Option<pb::StatusResponse> {

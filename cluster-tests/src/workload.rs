@@ -66,7 +66,7 @@ fn clients(addresses: &Addresses) -> Vec<Client> {
         .read()
         .expect("addresses lock")
         .values()
-        .filter_map(|a| Client::connect(a).ok())
+        .filter_map(|a| Client::connect(a, &addresses.tls).ok())
         .collect()
 }
 

@@ -79,7 +79,7 @@ fn any_node(cluster: &DockerCluster) -> anyhow::Result<Client> {
         .next()
         .cloned()
         .context("no node")?;
-    Client::connect(&addr)
+    Client::connect(&addr, &cluster.addresses.tls)
 }
 
 /// The node certificates the log recorded (first issues and renewals).
@@ -163,7 +163,13 @@ async fn scenario(
     cluster.wait_healthy(Duration::from_secs(60)).await?;
     wait_converged(cluster).await?;
     let replicas = cluster.addresses.read().expect("lock").clone();
-    let verdict = checker::check(&history, &replicas, &author.public_key()).await;
+    let verdict = checker::check(
+        &history,
+        &replicas,
+        &cluster.addresses.tls,
+        &author.public_key(),
+    )
+    .await;
     if !verdict.problems.is_empty() {
         bail!(
             "checker found {} problems:\n{}",

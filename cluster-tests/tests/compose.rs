@@ -6,14 +6,59 @@ use std::time::{Duration, Instant};
 
 use ics_cluster_tests::image;
 
-/// Host ports under ICS_PORT_PREFIX=76 and what each node must report.
-const NODES: &[(&str, &str, &str, usize)] = &[
-    ("7601", "acme-maintenance", "maintenance", 3),
-    ("7602", "acme-maintenance", "maintenance", 3),
-    ("7603", "acme-maintenance", "maintenance", 3),
-    ("7611", "thermo-devices", "manufacturer", 1),
-    ("7621", "firmware-works", "developer", 1),
-    ("7631", "site-gateway-01", "infield", 1),
+/// Services, their host ports under ICS_PORT_PREFIX=76, what each node must
+/// report, and where in the container its party's CA and an operator
+/// certificate are (the maintenance cluster's from `icsd tls init`, a single
+/// node's made on its first start).
+const NODES: &[(&str, &str, &str, &str, usize, &str)] = &[
+    (
+        "maintenance-1",
+        "7601",
+        "acme-maintenance",
+        "maintenance",
+        3,
+        "/tls/operator-admin",
+    ),
+    (
+        "maintenance-2",
+        "7602",
+        "acme-maintenance",
+        "maintenance",
+        3,
+        "/tls/operator-admin",
+    ),
+    (
+        "maintenance-3",
+        "7603",
+        "acme-maintenance",
+        "maintenance",
+        3,
+        "/tls/operator-admin",
+    ),
+    (
+        "manufacturer",
+        "7611",
+        "thermo-devices",
+        "manufacturer",
+        1,
+        "/data/tls",
+    ),
+    (
+        "developer",
+        "7621",
+        "firmware-works",
+        "developer",
+        1,
+        "/data/tls",
+    ),
+    (
+        "infield",
+        "7631",
+        "site-gateway-01",
+        "infield",
+        1,
+        "/data/tls",
+    ),
 ];
 
 struct Project(String);
@@ -42,7 +87,22 @@ impl Drop for Project {
     }
 }
 
-fn icsctl_status(port: &str) -> Option<serde_json::Value> {
+impl Project {
+    /// Copies `path` out of `service`'s container into `dest` (`docker cp`
+    /// needs nothing inside a scratch image).
+    fn copy_out(&self, service: &str, path: &str, dest: &std::path::Path) -> bool {
+        let ps = self.compose(&["ps", "-q", service]);
+        let id = String::from_utf8_lossy(&ps.stdout).trim().to_string();
+        !id.is_empty()
+            && Command::new("docker")
+                .args(["cp", &format!("{id}:{path}")])
+                .arg(dest)
+                .status()
+                .is_ok_and(|s| s.success())
+    }
+}
+
+fn icsctl_status(port: &str, tls_dir: &std::path::Path) -> Option<serde_json::Value> {
     let out = Command::new(image::icsctl())
         .args([
             "--server",
@@ -51,6 +111,8 @@ fn icsctl_status(port: &str) -> Option<serde_json::Value> {
             "cluster",
             "status",
         ])
+        .arg("--tls-dir")
+        .arg(tls_dir)
         .output()
         .ok()?;
     if !out.status.success() {
@@ -70,10 +132,13 @@ async fn compose_brings_up_the_demo_federation() {
         String::from_utf8_lossy(&up.stderr)
     );
 
-    for (port, party, role, members) in NODES {
+    let material = tempfile::tempdir().unwrap();
+    for (service, port, party, role, members, tls_path) in NODES {
+        let tls_dir = material.path().join(service);
         let deadline = Instant::now() + Duration::from_secs(120);
         let status = loop {
-            if let Some(s) = icsctl_status(port)
+            if (tls_dir.exists() || project.copy_out(service, tls_path, &tls_dir))
+                && let Some(s) = icsctl_status(port, &tls_dir)
                 && s["leader"].as_u64().unwrap_or(0) != 0
                 && s["party"] == *party
             {

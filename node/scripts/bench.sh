@@ -13,9 +13,10 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
+# $1: the HTTPS address, $2: the party CA.
 wait_ready() {
   for _ in $(seq 1 100); do
-    curl -sf "http://$1/readyz" >/dev/null 2>&1 && return 0
+    curl -sf --cacert "$2" "https://$1/readyz" >/dev/null 2>&1 && return 0
     sleep 0.1
   done
   echo "node at $1 not ready" >&2; return 1
@@ -40,7 +41,12 @@ run_cluster() {
       "${peers[@]}" 2>"$WORK/c$size-n$i.log" &
     PIDS+=($!)
   done
-  wait_ready "127.0.0.1:$((base + 51))"
+  # icsctl's TLS: the party CA and the operator certificate.
+  if [ "$size" -gt 1 ]; then export ICS_TLS_DIR="$WORK/tls-$size/operator-admin"; else
+    for _ in $(seq 1 100); do [ -f "$WORK/c1-n1/tls/operator.key" ] && break; sleep 0.1; done
+    export ICS_TLS_DIR="$WORK/c1-n1/tls"
+  fi
+  wait_ready "127.0.0.1:$((base + 51))" "$ICS_TLS_DIR/ca.crt"
   local server="127.0.0.1:$((base + 1))" author="$WORK/author-$size.key"
   "$BIN/icsctl" -s "$server" key generate --out "$author" >/dev/null
   "$BIN/icsctl" -s "$server" author add --signer "$WORK/c$size-n1/root.key" --key "$author" >/dev/null

@@ -32,6 +32,7 @@ PEERS=()
 for i in 1 2 3; do PEERS+=(--peer "$i=127.0.0.1:$((BASE + 20 + i))"); done
 "$BIN/icsd" tls init --party maintenance --out "$WORK/tls" \
   --node 1=127.0.0.1 --node 2=127.0.0.1 --node 3=127.0.0.1 >/dev/null
+export ICS_TLS_DIR="$WORK/tls/operator-admin"   # icsctl's CA and operator certificate
 
 start() {
   "$BIN/icsd" serve -c "$WORK/icsd.toml" --node-id "$1" --data-dir "$WORK/n$1" \
@@ -47,7 +48,7 @@ field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 
 wait_ready() {
   for _ in $(seq 1 600); do
-    curl -sf "http://127.0.0.1:$((BASE + 50 + $1))/readyz" >/dev/null 2>&1 && return 0
+    curl -sf --cacert "$ICS_TLS_DIR/ca.crt" "https://127.0.0.1:$((BASE + 50 + $1))/readyz" >/dev/null 2>&1 && return 0
     sleep 0.1
   done
   echo "node $1 not ready" >&2; exit 1

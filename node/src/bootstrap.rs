@@ -163,7 +163,7 @@ impl Node {
         let req = pb::AppendRequest {
             events: vec![codec::envelope_to_pb(&env)],
         };
-        self.append(req, crate::host::Origin::Bootstrap).await?;
+        self.append(req, crate::host::Origin::Bootstrap, "").await?;
         tracing::info!(party = %self.config.party, "party genesis appended");
         Ok(())
     }

@@ -65,6 +65,9 @@ pub struct Limits {
     pub max_snapshot_bytes: usize,
     /// Connections the peer listener holds at once (handshakes included).
     pub max_peer_connections: usize,
+    /// Connections the client gRPC listener holds at once (after their
+    /// handshake); more are closed at once.
+    pub max_client_connections: usize,
     /// Connections the HTTP listener holds at once; more are closed at once.
     pub max_http_connections: usize,
     /// How long an HTTP connection may take to send a request's headers,
@@ -80,13 +83,23 @@ pub struct Limits {
     pub max_watchers: usize,
     /// Append requests waiting for the writer.
     pub max_pending_appends: usize,
-    /// Append requests this node accepts per second (token bucket), and the
-    /// burst it absorbs above that rate.
+    /// Append requests this node accepts per second from all its clients
+    /// (token bucket), and the burst it absorbs above that rate; each node
+    /// forwarding to this one has a budget of the same size of its own.
     pub max_appends_per_second: u32,
     pub append_burst: u32,
+    /// Append requests one client (its certificate, else its address) may
+    /// send per second, and its burst: a flood spends its sender's budget.
+    /// Charged after the request decodes.
+    pub max_appends_per_client_per_second: u32,
+    pub append_client_burst: u32,
     /// HKP lookups this node answers per second (token bucket), and the burst.
     pub max_hkp_lookups_per_second: u32,
     pub hkp_burst: u32,
+    /// HKP lookups one client (certificate, else address) may make per
+    /// second, and its burst.
+    pub max_hkp_lookups_per_client_per_second: u32,
+    pub hkp_client_burst: u32,
     /// sled page cache.
     pub cache_bytes: u64,
     /// Deadline of a client API request (a client's own grpc-timeout may be shorter).
@@ -102,6 +115,7 @@ impl Default for Limits {
             max_message_bytes: 4 * 1024 * 1024,
             max_snapshot_bytes: 1024 * 1024 * 1024,
             max_peer_connections: 64,
+            max_client_connections: 1024,
             max_http_connections: 512,
             http_header_timeout_ms: 10_000,
             max_concurrent_streams: 256,
@@ -110,8 +124,12 @@ impl Default for Limits {
             max_pending_appends: 4096,
             max_appends_per_second: 20_000,
             append_burst: 2_000,
+            max_appends_per_client_per_second: 10_000,
+            append_client_burst: 1_000,
             max_hkp_lookups_per_second: 10_000,
             hkp_burst: 1_000,
+            max_hkp_lookups_per_client_per_second: 5_000,
+            hkp_client_burst: 500,
             cache_bytes: 64 * 1024 * 1024,
             request_timeout_ms: 10_000,
         }
@@ -131,6 +149,21 @@ pub struct TlsSettings {
     /// Names (DNS or IP) a node certificate carries besides the advertised
     /// and listen hosts.
     pub names: Vec<String>,
+    /// Who may read from the client API and the HTTP side: `open` (anyone;
+    /// a client certificate is still checked when sent, and needed for
+    /// administration) or `required` (a certificate of this party's CA).
+    pub clients: ClientAccess,
+}
+
+/// Whether the client API and the HTTP side require a client certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAccess {
+    /// A public ICS: reads need no certificate (appends stay authenticated
+    /// by their signatures).
+    Open,
+    /// A private ICS: every connection needs a certificate of the party CA.
+    Required,
 }
 
 /// The shortest certificate lifetime a node accepts (renewal runs at most
@@ -143,6 +176,7 @@ impl Default for TlsSettings {
             dir: None,
             cert_lifetime_secs: 7 * 24 * 3600,
             names: Vec::new(),
+            clients: ClientAccess::Open,
         }
     }
 }
@@ -170,8 +204,11 @@ pub struct Config {
     pub peer_listen: SocketAddr,
     /// Address the other nodes use to reach this node's peer listener.
     pub advertise_peer: Option<String>,
-    /// HTTP: health, readiness, metrics.
+    /// HTTPS: health, readiness, metrics, HKP.
     pub http_listen: SocketAddr,
+    /// The same HTTP side without TLS, for stock tools that cannot be given
+    /// the party CA (plain `hkp://`) and local scrapers; loopback only.
+    pub http_plain_listen: Option<SocketAddr>,
     pub bootstrap: Bootstrap,
     pub peers: Vec<Peer>,
     pub raft: RaftTuning,
@@ -191,6 +228,7 @@ impl Default for Config {
             peer_listen: "127.0.0.1:7440".parse().expect("literal address"),
             advertise_peer: None,
             http_listen: "127.0.0.1:7480".parse().expect("literal address"),
+            http_plain_listen: None,
             bootstrap: Bootstrap::Auto,
             peers: Vec::new(),
             raft: RaftTuning::default(),
@@ -232,6 +270,7 @@ impl Config {
             peer_listen: _,
             advertise_peer,
             http_listen: _,
+            http_plain_listen,
             bootstrap: _,
             peers,
             raft,
@@ -258,6 +297,18 @@ impl Config {
             {
                 bail!("{name} {a:?} must be HOST:PORT");
             }
+        }
+        if let Some(plain) = http_plain_listen
+            && !plain.ip().is_loopback()
+        {
+            bail!(
+                "http_plain_listen {plain} must be a loopback address: off the machine, HTTP is served over TLS only"
+            );
+        }
+        if http_plain_listen.is_some() && tls.clients == ClientAccess::Required {
+            bail!(
+                "http_plain_listen serves without a certificate, which tls.clients = \"required\" forbids"
+            );
         }
         let mut ids = std::collections::BTreeSet::new();
         for p in peers {
@@ -307,17 +358,25 @@ impl Config {
         if limits.max_hkp_lookups_per_second == 0 || limits.hkp_burst == 0 {
             bail!("limits.max_hkp_lookups_per_second and limits.hkp_burst must be positive");
         }
+        if limits.max_appends_per_client_per_second == 0
+            || limits.append_client_burst == 0
+            || limits.max_hkp_lookups_per_client_per_second == 0
+            || limits.hkp_client_burst == 0
+        {
+            bail!("limits: the per-client rates and bursts must be positive");
+        }
         if limits.max_pending_appends == 0
             || limits.max_concurrent_requests == 0
             || limits.max_watchers == 0
             || limits.max_peer_connections == 0
             || limits.max_http_connections == 0
+            || limits.max_client_connections == 0
             || limits.http_header_timeout_ms == 0
             || limits.request_timeout_ms == 0
         {
             bail!(
                 "limits.max_pending_appends, max_concurrent_requests, max_watchers, max_peer_connections, \
-                 max_http_connections, http_header_timeout_ms and request_timeout_ms must be positive"
+                 max_client_connections, max_http_connections, http_header_timeout_ms and request_timeout_ms must be positive"
             );
         }
         let max_lifetime = u64::try_from(ics_pki::MAX_LEAF_LIFETIME_MS / 1000).unwrap_or(u64::MAX);
@@ -354,5 +413,20 @@ mod tests {
         let c: Config = toml::from_str("peers = [\"1=10.0.0.1:1\", \"2=10.0.0.2:1\"]").unwrap();
         assert_eq!(c.peers[1].address, "10.0.0.2:1");
         assert!(c.validate().unwrap_err().to_string().contains("differs"));
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback_and_only_for_an_open_ics() {
+        let mut c = Config {
+            http_plain_listen: Some("127.0.0.1:7481".parse().unwrap()),
+            ..Config::default()
+        };
+        c.validate().unwrap();
+        c.http_plain_listen = Some("0.0.0.0:7481".parse().unwrap());
+        assert!(c.validate().unwrap_err().to_string().contains("loopback"));
+        c.http_plain_listen = Some("[::1]:7481".parse().unwrap());
+        c.validate().unwrap();
+        c.tls.clients = ClientAccess::Required;
+        assert!(c.validate().unwrap_err().to_string().contains("required"));
     }
 }

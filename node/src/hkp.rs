@@ -15,8 +15,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::edge::caller::Caller;
 use crate::host::Node;
-use crate::rate_limit::RateLimit;
+use crate::rate_limit::{KeyedRateLimit, RateLimit};
 use ics_identity::device::SERIAL_SPACE;
 use ics_identity::openpgp::DeviceCertificate;
 use ics_identity::query::openpgp_export;
@@ -29,15 +30,24 @@ pub const MAX_SEARCH_BYTES: usize = 256;
 struct Hkp {
     node: Arc<Node>,
     rate: RateLimit,
+    client_rate: KeyedRateLimit,
 }
 
 pub fn router(node: Arc<Node>) -> Router {
     let limits = &node.config.limits;
     let rate = RateLimit::new(limits.max_hkp_lookups_per_second, limits.hkp_burst);
+    let client_rate = KeyedRateLimit::new(
+        limits.max_hkp_lookups_per_client_per_second,
+        limits.hkp_client_burst,
+    );
     Router::new()
         .route("/pks/lookup", get(lookup))
         .route("/pks/add", post(add))
-        .with_state(Arc::new(Hkp { node, rate }))
+        .with_state(Arc::new(Hkp {
+            node,
+            rate,
+            client_rate,
+        }))
 }
 
 fn refuse(code: StatusCode, message: impl Into<String>) -> Response {
@@ -145,14 +155,27 @@ fn escape_uid(uid: &str) -> String {
 
 async fn lookup(
     State(hkp): State<Arc<Hkp>>,
+    caller: Option<axum::Extension<Caller>>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
+    // The caller's own budget first (F8), then the node's.
+    let limits = &hkp.node.config.limits;
+    let who = caller.map_or_else(|| "an unidentified caller".to_string(), |c| c.rate_key());
+    if !hkp.client_rate.try_take(&who) {
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "{who} is over its limit of {} lookups per second",
+                limits.max_hkp_lookups_per_client_per_second
+            ),
+        );
+    }
     if !hkp.rate.try_take() {
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,
             format!(
-                "over the limit of {} lookups per second",
-                hkp.node.config.limits.max_hkp_lookups_per_second
+                "over the node's limit of {} lookups per second",
+                limits.max_hkp_lookups_per_second
             ),
         );
     }

@@ -22,7 +22,7 @@ pub use crate::forward::Origin;
 use crate::log::store::{self, Shared};
 use crate::log::{NodeId, Raft};
 use crate::metrics::Metrics;
-use crate::rate_limit::RateLimit;
+use crate::rate_limit::{KeyedRateLimit, RateLimit};
 use crate::writer::{WriteError, WriteJob, Writer, run_writer};
 
 pub struct Node {
@@ -35,8 +35,10 @@ pub struct Node {
     writer: mpsc::Sender<WriteJob>,
     channels: Mutex<HashMap<(NodeId, String), Channel>>,
     /// This node's TLS towards its peers (the leader it forwards to).
-    pub peer_tls: Arc<crate::peer::PeerTls>,
+    pub node_tls: Arc<crate::peer::NodeTls>,
     append_rate: RateLimit,
+    client_append_rate: KeyedRateLimit,
+    peer_append_rate: KeyedRateLimit,
     /// One permit per open watch stream (`limits.max_watchers`).
     pub watchers: Arc<tokio::sync::Semaphore>,
 }
@@ -60,10 +62,18 @@ impl Node {
         shared: Arc<Shared>,
         config: Arc<Config>,
         metrics: Arc<Metrics>,
-        peer_tls: Arc<crate::peer::PeerTls>,
+        node_tls: Arc<crate::peer::NodeTls>,
     ) -> Arc<Node> {
         let (tx, rx) = mpsc::channel(config.limits.max_pending_appends);
         let append_rate = RateLimit::new(
+            config.limits.max_appends_per_second,
+            config.limits.append_burst,
+        );
+        let client_append_rate = KeyedRateLimit::new(
+            config.limits.max_appends_per_client_per_second,
+            config.limits.append_client_burst,
+        );
+        let peer_append_rate = KeyedRateLimit::new(
             config.limits.max_appends_per_second,
             config.limits.append_burst,
         );
@@ -77,8 +87,10 @@ impl Node {
             leader_contact: Default::default(),
             writer: tx,
             channels: Mutex::new(HashMap::new()),
-            peer_tls,
+            node_tls,
             append_rate,
+            client_append_rate,
+            peer_append_rate,
             watchers,
         });
         tokio::spawn(run_writer(
@@ -147,7 +159,7 @@ impl Node {
         if let Some(c) = map.get(&key) {
             return Ok(c.clone());
         }
-        let c = crate::peer::channel(&self.peer_tls, id, addr, Duration::from_secs(2))
+        let c = crate::peer::channel(&self.node_tls, id, addr, Duration::from_secs(2))
             .map_err(|e| internal("peer channel", format!("{e:#}")))?;
         map.insert(key, c.clone());
         Ok(c)
@@ -199,28 +211,17 @@ impl Node {
     }
 
     /// Appends a batch through the leader's writer.
+    /// `caller`: who to charge the request to (see `edge::caller::rate_key`):
+    /// a client's own budget, or a forwarding node's.
     pub async fn append(
         &self,
         req: pb::AppendRequest,
         origin: Origin,
+        caller: &str,
     ) -> Result<pb::AppendResponse, Status> {
         // A node forwards its clients' and its own upkeep's requests once.
         let forwarded = !matches!(origin, Origin::Client | Origin::Upkeep);
         let started = Instant::now();
-        // Forwarded client requests count too. A node's upkeep of its own
-        // record does not (its marker counts only from a peer's certificate):
-        // clients must not starve it.
-        if origin != Origin::Upkeep && !self.append_rate.try_take() {
-            self.metrics.refused();
-            return Err(rpc_error(
-                Code::ResourceExhausted,
-                "RATE_LIMITED",
-                format!(
-                    "append rate over the limit of {} per second; retry later",
-                    self.config.limits.max_appends_per_second
-                ),
-            ));
-        }
         let (events, bytes) = self.parse_append(&req).map_err(|r| {
             self.metrics.refused();
             refusal_status(&r)
@@ -239,6 +240,7 @@ impl Node {
                 "a party genesis is appended only by the node's own bootstrap, never through the API",
             ));
         }
+        self.charge_append(origin, caller)?;
         if !self.raft.is_leader() {
             let leader = self.leader();
             if forwarded || leader.is_none() {
@@ -292,6 +294,41 @@ impl Node {
                 "NOT_COMMITTED",
                 format!("write not committed: {e}"),
             )),
+        }
+    }
+
+    /// Charges an append that decoded (F8: undecodable junk costs nobody's
+    /// budget but its sender's time): a client to its own bucket and then to
+    /// the node's client budget, a forwarding node to its own budget (its
+    /// clients were charged where they connected). A node's bootstrap and
+    /// upkeep of its own record are not charged: clients must not starve them.
+    fn charge_append(&self, origin: Origin, caller: &str) -> Result<(), Status> {
+        let limits = &self.config.limits;
+        let over = match origin {
+            Origin::Client if !self.client_append_rate.try_take(caller) => Some(format!(
+                "{caller} is over its append limit of {} per second",
+                limits.max_appends_per_client_per_second
+            )),
+            Origin::Client if !self.append_rate.try_take() => Some(format!(
+                "this node's clients are over the append limit of {} per second",
+                limits.max_appends_per_second
+            )),
+            Origin::Forwarded if !self.peer_append_rate.try_take(caller) => Some(format!(
+                "{caller} forwards over its append limit of {} per second",
+                limits.max_appends_per_second
+            )),
+            _ => None,
+        };
+        match over {
+            None => Ok(()),
+            Some(why) => {
+                self.metrics.refused();
+                Err(rpc_error(
+                    Code::ResourceExhausted,
+                    "RATE_LIMITED",
+                    format!("{why}; retry later"),
+                ))
+            }
         }
     }
 

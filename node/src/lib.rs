@@ -14,6 +14,7 @@ pub mod errors;
 pub mod forward;
 pub mod hkp;
 pub mod host;
+pub mod listener;
 pub mod log;
 pub mod metrics;
 pub mod peer;

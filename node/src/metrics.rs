@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -22,8 +23,8 @@ pub struct Metrics {
     is_leader: Gauge,
     hkp_lookups: Counter,
     snapshots_refused: Counter,
-    peer_handshakes: Counter,
-    peer_connections_refused: Counter,
+    connections_accepted: Family<[(&'static str, &'static str); 1], Counter>,
+    connections_refused: Family<[(&'static str, &'static str); 1], Counter>,
     tls_node_cert_expiry: Gauge,
     tls_ca_cert_expiry: Gauge,
 }
@@ -43,8 +44,8 @@ impl Default for Metrics {
             is_leader: Gauge::default(),
             hkp_lookups: Counter::default(),
             snapshots_refused: Counter::default(),
-            peer_handshakes: Counter::default(),
-            peer_connections_refused: Counter::default(),
+            connections_accepted: Family::default(),
+            connections_refused: Family::default(),
             tls_node_cert_expiry: Gauge::default(),
             tls_ca_cert_expiry: Gauge::default(),
         };
@@ -102,15 +103,16 @@ impl Default for Metrics {
             m.snapshots_refused.clone(),
         );
         r.register(
-            "peer_handshakes",
-            "Peer connections accepted after a mutual-TLS handshake (connections are reused: \
-             a steady cluster makes few)",
-            m.peer_handshakes.clone(),
+            "connections_accepted",
+            "Connections accepted per listener (peer, grpc, http, http_plain), after the TLS \
+             handshake on a TLS listener (connections are reused: a steady cluster makes few)",
+            m.connections_accepted.clone(),
         );
         r.register(
-            "peer_connections_refused",
-            "Peer connections refused: no or a failed handshake, not a node of this party, revoked",
-            m.peer_connections_refused.clone(),
+            "connections_refused",
+            "Connections refused per listener: over a cap, no or a failed handshake, a \
+             certificate not allowed (another party's, not a node's on the peer listener, revoked)",
+            m.connections_refused.clone(),
         );
         r.register(
             "tls_node_cert_expiry_timestamp_seconds",
@@ -146,13 +148,14 @@ impl Metrics {
         self.tls_ca_cert_expiry.set(ca_not_after_ms / 1000);
     }
 
-    /// A peer connection accepted (`true`) or refused.
-    pub fn peer_connection(&self, accepted: bool) {
-        if accepted {
-            self.peer_handshakes.inc();
+    /// A connection to `listener` accepted (`true`) or refused.
+    pub fn connection(&self, listener: &'static str, accepted: bool) {
+        let counters = if accepted {
+            &self.connections_accepted
         } else {
-            self.peer_connections_refused.inc();
-        }
+            &self.connections_refused
+        };
+        counters.get_or_create(&[("listener", listener)]).inc();
     }
 
     pub fn refused(&self) {

@@ -2,7 +2,7 @@
 //! a node of this party named by its certificate (`ics://<party>/node/<id>`),
 //! never by a claim in a request.
 //!
-//! `PeerTls` holds the trust anchor and this node's current certificate
+//! `NodeTls` holds the trust anchor and this node's current certificate
 //! (swapped in place on renewal: new handshakes use it, no listener
 //! restarts). `accept` is the peer listener's acceptor (a connection cap, a
 //! handshake deadline, the peer's identity checked and attached to every
@@ -27,18 +27,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tonic::codegen::http::Uri;
 
-/// How long a peer has to finish its TLS handshake (a real one takes
-/// milliseconds).
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Handshakes in progress at once. Slots for established connections are
-/// separate, so connections that never finish a handshake cannot take the
-/// place of the nodes already connected.
-pub const MAX_HANDSHAKES: usize = 32;
+pub use crate::listener::HANDSHAKE_TIMEOUT;
 
 /// The one crypto provider of the process (ring).
 pub fn provider() -> Arc<CryptoProvider> {
@@ -71,7 +64,7 @@ pub fn identity_of(cert: &[u8], party: &str) -> Result<PeerIdentity, String> {
 }
 
 /// The party's trust anchor and this node's current certificate.
-pub struct PeerTls {
+pub struct NodeTls {
     pub party: String,
     pub node_id: u64,
     dir: PathBuf,
@@ -80,9 +73,9 @@ pub struct PeerTls {
     current: RwLock<Arc<CertifiedKey>>,
 }
 
-impl std::fmt::Debug for PeerTls {
+impl std::fmt::Debug for NodeTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PeerTls(party {}, node {})", self.party, self.node_id)
+        write!(f, "NodeTls(party {}, node {})", self.party, self.node_id)
     }
 }
 
@@ -108,9 +101,9 @@ fn load_certified(dir: &Path, provider: &CryptoProvider) -> anyhow::Result<Arc<C
     Ok(Arc::new(certified))
 }
 
-impl PeerTls {
+impl NodeTls {
     /// Loads the material of a node's TLS directory (see `tls.rs`).
-    pub fn load(dir: &Path, party: &str, node_id: u64) -> anyhow::Result<Arc<PeerTls>> {
+    pub fn load(dir: &Path, party: &str, node_id: u64) -> anyhow::Result<Arc<NodeTls>> {
         let provider = provider();
         let ca_path = dir.join("ca.crt");
         let ca = CertificateDer::from_pem_file(&ca_path)
@@ -125,7 +118,7 @@ impl PeerTls {
                 me.node_id
             );
         }
-        Ok(Arc::new(PeerTls {
+        Ok(Arc::new(NodeTls {
             party: party.to_string(),
             node_id,
             dir: dir.to_path_buf(),
@@ -154,18 +147,33 @@ impl PeerTls {
         Arc::new(roots)
     }
 
-    /// TLS 1.3 only, a client certificate chained to the party CA required.
+    /// The peer listener's: TLS 1.3 only, a client certificate chained to
+    /// the party CA required.
     pub fn server_config(self: &Arc<Self>) -> anyhow::Result<Arc<ServerConfig>> {
-        let verifier =
-            WebPkiClientVerifier::builder_with_provider(self.roots(), self.provider.clone())
-                .build()
-                .context("client certificate verifier")?;
+        self.listener_config(ClientCerts::Required, b"h2")
+    }
+
+    /// A listener's TLS 1.3 config: this node's current certificate, client
+    /// certificates chained to the party CA (required, or optional when
+    /// clients may come without one), and one application protocol.
+    pub fn listener_config(
+        self: &Arc<Self>,
+        client_certs: ClientCerts,
+        alpn: &[u8],
+    ) -> anyhow::Result<Arc<ServerConfig>> {
+        let builder =
+            WebPkiClientVerifier::builder_with_provider(self.roots(), self.provider.clone());
+        let verifier = match client_certs {
+            ClientCerts::Required => builder.build(),
+            ClientCerts::Optional => builder.allow_unauthenticated().build(),
+        }
+        .context("client certificate verifier")?;
         let mut config = ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .context("TLS 1.3")?
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(Arc::new(Current(self.clone())));
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        config.alpn_protocols = vec![alpn.to_vec()];
         Ok(Arc::new(config))
     }
 
@@ -201,7 +209,7 @@ impl PeerTls {
 
 /// Presents this node's current certificate, as server and as client.
 #[derive(Debug)]
-struct Current(Arc<PeerTls>);
+struct Current(Arc<NodeTls>);
 
 impl rustls::server::ResolvesServerCert for Current {
     fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
@@ -224,7 +232,7 @@ impl rustls::client::ResolvesClientCert for Current {
 /// container networks rename, but a node id is what membership names.
 #[derive(Debug)]
 struct ExpectedNode {
-    tls: Arc<PeerTls>,
+    tls: Arc<NodeTls>,
     expected: u64,
 }
 
@@ -340,7 +348,7 @@ impl tower::Service<Uri> for PeerConnector {
 
 /// A tonic channel to node `id` at `address` over mutual TLS.
 pub fn channel(
-    tls: &Arc<PeerTls>,
+    tls: &Arc<NodeTls>,
     id: u64,
     address: &str,
     connect_timeout: Duration,
@@ -354,150 +362,40 @@ pub fn channel(
     )
 }
 
-/// An accepted peer connection: the TLS stream and who is on the other end.
-pub struct PeerConn {
-    stream: tokio_rustls::server::TlsStream<TcpStream>,
-    identity: PeerIdentity,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl tonic::transport::server::Connected for PeerConn {
-    type ConnectInfo = PeerIdentity;
-
-    fn connect_info(&self) -> PeerIdentity {
-        self.identity.clone()
-    }
-}
-
-impl AsyncRead for PeerConn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for PeerConn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
+/// Whether a listener requires a client certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientCerts {
+    Required,
+    Optional,
 }
 
 /// Whether a peer's certificate may still be used (not revoked in the log).
 pub type PeerCheck = Arc<dyn Fn(&PeerIdentity) -> Result<(), String> + Send + Sync>;
 
-/// Accepts peer connections on `listener`: at most `MAX_HANDSHAKES` in
-/// progress (one more is closed at once), each with `HANDSHAKE_TIMEOUT` to
-/// complete a mutual-TLS handshake with a node certificate of this party that
-/// `check` allows, then at most `max_connections` established. Refused
-/// connections are closed, counted and logged; accepted ones go to tonic.
+/// The peer listener: mutual TLS with a node certificate of this party that
+/// `check` allows (see `listener::accept_tls` for the caps and deadlines).
 pub fn accept(
     listener: TcpListener,
-    tls: &Arc<PeerTls>,
+    tls: &Arc<NodeTls>,
     max_connections: usize,
     check: PeerCheck,
     metrics: Arc<crate::metrics::Metrics>,
-) -> anyhow::Result<tokio_stream::wrappers::ReceiverStream<io::Result<PeerConn>>> {
-    let acceptor = TlsAcceptor::from(tls.server_config()?);
+) -> anyhow::Result<crate::listener::Incoming<crate::listener::TlsConnection<PeerIdentity>>> {
     let party = tls.party.clone();
-    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(async move {
-        loop {
-            let (tcp, from) = match listener.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "peer listener accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let Ok(handshaking) = handshakes.clone().try_acquire_owned() else {
-                metrics.peer_connection(false);
-                tracing::debug!(%from, "refused a peer connection: {MAX_HANDSHAKES} handshakes in progress");
-                continue;
-            };
-            let slots = slots.clone();
-            let acceptor = acceptor.clone();
-            let tx = tx.clone();
-            let party = party.clone();
-            let check = check.clone();
-            let metrics = metrics.clone();
-            tokio::spawn(async move {
-                let _ = tcp.set_nodelay(true);
-                let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
-                    .await
-                {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        metrics.peer_connection(false);
-                        tracing::warn!(%from, error = %e, "refused a peer connection: TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        metrics.peer_connection(false);
-                        tracing::warn!(%from, "refused a peer connection: no TLS handshake within {HANDSHAKE_TIMEOUT:?}");
-                        return;
-                    }
-                };
-                let identity = stream
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .ok_or_else(|| "no client certificate".to_string())
-                    .and_then(|c| identity_of(c, &party))
-                    .and_then(|id| check(&id).map(|()| id));
-                drop(handshaking);
-                let permit = match slots.try_acquire_owned() {
-                    Ok(p) => Ok(p),
-                    Err(_) => Err(format!("{max_connections} peer connections are open")),
-                };
-                match identity.and_then(|id| permit.map(|p| (id, p))) {
-                    Ok((identity, permit)) => {
-                        metrics.peer_connection(true);
-                        let _ = tx
-                            .send(Ok(PeerConn {
-                                stream,
-                                identity,
-                                _permit: permit,
-                            }))
-                            .await;
-                    }
-                    Err(e) => {
-                        metrics.peer_connection(false);
-                        tracing::warn!(%from, error = %e, "refused a peer connection");
-                    }
-                }
-            });
-        }
+    let identify: crate::listener::Identify<PeerIdentity> = Arc::new(move |cert, _from| {
+        let cert = cert.ok_or_else(|| "no client certificate".to_string())?;
+        let peer = identity_of(cert, &party)?;
+        check(&peer)?;
+        Ok(peer)
     });
-    Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
+    Ok(crate::listener::accept_tls(
+        listener,
+        TlsAcceptor::from(tls.server_config()?),
+        crate::listener::ListenerLimits {
+            name: "peer",
+            max_connections,
+        },
+        identify,
+        metrics,
+    ))
 }

@@ -3,11 +3,43 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
+/// Tokens saved up and when they were counted.
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(burst: f64, now: Instant) -> Bucket {
+        Bucket {
+            tokens: burst,
+            at: now,
+        }
+    }
+
+    /// The tokens `now`, refilled at `rate` a second up to `burst`.
+    fn refilled(&self, rate: f64, burst: f64, now: Instant) -> f64 {
+        (self.tokens + now.duration_since(self.at).as_secs_f64() * rate).min(burst)
+    }
+
+    fn try_take(&mut self, rate: f64, burst: f64, now: Instant) -> bool {
+        self.tokens = self.refilled(rate, burst, now);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// A token bucket: `rate` tokens a second, at most `burst` saved up.
 pub(crate) struct RateLimit {
     rate: f64,
     burst: f64,
-    state: Mutex<(f64, Instant)>,
+    bucket: Mutex<Bucket>,
 }
 
 impl RateLimit {
@@ -15,20 +47,68 @@ impl RateLimit {
         RateLimit {
             rate: f64::from(rate),
             burst: f64::from(burst),
-            state: Mutex::new((f64::from(burst), Instant::now())),
+            bucket: Mutex::new(Bucket::full(f64::from(burst), Instant::now())),
         }
     }
 
     pub(crate) fn try_take(&self) -> bool {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        s.0 = (s.0 + now.duration_since(s.1).as_secs_f64() * self.rate).min(self.burst);
-        s.1 = now;
-        if s.0 >= 1.0 {
-            s.0 -= 1.0;
-            true
-        } else {
-            false
+        let mut bucket = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        bucket.try_take(self.rate, self.burst, Instant::now())
+    }
+}
+
+/// Callers a keyed limit tracks at once; beyond that, new callers share one
+/// bucket until full buckets (idle callers) are swept out.
+pub(crate) const MAX_RATE_KEYS: usize = 65_536;
+const SHARED_KEY: &str = "(overflow)";
+
+/// One token bucket per caller (a client's certificate or address, a peer
+/// node), so a caller's flood spends its own budget, not its neighbours'.
+pub(crate) struct KeyedRateLimit {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<std::collections::HashMap<String, Bucket>>,
+}
+
+impl KeyedRateLimit {
+    pub(crate) fn new(rate: u32, burst: u32) -> Self {
+        KeyedRateLimit {
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            buckets: Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    pub(crate) fn try_take(&self, key: &str) -> bool {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if !buckets.contains_key(key) && buckets.len() >= MAX_RATE_KEYS {
+            // A bucket refilled to its burst is the same as none.
+            let (rate, burst) = (self.rate, self.burst);
+            buckets.retain(|_, b| b.refilled(rate, burst, now) < burst);
+        }
+        let key = if buckets.contains_key(key) || buckets.len() < MAX_RATE_KEYS {
+            key
+        } else {
+            SHARED_KEY
+        };
+        buckets
+            .entry(key.to_string())
+            .or_insert(Bucket::full(self.burst, now))
+            .try_take(self.rate, self.burst, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_callers_flood_leaves_anothers_budget_whole() {
+        let limit = KeyedRateLimit::new(1, 3);
+        assert!((0..3).all(|_| limit.try_take("ip:10.0.0.1")));
+        assert!(!limit.try_take("ip:10.0.0.1"), "over its burst");
+        assert!((0..3).all(|_| limit.try_take("cert:ab")), "another caller");
+        assert!(!limit.try_take("cert:ab"));
     }
 }

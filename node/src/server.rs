@@ -10,7 +10,6 @@ use ics_proto::core_v1::event_log_server::EventLogServer;
 use ics_proto::core_v1::raft_transport_server::RaftTransportServer;
 use openraft::SnapshotPolicy;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 
 use crate::config::Config;
 use crate::edge::Api;
@@ -45,7 +44,7 @@ pub async fn run(
     crate::bootstrap::check_party(&config, shared.read().projection.party())?;
     crate::tls::prepare(&config, ics_client::now_ms()).context("TLS material")?;
     let tls_dir = crate::tls::TlsDir::of(&config);
-    let peer_tls = crate::peer::PeerTls::load(&tls_dir.0, &config.party, config.node_id)
+    let node_tls = crate::peer::NodeTls::load(&tls_dir.0, &config.party, config.node_id)
         .with_context(|| {
             format!(
                 "TLS material in {} (a cluster's is made by `icsd tls init`)",
@@ -67,7 +66,7 @@ pub async fn run(
     .context("raft config")?;
     let network = Network {
         limits: transport_limits(&config),
-        tls: peer_tls.clone(),
+        tls: node_tls.clone(),
     };
     let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, sm)
         .await
@@ -79,7 +78,7 @@ pub async fn run(
         shared,
         config.clone(),
         metrics,
-        peer_tls.clone(),
+        node_tls.clone(),
     );
     crate::bootstrap::bootstrap(&node).await?;
     let tls_upkeep = tokio::spawn(crate::tls::maintain(node.clone()));
@@ -93,12 +92,22 @@ pub async fn run(
     let http_listener = TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("bind HTTP on {}", config.http_listen))?;
+    let http_plain_listener = match config.http_plain_listen {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("bind plain HTTP on {a}"))?,
+        ),
+        None => None,
+    };
     tracing::info!(
         node_id = config.node_id,
         role = config.role.name(),
         grpc = %config.listen,
         peer = %config.peer_listen,
         http = %config.http_listen,
+        http_plain = ?config.http_plain_listen,
+        clients = ?config.tls.clients,
         data_dir = %config.data_dir.display(),
         "icsd serving"
     );
@@ -120,6 +129,21 @@ pub async fn run(
 
     let max = config.limits.max_message_bytes;
     let api = Api { node: node.clone() };
+    let client_certs = match config.tls.clients {
+        crate::config::ClientAccess::Open => crate::peer::ClientCerts::Optional,
+        crate::config::ClientAccess::Required => crate::peer::ClientCerts::Required,
+    };
+    let caller = crate::edge::caller::identify(node.clone());
+    let grpc_incoming = crate::listener::accept_tls(
+        grpc_listener,
+        tokio_rustls::TlsAcceptor::from(node_tls.listener_config(client_certs, b"h2")?),
+        crate::listener::ListenerLimits {
+            name: "grpc",
+            max_connections: config.limits.max_client_connections,
+        },
+        caller.clone(),
+        node.metrics.clone(),
+    );
     let grpc = tonic::transport::Server::builder()
         .timeout(Duration::from_millis(config.limits.request_timeout_ms))
         .max_concurrent_streams(config.limits.max_concurrent_streams)
@@ -133,11 +157,7 @@ pub async fn run(
                 .max_encoding_message_size(max),
         )
         .add_service(ClusterServer::new(api.clone()))
-        .serve_with_incoming_shutdown(
-            // Our own listener: tonic's tcp_nodelay applies only to sockets it binds.
-            TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-            stopped(stop_rx.clone()),
-        );
+        .serve_with_incoming_shutdown(grpc_incoming, stopped(stop_rx.clone()));
     // The peer listener: only nodes of this party whose certificate the log
     // has not revoked; each Raft message's sender must be the certificate's node.
     let revoked_check = {
@@ -157,7 +177,7 @@ pub async fn run(
     };
     let peer_incoming = crate::peer::accept(
         peer_listener,
-        &peer_tls,
+        &node_tls,
         config.limits.max_peer_connections,
         revoked_check,
         node.metrics.clone(),
@@ -188,15 +208,36 @@ pub async fn run(
     if ics_identity::serves_hkp(config.role) {
         http_router = http_router.merge(crate::hkp::router(node.clone()));
     }
+    let http_limits = |name| crate::listener::ListenerLimits {
+        name,
+        max_connections: config.limits.max_http_connections,
+    };
+    let header_timeout = Duration::from_millis(config.limits.http_header_timeout_ms);
     let http = crate::edge::http::serve(
-        http_listener,
-        http_router,
-        config.limits.max_http_connections,
-        Duration::from_millis(config.limits.http_header_timeout_ms),
+        crate::listener::accept_tls(
+            http_listener,
+            tokio_rustls::TlsAcceptor::from(node_tls.listener_config(client_certs, b"http/1.1")?),
+            http_limits("http"),
+            caller.clone(),
+            node.metrics.clone(),
+        ),
+        http_router.clone(),
+        header_timeout,
         stopped(stop_rx.clone()),
     );
+    let http_plain = async {
+        if let Some(listener) = http_plain_listener {
+            let incoming = crate::listener::accept_plain(
+                listener,
+                http_limits("http_plain"),
+                caller,
+                node.metrics.clone(),
+            );
+            crate::edge::http::serve(incoming, http_router, header_timeout, stopped(stop_rx)).await;
+        }
+    };
 
-    let (g, p, ()) = tokio::join!(grpc, peer_grpc, http);
+    let (g, p, (), ()) = tokio::join!(grpc, peer_grpc, http, http_plain);
     g.context("gRPC server")?;
     p.context("peer gRPC server")?;
     fatal.abort();

@@ -388,13 +388,42 @@ pub fn add_node(
     now_ms: i64,
     lifetime: Duration,
 ) -> anyhow::Result<ParsedCert> {
+    add_holder(
+        ca_dir,
+        party,
+        &Holder::Node(id),
+        names,
+        out,
+        now_ms,
+        lifetime,
+    )
+}
+
+/// Issues a certificate into a new directory `out`: a node's gets the CA
+/// certificate and key beside it (every node renews itself), an operator's
+/// the CA certificate only.
+pub fn add_holder(
+    ca_dir: &Path,
+    party: &str,
+    holder: &Holder,
+    names: &LeafNames,
+    out: &Path,
+    now_ms: i64,
+    lifetime: Duration,
+) -> anyhow::Result<ParsedCert> {
     let ca = Ca::load(&TlsDir(ca_dir.to_path_buf()))?;
     let dir = TlsDir(out.to_path_buf());
     if dir.exists() {
         bail!("{} already holds TLS material", out.display());
     }
-    ca.copy_to(&dir)?;
-    ca.issue_into(party, &dir, &Holder::Node(id), names, now_ms, lifetime)
+    match holder {
+        Holder::Node(_) => ca.copy_to(&dir)?,
+        Holder::Operator(_) => {
+            std::fs::create_dir_all(&dir.0)?;
+            write_atomic(&dir.ca_cert(), pem(&ca.cert.der).as_bytes(), 0o644)?;
+        }
+    }
+    ca.issue_into(party, &dir, holder, names, now_ms, lifetime)
 }
 
 /// Keeps this node's TLS record current, forever: binds the CA to the party
@@ -442,17 +471,21 @@ async fn maintain_once(
     let me = Holder::Node(config.node_id);
     let mut cert = load_cert(dir, &me)?.context("this node's certificate is missing")?;
     if due_for_renewal(&cert, now) {
+        // The names it was issued with stay (e.g. `tls init --node 1=host,ip`),
+        // beside what this node's config names now.
+        let mut names = node_names(config);
+        names.merge(&cert.names);
         cert = ca.issue_into(
             &config.party,
             dir,
             &me,
-            &node_names(config),
+            &names,
             now,
             config.tls.cert_lifetime(),
         )?;
         tracing::info!(sha256 = %cert.fingerprint_hex(), not_after_ms = cert.not_after_ms, "renewed this node's TLS certificate");
         // New handshakes, as server and as client, present it from now on.
-        node.peer_tls.reload()?;
+        node.node_tls.reload()?;
     }
     node.metrics
         .tls_expiry(cert.not_after_ms, ca.cert.not_after_ms);
@@ -581,7 +614,7 @@ async fn append(node: &Arc<Node>, events: Vec<ics_kernel::Envelope>) -> anyhow::
     let req = pb::AppendRequest {
         events: events.iter().map(crate::codec::envelope_to_pb).collect(),
     };
-    node.append(req, crate::host::Origin::Upkeep)
+    node.append(req, crate::host::Origin::Upkeep, "")
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
     Ok(())

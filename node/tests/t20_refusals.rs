@@ -377,13 +377,9 @@ async fn every_refusal_names_the_problem_and_appends_nothing() {
 
     // Bytes that are not an AppendRequest at all (F15): the caller's error.
     let before = event_count(&mut c).await;
-    let err = raw_grpc_call(
-        &cluster.node(1).grpc,
-        "/ics.core.v1.EventLog/Append",
-        &[0xff; 64],
-    )
-    .await
-    .expect_err("garbage must be refused");
+    let err = raw_grpc_call(cluster.node(1), "/ics.core.v1.EventLog/Append", &[0xff; 64])
+        .await
+        .expect_err("garbage must be refused");
     assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
     assert_eq!(reason_of(&err), "MALFORMED_REQUEST");
     assert!(
@@ -411,7 +407,7 @@ async fn appended_total(http: &str) -> u64 {
 }
 
 /// A unary gRPC call with `body` as the message bytes, whatever they are.
-async fn raw_grpc_call(addr: &str, path: &str, body: &[u8]) -> Result<Vec<u8>, tonic::Status> {
+async fn raw_grpc_call(node: &TestNode, path: &str, body: &[u8]) -> Result<Vec<u8>, tonic::Status> {
     use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
     #[derive(Default)]
     struct Raw;
@@ -444,11 +440,7 @@ async fn raw_grpc_call(addr: &str, path: &str, body: &[u8]) -> Result<Vec<u8>, t
             RawCoder
         }
     }
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = node.tls().channel(&node.grpc).unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
     grpc.unary(
@@ -502,7 +494,7 @@ async fn appends_over_the_rate_limit_are_refused_and_not_written() {
     assert_eq!(reason_of(&err), "RATE_LIMITED");
     assert!(
         err.message()
-            .contains("append rate over the limit of 1 per second"),
+            .contains("this node's clients are over the append limit of 1 per second"),
         "{}",
         err.message()
     );
@@ -632,4 +624,88 @@ async fn idle_http_connections_are_capped_and_closed() {
         started.elapsed()
     );
     assert!(http_get(&http, "/readyz").await.starts_with("ready"));
+}
+
+/// F8: a junk flood from one client spends that client's budget, charged
+/// once a request decodes; a legitimate writer beside it (another identity:
+/// an operator certificate) keeps every append, at its usual latency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_junk_flood_spends_its_senders_budget_not_a_writers_beside_it() {
+    let cluster = start_cluster(
+        1,
+        "[limits]\nmax_appends_per_second = 400\nappend_burst = 100\n\
+         max_appends_per_client_per_second = 100\nappend_client_burst = 20\n",
+    );
+    cluster.wait_ready(Duration::from_secs(30)).await;
+    let node = cluster.node(1);
+    let author = cluster.device_author().await;
+    let before = node.status().await.unwrap().event_count;
+
+    // The flood: four connections without a certificate (charged to their
+    // address), each sending well-formed events by a key that is no author.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flooders = Vec::new();
+    for f in 0..4 {
+        let mut c = Client::connect(&node.grpc, &node.tls().anonymous()).unwrap();
+        let stop = stop.clone();
+        flooders.push(tokio::spawn(async move {
+            let stranger = SigningKey::generate(Algorithm::Ed25519);
+            let (mut limited, mut other) = (0u32, 0u32);
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let key = SigningKey::generate(Algorithm::Ed25519).public_key();
+                let junk = client::register_device(&stranger, &format!("J-{f}-{i}"), &key, vec![]);
+                match c.append(vec![junk]).await {
+                    Ok(_) => panic!("junk was appended"),
+                    Err(e) if reason_of(&e) == "RATE_LIMITED" => {
+                        assert!(e.message().contains("address 127.0.0.1"), "{}", e.message());
+                        limited += 1
+                    }
+                    Err(_) => other += 1,
+                }
+            }
+            (limited, other)
+        }));
+    }
+
+    // The writer: 150 appends at about 50 a second, under its own certificate.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut writer = node.client();
+    let mut latencies = Vec::new();
+    let mut failed = Vec::new();
+    for i in 0..150 {
+        let key = SigningKey::generate(Algorithm::Ed25519).public_key();
+        let env = client::register_device(&author, &format!("W-{i}"), &key, vec![]);
+        let t = std::time::Instant::now();
+        match writer.append(vec![env]).await {
+            Ok(_) => latencies.push(t.elapsed()),
+            Err(e) => failed.push(e),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut limited, mut other) = (0, 0);
+    for f in flooders {
+        let (l, o) = f.await.unwrap();
+        limited += l;
+        other += o;
+    }
+    latencies.sort();
+    let p = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    eprintln!(
+        "junk flood: {limited} refused RATE_LIMITED, {other} refused by the rules; writer: {}/150 appended, \
+         p50 {:?}, p99 {:?}, max {:?}",
+        latencies.len(),
+        p(0.5),
+        p(0.99),
+        latencies.last().unwrap()
+    );
+    assert!(failed.is_empty(), "the writer was refused: {failed:?}");
+    assert!(
+        limited > 100,
+        "the flood was not limited: {limited} limited, {other} other"
+    );
+    // The flood's refused events wrote nothing; the writer's all landed.
+    assert_eq!(node.status().await.unwrap().event_count, before + 150);
 }

@@ -488,9 +488,7 @@ async fn the_peer_listener_admits_only_current_node_certificates_of_this_party()
         plain.vote(vote.clone()).await.is_err(),
         "plain text was answered"
     );
-    let mut on_api = RaftTransportClient::connect(format!("http://{}", target.grpc))
-        .await
-        .unwrap();
+    let mut on_api = RaftTransportClient::new(target.tls().channel(&target.grpc).unwrap());
     let err = on_api
         .vote(vote)
         .await
@@ -605,9 +603,17 @@ async fn the_peer_listener_admits_only_current_node_certificates_of_this_party()
 
     // Counted: the refusals, and the accepted handshakes (a few per peer:
     // connections are reused).
-    let refused = metric(&target.http, "ics_peer_connections_refused_total").await;
+    let refused = metric(
+        &target.http,
+        "ics_connections_refused_total{listener=\"peer\"}",
+    )
+    .await;
     assert!(refused >= 5, "{refused} refused");
-    let handshakes = metric(&target.http, "ics_peer_handshakes_total").await;
+    let handshakes = metric(
+        &target.http,
+        "ics_connections_accepted_total{listener=\"peer\"}",
+    )
+    .await;
     assert!(handshakes >= 2, "{handshakes} handshakes");
 
     // The cluster did not notice.
@@ -667,7 +673,11 @@ async fn five_hundred_idle_connections_beside_healthy_peers_change_nothing() {
             .unwrap_or(0);
         assert_eq!(n, 0);
     }
-    let refused = metric(&target.http, "ics_peer_connections_refused_total").await;
+    let refused = metric(
+        &target.http,
+        "ics_connections_refused_total{listener=\"peer\"}",
+    )
+    .await;
     assert!(refused >= 500, "{refused} refused");
     register_device(&mut target.client(), &author, "SN-after-flood").await;
 }

@@ -60,6 +60,7 @@ async fn append_retrying(
 /// each event chained on the client's own previous one.
 async fn client_workload(
     addrs: Vec<String>,
+    tls: client::ClientTls,
     me: usize,
     author: Arc<SigningKey>,
     events: usize,
@@ -67,7 +68,7 @@ async fn client_workload(
 ) {
     let mut clients: Vec<Client> = addrs
         .iter()
-        .map(|a| Client::connect(a).expect("client"))
+        .map(|a| Client::connect(a, &tls).expect("client"))
         .collect();
     let mut device = String::new();
     let mut head = ChainHead::default();
@@ -157,6 +158,7 @@ async fn leader_sigkill_under_eight_clients_loses_no_acknowledged_event() {
     for me in 0..clients {
         tasks.push(tokio::spawn(client_workload(
             cluster.addresses(),
+            cluster.client_tls(),
             me,
             author.clone(),
             per_client,
@@ -233,7 +235,15 @@ async fn restarted_follower_catches_up_by_log_then_by_snapshot() {
 
     // By log: a few entries, under the snapshot threshold.
     cluster.node_mut(follower).kill();
-    client_workload(addrs.clone(), 0, author.clone(), 3, acked.clone()).await;
+    client_workload(
+        addrs.clone(),
+        cluster.client_tls(),
+        0,
+        author.clone(),
+        3,
+        acked.clone(),
+    )
+    .await;
     cluster.node_mut(follower).start();
     assert_same_state(&cluster.wait_converged(Duration::from_secs(60)).await);
     assert!(!cluster.node(follower).log().contains("snapshot installed"));
@@ -247,7 +257,15 @@ async fn restarted_follower_catches_up_by_log_then_by_snapshot() {
         .unwrap()
         .raft_log_index;
     cluster.node_mut(follower).kill();
-    client_workload(addrs, 1, author.clone(), 80, acked.clone()).await;
+    client_workload(
+        addrs,
+        cluster.client_tls(),
+        1,
+        author.clone(),
+        80,
+        acked.clone(),
+    )
+    .await;
     wait_until(
         "the leader to purge past the stopped follower",
         Duration::from_secs(60),
@@ -329,12 +347,14 @@ async fn data_dir_survives_sigkill_mid_write() {
     let author = Arc::new(cluster.device_author().await);
     let acked = Arc::new(Mutex::new(Vec::new()));
     let addr = cluster.node(1).grpc.clone();
+    let tls = cluster.client_tls();
     // Four writers; the node dies under them.
     let mut tasks = Vec::new();
     for me in 0..4 {
         let (addr, author, acked) = (addr.clone(), author.clone(), acked.clone());
+        let tls = tls.clone();
         tasks.push(tokio::spawn(async move {
-            let mut c = Client::connect(&addr).unwrap();
+            let mut c = Client::connect(&addr, &tls).unwrap();
             for i in 0..10_000 {
                 let key = SigningKey::generate(Algorithm::Ed25519).public_key();
                 let env = client::register_device(&author, &format!("w{me}-{i}"), &key, vec![]);
@@ -386,7 +406,15 @@ async fn replace_a_node_through_membership_changes() {
     let leader = cluster.wait_ready(Duration::from_secs(30)).await;
     let author = Arc::new(cluster.device_author().await);
     let acked = Arc::new(Mutex::new(Vec::new()));
-    client_workload(cluster.addresses(), 0, author.clone(), 10, acked.clone()).await;
+    client_workload(
+        cluster.addresses(),
+        cluster.client_tls(),
+        0,
+        author.clone(),
+        10,
+        acked.clone(),
+    )
+    .await;
 
     // Node 4 starts empty and waits; a follower is asked to add it (forwarded to the leader).
     let new_addr = cluster.start_extra_node(4).peer.clone();
@@ -427,7 +455,15 @@ async fn replace_a_node_through_membership_changes() {
     cluster.drop_node(gone);
 
     // The three remaining voters keep taking writes and agree.
-    client_workload(cluster.addresses(), 1, author, 10, acked.clone()).await;
+    client_workload(
+        cluster.addresses(),
+        cluster.client_tls(),
+        1,
+        author,
+        10,
+        acked.clone(),
+    )
+    .await;
     assert_same_state(&cluster.wait_converged(Duration::from_secs(60)).await);
     let acked = acked.lock().unwrap().clone();
     check_every_node_has(&cluster, &acked).await;

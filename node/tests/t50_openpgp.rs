@@ -158,6 +158,9 @@ async fn gpg_fetches_device_certificate_with_notations_and_sees_stolen_revocatio
         .prefix("g")
         .tempdir_in("/tmp")
         .unwrap();
+    // Plain HKP on the loopback listener: dirmngr speaks hkps:// only to a
+    // host name with a dot in it (never to an address or `localhost`), so
+    // on loopback it is plain, as `http_plain_listen` allows.
     let gpg = Gpg {
         home: home.path(),
         keyserver: format!("hkp://{}", cluster.node(1).http),
@@ -324,7 +327,11 @@ async fn hkp_index_by_serial_refusals_and_uploads_denied() {
     let fpr = register(&mut c, &author, "SN-IDX-1", Algorithm::Ed25519)
         .await
         .fingerprint;
-    let base = format!("http://{}/pks/lookup", cluster.node(1).http);
+    // Over TLS, trusting the party CA (curl checks the name and chain).
+    let ca = cluster.node(1).client_tls.join("ca.crt");
+    let ca = ca.to_str().unwrap();
+    let curl = |args: &[&str]| curl(&[&["--cacert", ca], args].concat());
+    let base = format!("https://{}/pks/lookup", cluster.node(1).https);
 
     // Machine-readable index by exact User ID (the serial) and by fingerprint.
     for search in ["SN-IDX-1".to_string(), format!("0x{fpr}")] {
@@ -364,7 +371,7 @@ async fn hkp_index_by_serial_refusals_and_uploads_denied() {
     let (code, body) = curl(&[
         "--data-urlencode",
         &format!("keytext={armored}"),
-        &format!("http://{}/pks/add", cluster.node(1).http),
+        &format!("https://{}/pks/add", cluster.node(1).https),
     ]);
     assert_eq!(code, 403);
     assert!(body.contains("disabled by policy"), "{body}");

@@ -37,8 +37,63 @@ struct Cli {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How icsctl speaks TLS to the node: the party CA it trusts and the client
+/// certificate it shows, from a TLS directory unless given one by one.
+#[derive(Args)]
+struct TlsArgs {
+    /// Directory holding ca.crt and, for administration, operator.crt and
+    /// operator.key (a single node makes them in <data_dir>/tls; `icsd tls
+    /// init` makes operator-NAME/).
+    #[arg(
+        long,
+        global = true,
+        default_value = "ics-data/tls",
+        env = "ICS_TLS_DIR"
+    )]
+    tls_dir: PathBuf,
+    /// The party CA certificate (PEM) the node's certificate must chain to.
+    #[arg(long, global = true, env = "ICS_CA")]
+    ca: Option<PathBuf>,
+    /// A client certificate (PEM) to show, e.g. an operator's.
+    #[arg(long, global = true, env = "ICS_CERT", requires = "key")]
+    cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, global = true, env = "ICS_KEY", requires = "cert")]
+    key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn load(&self) -> anyhow::Result<client::ClientTls> {
+        let ca = self
+            .ca
+            .clone()
+            .unwrap_or_else(|| self.tls_dir.join("ca.crt"));
+        if !ca.exists() {
+            bail!(
+                "no party CA certificate at {}: give --ca FILE or --tls-dir DIR (ICS_CA, ICS_TLS_DIR)",
+                ca.display()
+            );
+        }
+        // Given files must be there; the directory's operator pair is shown
+        // when present.
+        let (cert, key, given) = match (&self.cert, &self.key) {
+            (Some(c), Some(k)) => (c.clone(), k.clone(), true),
+            _ => (
+                self.tls_dir.join("operator.crt"),
+                self.tls_dir.join("operator.key"),
+                false,
+            ),
+        };
+        let client =
+            (given || (cert.exists() && key.exists())).then_some((cert.as_path(), key.as_path()));
+        client::ClientTls::load(&ca, client)
+    }
 }
 
 #[derive(Subcommand)]
@@ -813,11 +868,10 @@ fn print_appended(
     Ok(())
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut c = Client::connect(&cli.server)?;
-    let j = cli.json;
-    match cli.command {
-        Command::Key(KeyCmd::Generate { out, algorithm }) => {
+/// Key files: no node involved.
+fn key_command(cmd: KeyCmd, j: bool) -> anyhow::Result<()> {
+    match cmd {
+        KeyCmd::Generate { out, algorithm } => {
             let alg = Algorithm::from_name(&algorithm)
                 .with_context(|| format!("unknown algorithm {algorithm:?} (ed25519, p256)"))?;
             let key = SigningKey::generate(alg);
@@ -833,7 +887,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
             )?;
         }
-        Command::Key(KeyCmd::Show { file }) => {
+        KeyCmd::Show { file } => {
             let key = keyfile::read(&file)?;
             let public = key.public_key();
             // The OpenPGP fingerprint this key certifies under (as a party key).
@@ -841,7 +895,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             emit(
                 j,
                 json!({"key_id": key.key_id().to_hex(), "algorithm": public.algorithm().name(),
-                        "public_key": hex::encode(public.bytes()), "openpgp_fingerprint": openpgp}),
+                    "public_key": hex::encode(public.bytes()), "openpgp_fingerprint": openpgp}),
                 format!(
                     "key_id {}\npublic {}:{}\nopenpgp {openpgp}",
                     key.key_id(),
@@ -850,6 +904,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
             )?;
         }
+    }
+    Ok(())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let j = cli.json;
+    let command = match cli.command {
+        Command::Key(cmd) => return key_command(cmd, j),
+        other => other,
+    };
+    let tls = cli.tls.load()?;
+    let mut c = Client::connect(&cli.server, &tls)?;
+    match command {
         Command::Author(AuthorCmd::Add {
             signer,
             key,
@@ -1461,8 +1528,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Cluster(cmd) => cluster(&mut c, j, cmd).await?,
         Command::Rules(cmd) => rules(&mut c, j, cmd).await?,
-        Command::Bench(args) => bench(&cli.server, args).await?,
-        Command::BenchVerify(args) => bench_verify(&cli.server, args).await?,
+        Command::Key(_) => unreachable!("answered without a node above"),
+        Command::Bench(args) => bench(&cli.server, &tls, args).await?,
+        Command::BenchVerify(args) => bench_verify(&cli.server, &tls, args).await?,
         Command::BenchHkp(args) => bench_hkp(args).await?,
     }
     Ok(())
@@ -1513,6 +1581,11 @@ async fn cluster(c: &mut Client, j: bool, cmd: ClusterCmd) -> anyhow::Result<()>
                     format!("node {} at {} ({what})", m.id, m.address)
                 })
                 .collect();
+            let members = if members.is_empty() {
+                "(the term, Raft log and members are shown to operators: --cert/--key)".to_string()
+            } else {
+                members.join("\n")
+            };
             emit(
                 j,
                 json!({"node_id": s.node_id, "role": s.role, "party": s.party, "state": s.state,
@@ -1540,7 +1613,7 @@ async fn cluster(c: &mut Client, j: bool, cmd: ClusterCmd) -> anyhow::Result<()>
                     &hex::encode(&s.log_hash)[..16],
                     s.active_rules,
                     s.build_rules,
-                    members.join("\n")
+                    members
                 ),
             )?;
         }
@@ -1595,7 +1668,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Registers fresh devices from concurrent clients and reports latency and throughput.
-async fn bench(server: &str, args: BenchArgs) -> anyhow::Result<()> {
+async fn bench(server: &str, tls: &client::ClientTls, args: BenchArgs) -> anyhow::Result<()> {
     if args.clients == 0 || args.requests == 0 || args.batch == 0 {
         bail!("--clients, --requests and --batch must be positive");
     }
@@ -1624,7 +1697,7 @@ async fn bench(server: &str, args: BenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for reqs in work {
-        let mut c = Client::connect(server)?;
+        let mut c = Client::connect(server, tls)?;
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(reqs.len());
             for batch in reqs {
@@ -1655,7 +1728,11 @@ async fn bench(server: &str, args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// Verify requests from concurrent clients; p50/p99 and requests per second.
-async fn bench_verify(server: &str, args: BenchVerifyArgs) -> anyhow::Result<()> {
+async fn bench_verify(
+    server: &str,
+    tls: &client::ClientTls,
+    args: BenchVerifyArgs,
+) -> anyhow::Result<()> {
     if args.clients == 0 || args.requests == 0 {
         bail!("--clients and --requests must be positive");
     }
@@ -1663,7 +1740,7 @@ async fn bench_verify(server: &str, args: BenchVerifyArgs) -> anyhow::Result<()>
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.clients {
-        let mut c = Client::connect(server)?;
+        let mut c = Client::connect(server, tls)?;
         let (fpr, n, consistency) = (fpr.clone(), args.requests, consistency(args.stale));
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(n);

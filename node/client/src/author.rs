@@ -1,6 +1,7 @@
 //! Builds and signs events, and talks to a node over gRPC.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,7 +14,7 @@ use ics_proto::core_v1 as pb;
 use ics_proto::core_v1::cluster_client::ClusterClient;
 use ics_proto::core_v1::event_log_client::EventLogClient;
 use tonic::Status;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::{capabilities, codec};
 
@@ -191,20 +192,95 @@ pub struct Client {
     pub cluster: ClusterClient<Channel>,
 }
 
-impl Client {
-    /// Connects lazily: the first call reports an unreachable node.
-    pub fn connect(address: &str) -> anyhow::Result<Client> {
-        let uri = if address.contains("://") {
-            address.to_string()
-        } else {
-            format!("http://{address}")
+/// What a client trusts and shows over TLS: the party CA that must have
+/// issued the node's certificate, and optionally a client certificate (an
+/// operator's, for administration; any of the party's on a private ICS).
+#[derive(Clone)]
+pub struct ClientTls {
+    ca_pem: Vec<u8>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ClientTls(client certificate: {})",
+            self.identity.is_some()
+        )
+    }
+}
+
+fn read_file(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("read the {what} {}", path.display()))
+}
+
+impl ClientTls {
+    /// The CA certificate file (PEM) and, optionally, a client certificate
+    /// and its key (PEM).
+    pub fn load(ca: &Path, client: Option<(&Path, &Path)>) -> anyhow::Result<ClientTls> {
+        let ca_pem = read_file(ca, "CA certificate")?;
+        let identity = match client {
+            Some((cert, key)) => Some((
+                read_file(cert, "client certificate")?,
+                read_file(key, "client key")?,
+            )),
+            None => None,
         };
-        let channel = Endpoint::from_shared(uri.clone())
+        Ok(ClientTls { ca_pem, identity })
+    }
+
+    /// A TLS directory (a node's `<data_dir>/tls`, or an `operator-NAME`
+    /// directory of `icsd tls init`): its `ca.crt` and, when both are there,
+    /// `operator.crt` and `operator.key`.
+    pub fn from_dir(dir: &Path) -> anyhow::Result<ClientTls> {
+        let (cert, key) = (dir.join("operator.crt"), dir.join("operator.key"));
+        let client = (cert.exists() && key.exists()).then_some((cert.as_path(), key.as_path()));
+        ClientTls::load(&dir.join("ca.crt"), client)
+    }
+
+    /// The same trust without a client certificate.
+    pub fn anonymous(&self) -> ClientTls {
+        ClientTls {
+            ca_pem: self.ca_pem.clone(),
+            identity: None,
+        }
+    }
+
+    /// A lazy gRPC channel to `address` (`HOST:PORT` or `https://HOST:PORT`)
+    /// over TLS with this trust and certificate.
+    pub fn channel(&self, address: &str) -> anyhow::Result<Channel> {
+        let host_port = match address.split_once("://") {
+            None => address,
+            Some(("https", rest)) => rest,
+            Some((scheme, _)) => anyhow::bail!(
+                "server address {address:?}: nodes serve gRPC over TLS, give HOST:PORT or https://HOST:PORT, not {scheme}://"
+            ),
+        };
+        Ok(Endpoint::from_shared(format!("https://{host_port}"))
             .with_context(|| format!("server address {address:?}"))?
+            .tls_config(self.tonic_config())
+            .context("TLS config")?
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
-            .connect_lazy();
+            .connect_lazy())
+    }
+
+    fn tonic_config(&self) -> ClientTlsConfig {
+        let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.ca_pem));
+        if let Some((cert, key)) = &self.identity {
+            config = config.identity(Identity::from_pem(cert, key));
+        }
+        config
+    }
+}
+
+impl Client {
+    /// Connects lazily over TLS (`HOST:PORT`; the node's certificate must
+    /// name HOST): the first call reports an unreachable node.
+    pub fn connect(address: &str, tls: &ClientTls) -> anyhow::Result<Client> {
+        let channel = tls.channel(address)?;
         Ok(Client {
             log: EventLogClient::new(channel.clone())
                 .max_decoding_message_size(8 << 20)

@@ -116,6 +116,8 @@ pub struct ParsedCert {
     pub public_key: Vec<u8>,
     /// The holder URIs (URI SANs of the `ics` scheme) as written.
     pub holder_uris: Vec<String>,
+    /// Its DNS and IP address SANs.
+    pub names: LeafNames,
     pub key_usage_cert_sign: bool,
     pub key_usage_digital_signature: bool,
     pub server_auth: bool,
@@ -164,12 +166,25 @@ impl ParsedCert {
                 None => (false, false),
             };
         let mut holder_uris = Vec::new();
+        let mut names = LeafNames::default();
         if let Some((_, san)) = tbs.get_extension::<SubjectAltName>().map_err(err)? {
             for name in &san.0 {
-                if let GeneralName::UniformResourceIdentifier(uri) = name
-                    && uri.as_str().starts_with("ics:")
-                {
-                    holder_uris.push(uri.as_str().to_string());
+                match name {
+                    GeneralName::UniformResourceIdentifier(uri)
+                        if uri.as_str().starts_with("ics:") =>
+                    {
+                        holder_uris.push(uri.as_str().to_string());
+                    }
+                    GeneralName::DnsName(dns) => names.dns_names.push(dns.as_str().to_string()),
+                    GeneralName::IpAddress(ip) => {
+                        let bytes = ip.as_bytes();
+                        if let Ok(v4) = <[u8; 4]>::try_from(bytes) {
+                            names.ip_addresses.push(v4.into());
+                        } else if let Ok(v6) = <[u8; 16]>::try_from(bytes) {
+                            names.ip_addresses.push(v6.into());
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
@@ -189,6 +204,7 @@ impl ParsedCert {
             is_ca,
             public_key,
             holder_uris,
+            names,
             key_usage_cert_sign: cert_sign,
             key_usage_digital_signature: digital_signature,
             server_auth,
@@ -427,10 +443,27 @@ pub fn issue_ca(
 }
 
 /// What a leaf certificate says besides its holder.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LeafNames {
     pub dns_names: Vec<String>,
     pub ip_addresses: Vec<std::net::IpAddr>,
+}
+
+impl LeafNames {
+    /// Adds `other`'s names this one lacks (a renewal keeps the names the
+    /// certificate was first issued with).
+    pub fn merge(&mut self, other: &LeafNames) {
+        for n in &other.dns_names {
+            if !self.dns_names.contains(n) {
+                self.dns_names.push(n.clone());
+            }
+        }
+        for ip in &other.ip_addresses {
+            if !self.ip_addresses.contains(ip) {
+                self.ip_addresses.push(*ip);
+            }
+        }
+    }
 }
 
 /// A CA able to issue: its party, certificate and key.

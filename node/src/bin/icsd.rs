@@ -204,9 +204,16 @@ struct ServeArgs {
     /// Lifetime of the node certificates this node issues itself.
     #[arg(long)]
     cert_lifetime_secs: Option<u64>,
-    /// HTTP listen address (health, readiness, metrics).
+    /// HTTPS listen address (health, readiness, metrics, HKP).
     #[arg(long)]
     http_listen: Option<SocketAddr>,
+    /// The same HTTP side in plain text, on a loopback address (for stock
+    /// tools that cannot be given the party CA, e.g. gpg's hkp://).
+    #[arg(long)]
+    http_plain_listen: Option<SocketAddr>,
+    /// Who may read: open (anyone) or required (a certificate of the party CA).
+    #[arg(long, value_enum)]
+    clients: Option<ics_node::config::ClientAccess>,
     #[arg(long, value_enum)]
     bootstrap: Option<Bootstrap>,
     /// A cluster member as ID=HOST:PORT (its peer address); repeat for each.
@@ -254,6 +261,12 @@ fn config_from(args: ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(v) = args.http_listen {
         c.http_listen = v;
+    }
+    if let Some(v) = args.http_plain_listen {
+        c.http_plain_listen = Some(v);
+    }
+    if let Some(v) = args.clients {
+        c.tls.clients = v;
     }
     if let Some(v) = args.bootstrap {
         c.bootstrap = v;

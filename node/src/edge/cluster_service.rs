@@ -10,6 +10,7 @@ use openraft::{BasicNode, ChangeMembers, ServerState};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
+use super::caller::require_operator;
 use super::{Api, forwarded, is_forwarded};
 use crate::errors::{not_leader, rpc_error};
 use crate::host::Node;
@@ -56,14 +57,15 @@ impl Api {
 impl Cluster for Api {
     async fn status(
         &self,
-        _req: Request<pb::StatusRequest>,
+        req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let node = &self.node;
+        let operator = super::caller::is_operator(node, &req);
         let readiness = node.readiness();
         let m = raft_metrics(&node.raft);
         let leader = node.leader();
         let applied = node.shared.read();
-        Ok(Response::new(pb::StatusResponse {
+        let mut status = pb::StatusResponse {
             node_id: node.id,
             role: node.config.role.name().to_string(),
             state: match m.state {
@@ -122,13 +124,27 @@ impl Cluster for Api {
             build_rules: crate::capabilities::rules().version(),
             ready: readiness.is_ok(),
             not_ready: readiness.err().unwrap_or_default(),
-        }))
+        };
+        if !operator {
+            // The vote, the Raft log position and the members' addresses are
+            // what a forged Raft message needs (F16): operators only.
+            status.term = 0;
+            status.raft_log_index = 0;
+            status.raft_applied_index = 0;
+            status.raft_snapshot_index = 0;
+            status.raft_purged_index = 0;
+            status.members.clear();
+            status.leader_address.clear();
+        }
+        Ok(Response::new(status))
     }
 
     async fn initialize(
         &self,
         req: Request<pb::InitializeRequest>,
     ) -> Result<Response<pb::InitializeResponse>, Status> {
+        let operator = require_operator(&self.node, &req, "initializing the cluster")?;
+        tracing::info!(operator, "initialize requested");
         let mut members = BTreeMap::new();
         for m in req.into_inner().members {
             if m.id == 0 || m.address.is_empty() {
@@ -170,6 +186,8 @@ impl Cluster for Api {
         &self,
         req: Request<pb::AddNodeRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
+        let operator = require_operator(&self.node, &req, "adding a node")?;
+        tracing::info!(operator, node = req.get_ref().id, "add node requested");
         if let Some(mut leader) = self.leader_cluster_client(is_forwarded(&req))? {
             return leader.add_node(forwarded(req.into_inner())).await;
         }
@@ -214,6 +232,8 @@ impl Cluster for Api {
         &self,
         req: Request<pb::RemoveNodeRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
+        let operator = require_operator(&self.node, &req, "removing a node")?;
+        tracing::info!(operator, node = req.get_ref().id, "remove node requested");
         if let Some(mut leader) = self.leader_cluster_client(is_forwarded(&req))? {
             return leader.remove_node(forwarded(req.into_inner())).await;
         }

@@ -7,7 +7,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
+use crate::edge::caller::Caller;
 use crate::host::Node;
+use crate::listener::{Accepted, Incoming};
 use crate::log::raft_metrics;
 use crate::metrics::MetricsSource;
 
@@ -35,47 +37,49 @@ async fn metrics(State(node): State<Arc<Node>>) -> String {
     })
 }
 
-/// Serves `router` on `listener` until `shutdown`: at most `max_connections`
-/// at once (one more is closed at once), each closed when it takes longer
-/// than `header_timeout` to send a request's headers — which also ends an
-/// idle keep-alive connection (F9: slow or idle clients hold no slot long).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+/// Serves `router` on the connections of `incoming` (TLS or the loopback
+/// plain listener; capped by its acceptor) until `shutdown`. A connection is
+/// closed when it takes longer than `header_timeout` to send a request's
+/// headers — which also ends an idle keep-alive connection (F9: slow or idle
+/// clients hold no slot long). Handlers find the `Caller` in the request's
+/// extensions.
+pub async fn serve<S>(
+    mut incoming: Incoming<Accepted<S, Caller>>,
     router: Router,
-    max_connections: usize,
     header_timeout: std::time::Duration,
     shutdown: impl std::future::Future<Output = ()>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use futures::StreamExt;
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
-    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    use tower::ServiceExt;
     tokio::pin!(shutdown);
     loop {
-        let (tcp, from) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "HTTP accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
+        let connection = tokio::select! {
+            next = incoming.next() => match next {
+                Some(Ok(c)) => c,
+                Some(Err(_)) => continue,
+                None => return,
             },
             () = &mut shutdown => return,
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::debug!(%from, "HTTP connection over the cap closed");
-            continue;
-        };
-        let service = TowerToHyperService::new(router.clone());
+        let caller = connection.identity().clone();
+        let service = router.clone().map_request(
+            move |mut r: axum::extract::Request<hyper::body::Incoming>| {
+                r.extensions_mut().insert(caller.clone());
+                r
+            },
+        );
+        let service = TowerToHyperService::new(service);
         tokio::spawn(async move {
-            let _permit = permit;
-            let _ = tcp.set_nodelay(true);
-            let connection = hyper::server::conn::http1::Builder::new()
+            let served = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(tcp), service);
-            if let Err(e) = connection.await {
-                tracing::debug!(%from, error = %e, "HTTP connection ended");
+                .serve_connection(TokioIo::new(connection), service);
+            if let Err(e) = served.await {
+                tracing::debug!(error = %e, "HTTP connection ended");
             }
         });
     }

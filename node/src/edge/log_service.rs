@@ -23,8 +23,9 @@ impl EventLog for Api {
         req: Request<pb::AppendRequest>,
     ) -> Result<Response<pb::AppendResponse>, Status> {
         let origin = crate::forward::origin(&req);
+        let caller = super::caller::rate_key(&req);
         self.node
-            .append(req.into_inner(), origin)
+            .append(req.into_inner(), origin, &caller)
             .await
             .map(Response::new)
     }

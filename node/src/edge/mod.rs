@@ -2,6 +2,7 @@
 //! to host calls and refusals to gRPC statuses; followers forward writes and
 //! linearizable reads to the leader (`forward_read!`, one place).
 
+pub mod caller;
 mod cluster_service;
 pub mod http;
 mod log_service;

@@ -42,7 +42,7 @@ pub struct TransportLimits {
 
 pub struct Network {
     pub limits: TransportLimits,
-    pub tls: Arc<crate::peer::PeerTls>,
+    pub tls: Arc<crate::peer::NodeTls>,
 }
 
 pub struct PeerClient {

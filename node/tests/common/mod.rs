@@ -78,7 +78,14 @@ pub struct TestNode {
     pub id: u64,
     pub dir: PathBuf,
     pub grpc: String,
+    /// The plain loopback HTTP listener (`http_plain_listen`): metrics and
+    /// readiness for the harness, plain HKP for stock tools.
     pub http: String,
+    /// The HTTPS listener (`http_listen`).
+    pub https: String,
+    /// The TLS directory clients of this node use: the party CA and, where
+    /// the cluster has one, an operator certificate.
+    pub client_tls: PathBuf,
     /// The peer listener (mutual TLS): what membership names.
     pub peer: String,
     pub config: PathBuf,
@@ -136,12 +143,19 @@ impl TestNode {
         std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
     }
 
+    /// The TLS a client of this node uses (see `client_tls`).
+    pub fn tls(&self) -> client::ClientTls {
+        client::ClientTls::from_dir(&self.client_tls).expect("client TLS material")
+    }
+
     pub fn client(&self) -> Client {
-        Client::connect(&self.grpc).expect("client")
+        Client::connect(&self.grpc, &self.tls()).expect("client")
     }
 
     pub async fn status(&self) -> Option<pb::StatusResponse> {
-        let mut c = self.client();
+        // A single node makes its TLS material on first start.
+        let tls = client::ClientTls::from_dir(&self.client_tls).ok()?;
+        let mut c = Client::connect(&self.grpc, &tls).ok()?;
         tokio::time::timeout(Duration::from_secs(2), c.status())
             .await
             .ok()?
@@ -176,10 +190,11 @@ impl Drop for Cluster {
 /// The party every test cluster runs.
 pub const PARTY: &str = "acme-maintenance";
 
-/// One node's ports: gRPC API, HTTP, peer listener.
+/// One node's ports: gRPC API, HTTPS, plain loopback HTTP, peer listener.
 #[derive(Clone, Copy)]
 struct Ports {
     grpc: u16,
+    https: u16,
     http: u16,
     peer: u16,
 }
@@ -188,6 +203,7 @@ impl Ports {
     fn pick() -> Ports {
         Ports {
             grpc: free_port(),
+            https: free_port(),
             http: free_port(),
             peer: free_port(),
         }
@@ -207,9 +223,20 @@ fn node_config(
     let node_dir = dir.join(format!("node{id}"));
     std::fs::create_dir_all(&node_dir).expect("node dir");
     let config = node_dir.join("icsd.toml");
-    let Ports { grpc, http, peer } = ports;
+    let Ports {
+        grpc,
+        https,
+        http,
+        peer,
+    } = ports;
+    // A private ICS serves nothing in plain text (the config refuses it).
+    let plain = if extra_toml.contains("clients = \"required\"") {
+        String::new()
+    } else {
+        format!("http_plain_listen = \"127.0.0.1:{http}\"\n")
+    };
     let mut text = format!(
-        "party = \"{PARTY}\"\nnode_id = {id}\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:{grpc}\"\nhttp_listen = \"127.0.0.1:{http}\"\npeer_listen = \"127.0.0.1:{peer}\"\n{peers_line}\n",
+        "party = \"{PARTY}\"\nnode_id = {id}\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:{grpc}\"\nhttp_listen = \"127.0.0.1:{https}\"\n{plain}peer_listen = \"127.0.0.1:{peer}\"\n{peers_line}\n",
         node_dir.join("data").display()
     );
     let mut extra = extra_toml.to_string();
@@ -221,6 +248,19 @@ fn node_config(
             extra.push_str(&format!("\n[tls]\n{line}"));
         }
     }
+    // The node's TLS directory: given, named in the extra TOML, or the one
+    // a single node makes in its data dir. Its clients use the party's
+    // operator material beside it when there is one.
+    let node_tls = extra
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("dir = "))
+        .map(|d| PathBuf::from(d.trim_matches('"')))
+        .or_else(|| tls_dir.map(Path::to_path_buf))
+        .unwrap_or_else(|| node_dir.join("data/tls"));
+    let operator = node_tls
+        .parent()
+        .map(|p| p.join("operator-admin"))
+        .filter(|d| d.exists());
     text.push_str(&extra);
     std::fs::write(&config, text).expect("write config");
     TestNode {
@@ -228,6 +268,8 @@ fn node_config(
         dir: node_dir,
         grpc: format!("127.0.0.1:{grpc}"),
         http: format!("127.0.0.1:{http}"),
+        https: format!("127.0.0.1:{https}"),
+        client_tls: operator.unwrap_or(node_tls),
         peer: format!("127.0.0.1:{peer}"),
         config,
         child: None,
@@ -402,6 +444,11 @@ impl Cluster {
         out
     }
 
+    /// The TLS every client of the cluster uses (the party CA, the operator).
+    pub fn client_tls(&self) -> client::ClientTls {
+        self.nodes[0].tls()
+    }
+
     pub fn addresses(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.grpc.clone()).collect()
     }
@@ -505,7 +552,7 @@ pub fn peer_client_from(
     as_node: u64,
     target: &TestNode,
 ) -> ics_proto::core_v1::raft_transport_client::RaftTransportClient<tonic::transport::Channel> {
-    let tls = ics_node::peer::PeerTls::load(tls_dir, PARTY, as_node).expect("peer TLS material");
+    let tls = ics_node::peer::NodeTls::load(tls_dir, PARTY, as_node).expect("peer TLS material");
     let channel = ics_node::peer::channel(&tls, target.id, &target.peer, Duration::from_secs(2))
         .expect("peer channel");
     ics_proto::core_v1::raft_transport_client::RaftTransportClient::new(channel)
