@@ -26,6 +26,17 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// cannot take the place of the clients already connected.
 pub const MAX_HANDSHAKES: usize = 32;
 
+/// Between nodes: how often an idle HTTP/2 connection is pinged, and how long
+/// a ping may go unanswered before the connection is dropped. A peer that
+/// vanished from the network (partition, new address after a reconnect) is
+/// then redialled within seconds instead of holding a dead connection until
+/// TCP gives up (minutes).
+pub const PEER_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+pub const PEER_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Towards clients: dead clients release their connection slot.
+pub const CLIENT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub const CLIENT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Decides who a connection is from its verified client certificate (if it
 /// sent one) and its address; an error refuses the connection.
 pub type Identify<I> =

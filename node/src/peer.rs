@@ -358,6 +358,9 @@ pub fn channel(
     Ok(
         tonic::transport::Endpoint::from_static("http://ics-peer.invalid")
             .connect_timeout(connect_timeout)
+            .http2_keep_alive_interval(crate::listener::PEER_KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(crate::listener::PEER_KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
             .connect_with_connector_lazy(connector),
     )
 }

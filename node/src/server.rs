@@ -147,6 +147,8 @@ pub async fn run(
     let grpc = tonic::transport::Server::builder()
         .timeout(Duration::from_millis(config.limits.request_timeout_ms))
         .max_concurrent_streams(config.limits.max_concurrent_streams)
+        .http2_keepalive_interval(Some(crate::listener::CLIENT_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(crate::listener::CLIENT_KEEPALIVE_TIMEOUT))
         // Over all connections: many connections buy no more of the node.
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             config.limits.max_concurrent_requests,
@@ -184,6 +186,8 @@ pub async fn run(
     )?;
     let peer_grpc = tonic::transport::Server::builder()
         .max_concurrent_streams(config.limits.max_concurrent_streams)
+        .http2_keepalive_interval(Some(crate::listener::PEER_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(crate::listener::PEER_KEEPALIVE_TIMEOUT))
         .add_service(
             RaftTransportServer::new(RaftService {
                 raft: raft.clone(),
