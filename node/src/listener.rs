@@ -1,6 +1,6 @@
 //! The node's TLS listeners (peer, client gRPC, HTTP) share one acceptor: a
-//! cap on handshakes in progress (one more is closed at once), a handshake
-//! deadline, then a cap on established connections; who is on the other end
+//! cap on handshakes in progress (more wait their turn, up to a cap on
+//! connections waiting), a handshake deadline, then a cap on established connections; who is on the other end
 //! is decided once, from the verified certificate (or the address when the
 //! listener lets clients come without one), and rides with every request.
 
@@ -21,10 +21,17 @@ use crate::metrics::Metrics;
 /// How long a connection has to finish its TLS handshake (a real one takes
 /// milliseconds).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Handshakes in progress at once, per listener. Slots for established
-/// connections are separate, so connections that never finish a handshake
-/// cannot take the place of the clients already connected.
+/// Handshakes in progress at once, per listener (bounds the CPU spent on
+/// handshake cryptography). Slots for established connections are separate,
+/// so connections that never finish a handshake cannot take the place of the
+/// clients already connected.
 pub const MAX_HANDSHAKES: usize = 32;
+/// Connections accepted but not yet through their handshake, per listener:
+/// in a handshake or waiting for a turn. A burst of real clients (a fleet
+/// reconnecting) waits its turn, milliseconds each; beyond this many a
+/// connection is closed at once. Waiting counts against the same
+/// `HANDSHAKE_TIMEOUT`, so idle connections are closed on time either way.
+pub const MAX_PENDING_HANDSHAKES: usize = 1024;
 
 /// Between nodes: how often an idle HTTP/2 connection is pinged, and how long
 /// a ping may go unanswered before the connection is dropped. A peer that
@@ -131,8 +138,9 @@ async fn next_connection(listener: &TcpListener, name: &str) -> (TcpStream, Sock
 }
 
 /// Accepts TLS connections on `listener`: at most `MAX_HANDSHAKES` in
-/// progress (one more is closed at once), each with `HANDSHAKE_TIMEOUT` to
-/// complete, then `identify` decides who it is (or refuses it), then at most
+/// progress and `MAX_PENDING_HANDSHAKES` accepted before their handshake (one
+/// more is closed at once), each with `HANDSHAKE_TIMEOUT` from its accept to
+/// wait for its turn and complete, then `identify` decides who it is (or refuses it), then at most
 /// `limits.max_connections` established. Refused connections are closed,
 /// counted and logged; accepted ones go to the server reading the stream.
 pub fn accept_tls<I>(
@@ -148,33 +156,40 @@ where
     let name = limits.name;
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(async move {
         loop {
             let (tcp, from) = next_connection(&listener, name).await;
-            let Ok(handshaking) = handshakes.clone().try_acquire_owned() else {
+            let Ok(pending_slot) = pending.clone().try_acquire_owned() else {
                 metrics.connection(name, false);
-                tracing::debug!(listener = name, %from, "refused a connection: {MAX_HANDSHAKES} handshakes in progress");
+                tracing::debug!(listener = name, %from, "refused a connection: {MAX_PENDING_HANDSHAKES} connections before their handshake");
                 continue;
             };
             let (slots, acceptor, tx) = (slots.clone(), acceptor.clone(), tx.clone());
-            let (identify, metrics) = (identify.clone(), metrics.clone());
+            let (identify, metrics, handshakes) =
+                (identify.clone(), metrics.clone(), handshakes.clone());
             tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);
                 let refuse = |why: String| {
                     metrics.connection(name, false);
                     tracing::warn!(listener = name, %from, "refused a connection: {why}");
                 };
-                let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
-                    .await
-                {
+                let handshake = async {
+                    let _turn = handshakes
+                        .acquire_owned()
+                        .await
+                        .expect("the handshake semaphore is never closed");
+                    acceptor.accept(tcp).await
+                };
+                let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => return refuse(format!("TLS handshake failed: {e}")),
                     Err(_) => {
                         return refuse(format!("no TLS handshake within {HANDSHAKE_TIMEOUT:?}"));
                     }
                 };
-                drop(handshaking);
+                drop(pending_slot);
                 let certificate = stream
                     .get_ref()
                     .1

@@ -132,6 +132,49 @@ async fn client_listeners_speak_tls13_with_the_node_certificate_and_refuse_plain
     node.client().status().await.expect("status over TLS");
 }
 
+/// A fleet reconnecting at once: more clients handshake at the same moment
+/// than the listener runs handshakes in parallel (`MAX_HANDSHAKES`, 32). The
+/// ones beyond wait their turn; every one is served, none refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_new_connections_beyond_the_handshake_slots_is_served() {
+    const CLIENTS: usize = 200;
+    let cluster = start_cluster(1, "");
+    cluster.wait_ready(Duration::from_secs(30)).await;
+    let node = cluster.node(1);
+    let refused_name = "ics_connections_refused_total{listener=\"grpc\"}";
+    let accepted_name = "ics_connections_accepted_total{listener=\"grpc\"}";
+    // Absent until a first refusal.
+    let refused = || async {
+        let text = http_get(&node.http, "/metrics").await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{refused_name} ")))
+            .map_or(0, |v| v.trim().parse::<u64>().unwrap())
+    };
+    let refused_before = refused().await;
+    let accepted_before = metric(&node.http, accepted_name).await;
+    let tls = node.tls();
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(CLIENTS));
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        // One client each: its own connection, its own handshake.
+        let mut client = Client::connect(&node.grpc, &tls).expect("client");
+        let start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            client.status().await
+        }));
+    }
+    for t in tasks {
+        let status = t
+            .await
+            .unwrap()
+            .expect("every client of the burst is served");
+        assert_eq!(status.party, "acme-maintenance");
+    }
+    assert_eq!(refused().await, refused_before);
+    assert!(metric(&node.http, accepted_name).await >= accepted_before + CLIENTS as u64);
+}
+
 /// A TLS 1.3 server refuses a client certificate after the client thinks
 /// the handshake is done: the client sees an alert or the connection
 /// closed, never an answer of the API.
