@@ -112,11 +112,16 @@ pub async fn check(
     if let Some(first) = statuses.first() {
         v.event_count = first.event_count;
         for s in &statuses {
-            if (s.event_count, &s.log_hash, &s.state_hash)
-                != (first.event_count, &first.log_hash, &first.state_hash)
+            if (s.event_count, &s.log_hash, &s.state_hash, &s.tree_root)
+                != (
+                    first.event_count,
+                    &first.log_hash,
+                    &first.state_hash,
+                    &first.tree_root,
+                )
             {
                 v.problem(format!(
-                    "node {} differs from node {}: {} vs {} events, log hash {} vs {}, state hash {} vs {}",
+                    "node {} differs from node {}: {} vs {} events, log hash {} vs {}, state hash {} vs {}, tree root {} vs {}",
                     s.node_id,
                     first.node_id,
                     s.event_count,
@@ -124,7 +129,9 @@ pub async fn check(
                     hex(&s.log_hash),
                     hex(&first.log_hash),
                     hex(&s.state_hash),
-                    hex(&first.state_hash)
+                    hex(&first.state_hash),
+                    hex(&s.tree_root),
+                    hex(&first.tree_root)
                 ));
             }
         }
@@ -224,8 +231,17 @@ async fn same_moment_statuses(
             }
         }
         let agree = statuses.windows(2).all(|w| {
-            (w[0].event_count, &w[0].log_hash, &w[0].state_hash)
-                == (w[1].event_count, &w[1].log_hash, &w[1].state_hash)
+            (
+                w[0].event_count,
+                &w[0].log_hash,
+                &w[0].state_hash,
+                &w[0].tree_root,
+            ) == (
+                w[1].event_count,
+                &w[1].log_hash,
+                &w[1].state_hash,
+                &w[1].tree_root,
+            )
         });
         if (failed.is_empty() && agree) || std::time::Instant::now() > deadline {
             for f in failed {

@@ -100,6 +100,12 @@ pub struct Limits {
     /// second, and its burst.
     pub max_hkp_lookups_per_client_per_second: u32,
     pub hkp_client_burst: u32,
+    /// Transparency log tiles (hash tiles and entry bundles, 256 items each)
+    /// this node serves per second, and the burst; then per client.
+    pub max_tile_reads_per_second: u32,
+    pub tile_burst: u32,
+    pub max_tile_reads_per_client_per_second: u32,
+    pub tile_client_burst: u32,
     /// sled page cache.
     pub cache_bytes: u64,
     /// Deadline of a client API request (a client's own grpc-timeout may be shorter).
@@ -130,6 +136,10 @@ impl Default for Limits {
             hkp_burst: 1_000,
             max_hkp_lookups_per_client_per_second: 5_000,
             hkp_client_burst: 500,
+            max_tile_reads_per_second: 2_000,
+            tile_burst: 500,
+            max_tile_reads_per_client_per_second: 500,
+            tile_client_burst: 200,
             cache_bytes: 64 * 1024 * 1024,
             request_timeout_ms: 10_000,
         }
@@ -362,8 +372,12 @@ impl Config {
             || limits.append_client_burst == 0
             || limits.max_hkp_lookups_per_client_per_second == 0
             || limits.hkp_client_burst == 0
+            || limits.max_tile_reads_per_second == 0
+            || limits.tile_burst == 0
+            || limits.max_tile_reads_per_client_per_second == 0
+            || limits.tile_client_burst == 0
         {
-            bail!("limits: the per-client rates and bursts must be positive");
+            bail!("limits: the per-client and tile rates and bursts must be positive");
         }
         if limits.max_pending_appends == 0
             || limits.max_concurrent_requests == 0

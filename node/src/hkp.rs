@@ -16,8 +16,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::edge::caller::Caller;
+use crate::edge::http::refuse;
 use crate::host::Node;
-use crate::rate_limit::{KeyedRateLimit, RateLimit};
+use crate::rate_limit::ReadBudget;
 use ics_identity::device::SERIAL_SPACE;
 use ics_identity::openpgp::DeviceCertificate;
 use ics_identity::query::openpgp_export;
@@ -29,36 +30,23 @@ pub const MAX_SEARCH_BYTES: usize = 256;
 
 struct Hkp {
     node: Arc<Node>,
-    rate: RateLimit,
-    client_rate: KeyedRateLimit,
+    budget: ReadBudget,
 }
 
 pub fn router(node: Arc<Node>) -> Router {
     let limits = &node.config.limits;
-    let rate = RateLimit::new(limits.max_hkp_lookups_per_second, limits.hkp_burst);
-    let client_rate = KeyedRateLimit::new(
-        limits.max_hkp_lookups_per_client_per_second,
-        limits.hkp_client_burst,
+    let budget = ReadBudget::new(
+        "lookups",
+        (
+            limits.max_hkp_lookups_per_client_per_second,
+            limits.hkp_client_burst,
+        ),
+        (limits.max_hkp_lookups_per_second, limits.hkp_burst),
     );
     Router::new()
         .route("/pks/lookup", get(lookup))
         .route("/pks/add", post(add))
-        .with_state(Arc::new(Hkp {
-            node,
-            rate,
-            client_rate,
-        }))
-}
-
-fn refuse(code: StatusCode, message: impl Into<String>) -> Response {
-    let mut m = message.into();
-    m.push('\n');
-    (
-        code,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        m,
-    )
-        .into_response()
+        .with_state(Arc::new(Hkp { node, budget }))
 }
 
 async fn add() -> Response {
@@ -158,26 +146,8 @@ async fn lookup(
     caller: Option<axum::Extension<Caller>>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    // The caller's own budget first (F8), then the node's.
-    let limits = &hkp.node.config.limits;
-    let who = caller.map_or_else(|| "an unidentified caller".to_string(), |c| c.rate_key());
-    if !hkp.client_rate.try_take(&who) {
-        return refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "{who} is over its limit of {} lookups per second",
-                limits.max_hkp_lookups_per_client_per_second
-            ),
-        );
-    }
-    if !hkp.rate.try_take() {
-        return refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "over the node's limit of {} lookups per second",
-                limits.max_hkp_lookups_per_second
-            ),
-        );
+    if let Err(why) = hkp.budget.charge(caller.as_deref()) {
+        return refuse(StatusCode::TOO_MANY_REQUESTS, why);
     }
     let op = params.get("op").map(String::as_str).unwrap_or("");
     if !matches!(op, "get" | "index" | "vindex") {

@@ -20,5 +20,6 @@ pub mod metrics;
 pub mod peer;
 pub mod rate_limit;
 pub mod server;
+pub mod tiles;
 pub mod tls;
 pub mod writer;

@@ -99,6 +99,54 @@ impl KeyedRateLimit {
     }
 }
 
+/// An HTTP read service's budget: each caller's first (F8), then the node's.
+pub(crate) struct ReadBudget {
+    what: &'static str,
+    per_client: u32,
+    per_node: u32,
+    client_rate: KeyedRateLimit,
+    rate: RateLimit,
+}
+
+impl ReadBudget {
+    /// `what` names one request in refusals ("lookups", "tile reads").
+    pub(crate) fn new(
+        what: &'static str,
+        (per_client, client_burst): (u32, u32),
+        (per_node, burst): (u32, u32),
+    ) -> Self {
+        ReadBudget {
+            what,
+            per_client,
+            per_node,
+            client_rate: KeyedRateLimit::new(per_client, client_burst),
+            rate: RateLimit::new(per_node, burst),
+        }
+    }
+
+    /// Takes one request from `caller`'s budget and the node's; the refusal
+    /// names whose budget ran out.
+    pub(crate) fn charge(
+        &self,
+        caller: Option<&crate::edge::caller::Caller>,
+    ) -> Result<(), String> {
+        let who = caller.map_or_else(|| "an unidentified caller".to_string(), |c| c.rate_key());
+        if !self.client_rate.try_take(&who) {
+            return Err(format!(
+                "{who} is over its limit of {} {} per second",
+                self.per_client, self.what
+            ));
+        }
+        if !self.rate.try_take() {
+            return Err(format!(
+                "over the node's limit of {} {} per second",
+                self.per_node, self.what
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -208,7 +208,9 @@ pub async fn run(
         )
         .add_service(ClusterServer::new(api))
         .serve_with_incoming_shutdown(peer_incoming, stopped(stop_rx.clone()));
-    let mut http_router = crate::edge::http::router(node.clone());
+    // Every party's log is a transparency log: tiles on every node.
+    let mut http_router =
+        crate::edge::http::router(node.clone()).merge(crate::tiles::router(node.clone()));
     if ics_identity::serves_hkp(config.role) {
         http_router = http_router.merge(crate::hkp::router(node.clone()));
     }

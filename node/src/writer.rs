@@ -105,7 +105,12 @@ pub async fn run_writer(node: Writer, mut rx: mpsc::Receiver<WriteJob>) {
                 .map(|j| {
                     j.events
                         .iter()
-                        .map(|e| codec::envelope_to_bytes(&e.envelope))
+                        .map(|e| {
+                            crate::log::store::stored_value(
+                                &leaf_salt(),
+                                &codec::envelope_to_bytes(&e.envelope),
+                            )
+                        })
                         .collect()
                 })
                 .collect(),
@@ -135,4 +140,11 @@ pub async fn run_writer(node: Writer, mut rx: mpsc::Receiver<WriteJob>) {
             }
         }
     }
+}
+
+/// A fresh random salt for an event's transparency-log leaf.
+fn leaf_salt() -> [u8; ics_tlog::SALT_BYTES] {
+    let mut salt = [0u8; ics_tlog::SALT_BYTES];
+    getrandom::fill(&mut salt).expect("the operating system's random source");
+    salt
 }

@@ -15,12 +15,17 @@ use ics_proto::core_v1 as pb;
 use ics_proto::core_v1::raft_transport_client::RaftTransportClient;
 use tonic::Code;
 
-/// The transfer form of a snapshot: the image frame, then one frame per event.
+/// The transfer form of a snapshot: the image frame, then one frame per
+/// event in its stored form (its leaf's salt, then its envelope). The forger
+/// does not know the salts the leader drew: it sends zeros.
 fn transfer(image: &[u8], events: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::new();
-    for frame in std::iter::once(image).chain(events.iter().map(Vec::as_slice)) {
-        out.extend_from_slice(&(frame.len() as u32).to_be_bytes());
-        out.extend_from_slice(frame);
+    out.extend_from_slice(&(image.len() as u32).to_be_bytes());
+    out.extend_from_slice(image);
+    for event in events {
+        out.extend_from_slice(&((16 + event.len()) as u32).to_be_bytes());
+        out.extend_from_slice(&[0u8; 16]);
+        out.extend_from_slice(event);
     }
     out
 }
@@ -162,6 +167,22 @@ async fn forged_snapshots_are_refused_before_install_and_change_nothing() {
         err.message()
     );
 
+    // The very events, in order, but other salts: the transparency log's
+    // leaves would change under the checkpoints already signed.
+    let err = send_snapshot(
+        as_leader(),
+        &vote,
+        &meta(last_log_id(term, far)),
+        transfer(b"image", &events),
+    )
+    .await
+    .expect_err("other leaves");
+    assert!(
+        err.message().contains("rewrite history"),
+        "{}",
+        err.message()
+    );
+
     // Vote-inconsistent (F5): a last log id beyond the vote would trip an
     // assertion in openraft and stop the Raft core.
     let err = send_snapshot(
@@ -261,13 +282,23 @@ async fn forged_snapshots_are_refused_before_install_and_change_nothing() {
     // Nothing changed, the refusals were alarmed, and the cluster serves.
     let after = target.status().await.expect("status");
     assert_eq!(
-        (after.event_count, &after.log_hash, &after.state_hash),
-        (before.event_count, &before.log_hash, &before.state_hash)
+        (
+            after.event_count,
+            &after.log_hash,
+            &after.state_hash,
+            &after.tree_root
+        ),
+        (
+            before.event_count,
+            &before.log_hash,
+            &before.state_hash,
+            &before.tree_root
+        )
     );
     assert_eq!(after.state, "follower");
-    // Five alarms; the non-member sender is refused before the snapshot
+    // Six alarms; the non-member sender is refused before the snapshot
     // checks, as every Raft message from a non-member is (NOT_A_MEMBER).
-    assert_eq!(metric(&target.http, "ics_snapshots_refused_total").await, 5);
+    assert_eq!(metric(&target.http, "ics_snapshots_refused_total").await, 6);
     register_device(&mut c, &author, "SN-after").await;
     let statuses = cluster.wait_converged(Duration::from_secs(30)).await;
     assert_eq!(statuses[0].event_count, before.event_count + 1);

@@ -142,6 +142,14 @@ fn assert_same_state(statuses: &[pb::StatusResponse]) {
             "projection differs on node {}",
             s.node_id
         );
+        // The transparency log's tree: built entry by entry, rebuilt at a
+        // snapshot install, or read back from disk after a restart, the same.
+        assert_eq!(s.tree_root.len(), 32);
+        assert_eq!(
+            s.tree_root, statuses[0].tree_root,
+            "transparency log root differs on node {}",
+            s.node_id
+        );
     }
 }
 

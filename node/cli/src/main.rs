@@ -1593,11 +1593,12 @@ async fn cluster(c: &mut Client, j: bool, cmd: ClusterCmd) -> anyhow::Result<()>
                     "raft_log_index": s.raft_log_index, "raft_applied_index": s.raft_applied_index,
                     "raft_snapshot_index": s.raft_snapshot_index, "raft_purged_index": s.raft_purged_index,
                     "event_count": s.event_count, "log_hash": hex::encode(&s.log_hash),
+                    "tree_root": hex::encode(&s.tree_root),
                     "state_hash": hex::encode(&s.state_hash),
                     "members": s.members.iter().map(|m| json!({"id": m.id, "address": m.address, "voter": m.voter})).collect::<Vec<_>>()}),
                 format!(
                     "node {} ({}, party {:?}) is {} in term {}; leader {} at {}\n\
-                     raft log index {} applied {} snapshot {}; {} events; log hash {}\n\
+                     raft log index {} applied {} snapshot {}; {} events; log hash {}; tree root {}\n\
                      rules: {} (this build runs {})\n{}",
                     s.node_id,
                     s.role,
@@ -1611,6 +1612,7 @@ async fn cluster(c: &mut Client, j: bool, cmd: ClusterCmd) -> anyhow::Result<()>
                     s.raft_snapshot_index,
                     s.event_count,
                     &hex::encode(&s.log_hash)[..16],
+                    hex::encode(&s.tree_root).get(..16).unwrap_or_default(),
                     s.active_rules,
                     s.build_rules,
                     members

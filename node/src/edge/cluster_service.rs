@@ -83,6 +83,7 @@ impl Cluster for Api {
             raft_applied_index: applied.last_applied.map_or(0, |l| l.index()),
             event_count: applied.projection.event_count(),
             log_hash: applied.projection.log_hash().to_vec(),
+            tree_root: applied.tree.root().to_vec(),
             state_hash: applied.projection.state_hash().to_vec(),
             members: member_list(node),
             party: applied

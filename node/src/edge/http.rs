@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::edge::caller::Caller;
@@ -12,6 +13,19 @@ use crate::host::Node;
 use crate::listener::{Accepted, Incoming};
 use crate::log::raft_metrics;
 use crate::metrics::MetricsSource;
+
+/// A refusal over HTTP: its status and a line of plain text naming what is
+/// wrong.
+pub fn refuse(code: StatusCode, message: impl Into<String>) -> Response {
+    let mut m = message.into();
+    m.push('\n');
+    (
+        code,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        m,
+    )
+        .into_response()
+}
 
 async fn healthz() -> &'static str {
     "ok\n"

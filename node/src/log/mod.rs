@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use ics_kernel::{Appended, Refusal};
 
 /// One Raft log entry: the atomic batches of the clients it groups, each a
-/// list of envelope bytes exactly as received.
+/// list of events in their stored form (`store::stored_value`: the salt the
+/// leader drew for the event's transparency-log leaf, then the envelope bytes
+/// exactly as received).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogRequest {
     pub batches: Vec<Vec<Vec<u8>>>,

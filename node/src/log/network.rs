@@ -454,14 +454,16 @@ impl RaftTransport for RaftService {
         check_header(&vote, &meta, &super::raft_metrics(&self.raft))
             .map_err(|why| self.refuse_snapshot(why))?;
         let transfer = self.spool(first.data, &mut stream).await?;
-        let (count, hash) = {
+        let (count, hash, root) = {
             let applied = self.shared.read();
             (
                 applied.projection.event_count(),
                 applied.projection.log_hash(),
+                applied.tree.root(),
             )
         };
-        let ids = check_extends(&transfer, count, hash).map_err(|why| self.refuse_snapshot(why))?;
+        let ids =
+            check_extends(&transfer, count, hash, root).map_err(|why| self.refuse_snapshot(why))?;
         let snapshot = Snapshot {
             meta,
             snapshot: super::snapshot::SnapshotData::Received { transfer, ids },

@@ -12,7 +12,7 @@ use ics_kernel::EventId;
 use ics_kernel::StateImage;
 use serde::{Deserialize, Serialize};
 
-use super::store::{Db, MAX_ENTRY_BYTES, decode, invalid, io_err, stored_id};
+use super::store::{Db, MAX_ENTRY_BYTES, decode, invalid, io_err, split_stored, stored_id};
 use super::{Snapshot, SnapshotMeta};
 
 /// This node's last snapshot: Raft's meta, the number of applied events the
@@ -124,7 +124,7 @@ impl SnapshotData {
                     }
                     let mut chunk = Vec::with_capacity(chunk_bytes + MAX_ENTRY_BYTES);
                     while next <= events && chunk.len() < chunk_bytes {
-                        match db.event(next) {
+                        match db.stored(next) {
                             Ok(Some(bytes)) => push_frame(&mut chunk, &bytes),
                             Ok(None) => {
                                 return Some(Err(invalid(format!(
@@ -231,6 +231,7 @@ pub fn check_extends(
     transfer: &[u8],
     applied_events: u64,
     applied_log_hash: [u8; 32],
+    applied_tree_root: ics_tlog::Hash,
 ) -> Result<Vec<EventId>, SnapshotRefusal> {
     let malformed = |e: String| SnapshotRefusal::Malformed(e);
     let (image, events) = frames(transfer).map_err(|e| malformed(e.to_string()))?;
@@ -243,6 +244,20 @@ pub fn check_extends(
     }
     let mut hash = [0; 32];
     let mut ids = Vec::with_capacity(events.len());
+    // The events this node has must also be the same leaves (same salts):
+    // otherwise the transparency log's tree would change under signed
+    // checkpoints.
+    let mut tree = ics_tlog::Frontier::new();
+    for (i, bytes) in events.iter().take(applied_events as usize).enumerate() {
+        let (salt, envelope) =
+            split_stored(bytes, i as u64 + 1).map_err(|e| malformed(e.to_string()))?;
+        tree.append(ics_tlog::event_leaf_hash(salt, envelope));
+    }
+    if applied_events > 0 && tree.root() != applied_tree_root {
+        return Err(SnapshotRefusal::Rewrites {
+            ours: applied_events,
+        });
+    }
     for (i, bytes) in events.iter().enumerate() {
         let id = stored_id(bytes, i as u64 + 1).map_err(|e| malformed(e.to_string()))?;
         hash = ics_kernel::projection::next_log_hash(&hash, &id.0);

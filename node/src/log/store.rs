@@ -1,5 +1,12 @@
 //! Durable storage on sled: the Raft log and vote, the applied event log,
-//! and snapshots.
+//! the transparency log's tree over it, and snapshots.
+//!
+//! A stored event is the salt the leader drew for its leaf, then its
+//! envelope bytes as received (`stored_value`, `split_stored`). Every applied
+//! event is leaf `index - 1` of an RFC 6962 tree (`ics_tlog`); the nodes each
+//! apply finishes are written in the same sled batch as its events, so the
+//! tree is never behind or ahead of the log, on any replica, across restarts
+//! and snapshot installs.
 //!
 //! A snapshot is a state image (the projection as bytes, see
 //! `ics_kernel::StateImage`) plus the applied events it covers, which stay
@@ -55,6 +62,7 @@ const COMMITTED_KEY: &[u8] = b"committed";
 const PURGED_KEY: &[u8] = b"last_purged";
 const SM_META_KEY: &[u8] = b"m";
 const SM_EVENT_PREFIX: u8 = b'e';
+const SM_TREE_PREFIX: u8 = b't';
 const SNAPSHOT_FILE: &str = "state-snapshot.bin";
 
 pub(super) fn io_err(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
@@ -75,6 +83,78 @@ pub(super) fn event_key(index: u64) -> [u8; 9] {
     k[0] = SM_EVENT_PREFIX;
     k[1..].copy_from_slice(&index.to_be_bytes());
     k
+}
+
+use ics_tlog::SALT_BYTES;
+use ics_tlog::merkle::{Frontier, Hash, NodeHashes, TreeError};
+
+/// The stored form of an event: its leaf's salt, then its envelope bytes.
+pub fn stored_value(salt: &[u8; SALT_BYTES], envelope: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(SALT_BYTES + envelope.len());
+    v.extend_from_slice(salt);
+    v.extend_from_slice(envelope);
+    v
+}
+
+/// A stored event's salt and envelope bytes.
+pub fn split_stored(value: &[u8], index: u64) -> io::Result<(&[u8; SALT_BYTES], &[u8])> {
+    if value.len() < SALT_BYTES {
+        return Err(invalid(format!(
+            "stored event {index} is shorter than its salt (a data dir of an earlier build?)"
+        )));
+    }
+    let (salt, envelope) = value.split_at(SALT_BYTES);
+    Ok((salt.try_into().expect("SALT_BYTES"), envelope))
+}
+
+/// The leaf hash of a stored event.
+fn stored_leaf(value: &[u8], index: u64) -> io::Result<Hash> {
+    let (salt, envelope) = split_stored(value, index)?;
+    Ok(ics_tlog::event_leaf_hash(salt, envelope))
+}
+
+fn tree_key(level: u8, index: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[0] = SM_TREE_PREFIX;
+    k[1] = level;
+    k[2..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// The tree's finished nodes in the state machine's sled tree.
+pub struct StoredNodes<'a>(&'a sled::Tree);
+
+impl NodeHashes for StoredNodes<'_> {
+    fn node(&self, level: u8, index: u64) -> Result<Hash, TreeError> {
+        let missing = TreeError::Missing { level, index };
+        match self.0.get(tree_key(level, index)) {
+            Ok(Some(v)) => Hash::try_from(v.as_ref()).map_err(|_| missing),
+            // A read error reads as a missing node: the caller reports it.
+            Ok(None) | Err(_) => Err(missing),
+        }
+    }
+}
+
+/// Adds the leaves of `values` (stored events, in index order) to `frontier`
+/// and the nodes they finish to `writes`.
+fn grow_tree<'v>(
+    frontier: &mut Frontier,
+    writes: &mut sled::Batch,
+    values: impl IntoIterator<Item = (u64, &'v [u8])>,
+) -> io::Result<()> {
+    for (index, value) in values {
+        // Leaf i is event i + 1: the tree and the event store stay in step.
+        assert_eq!(
+            index,
+            frontier.size() + 1,
+            "event {index} is the next leaf of a tree of {}",
+            frontier.size()
+        );
+        for n in frontier.append(stored_leaf(value, index)?) {
+            writes.insert(&tree_key(n.level, n.index), &n.hash);
+        }
+    }
+    Ok(())
 }
 
 /// The node's sled database and its trees.
@@ -127,13 +207,26 @@ impl Db {
             .map_err(io_err)?
     }
 
-    /// Envelope bytes of the applied event at `index`.
-    pub fn event(&self, index: u64) -> io::Result<Option<Vec<u8>>> {
+    /// The transparency log tree's stored nodes.
+    pub fn tree_nodes(&self) -> StoredNodes<'_> {
+        StoredNodes(&self.sm)
+    }
+
+    /// The stored form (salt, then envelope) of the applied event at `index`.
+    pub fn stored(&self, index: u64) -> io::Result<Option<Vec<u8>>> {
         Ok(self
             .sm
             .get(event_key(index))
             .map_err(io_err)?
             .map(|v| v.to_vec()))
+    }
+
+    /// Envelope bytes of the applied event at `index`.
+    pub fn event(&self, index: u64) -> io::Result<Option<Vec<u8>>> {
+        let Some(value) = self.stored(index)? else {
+            return Ok(None);
+        };
+        Ok(Some(split_stored(&value, index)?.1.to_vec()))
     }
 
     pub(super) fn snapshot_path(&self) -> PathBuf {
@@ -144,6 +237,8 @@ impl Db {
 /// State readers share with the state machine.
 pub struct Applied {
     pub projection: Projection,
+    /// The transparency log's tree over the applied events.
+    pub tree: Frontier,
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
 }
@@ -186,7 +281,8 @@ fn unsupported(e: UnsupportedRules) -> io::Error {
     io::Error::other(e)
 }
 
-fn replay(projection: &mut Projection, envelope: &[u8], index: u64) -> io::Result<()> {
+fn replay(projection: &mut Projection, stored: &[u8], index: u64) -> io::Result<()> {
+    let (_, envelope) = split_stored(stored, index)?;
     let corrupt = |e: Refusal| {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -218,9 +314,10 @@ pub(super) fn invalid(what: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
 }
 
-/// The id of a stored event, from its envelope bytes (no signature checked:
-/// ids are checked against a state image's log hash instead).
-pub(super) fn stored_id(bytes: &[u8], index: u64) -> io::Result<EventId> {
+/// The id of a stored event (no signature checked: ids are checked against
+/// a state image's log hash instead).
+pub(super) fn stored_id(stored: &[u8], index: u64) -> io::Result<EventId> {
+    let (_, bytes) = split_stored(stored, index)?;
     let env = codec::envelope_from_bytes(bytes)
         .map_err(|e| invalid(format!("applied event {index} does not parse: {e}")))?;
     Ok(EventId::of_body(&env.body))
@@ -270,6 +367,23 @@ fn open_projection(db: &Db) -> io::Result<(Projection, u64)> {
     Ok((projection, from_image))
 }
 
+/// The tree of the `events` applied events, from its stored nodes: exactly
+/// `events` leaves, or the store is refused.
+fn open_tree(db: &Db, events: u64) -> io::Result<Frontier> {
+    let nodes = db.tree_nodes();
+    let tree = Frontier::from_store(&nodes, events).map_err(|e| {
+        invalid(format!(
+            "the transparency log's tree lacks a node of its {events} leaves: {e}"
+        ))
+    })?;
+    if nodes.node(0, events).is_ok() {
+        return Err(invalid(format!(
+            "the transparency log's tree has more leaves than the {events} applied events"
+        )));
+    }
+    Ok(tree)
+}
+
 /// Opens the store: the Raft log and the state machine, whose projection is
 /// restored from the last snapshot and the applied events after it.
 pub fn open(dir: &Path, cache_bytes: u64) -> anyhow::Result<(LogStore, StateMachineStore)> {
@@ -283,6 +397,7 @@ pub fn open(dir: &Path, cache_bytes: u64) -> anyhow::Result<(LogStore, StateMach
     };
     let started = std::time::Instant::now();
     let (projection, from_image) = open_projection(&db)?;
+    let tree = open_tree(&db, projection.event_count())?;
     tracing::info!(events = projection.event_count(), from_image,
         replayed = projection.event_count() - from_image, last_applied = ?meta.last_applied,
         ms = started.elapsed().as_millis() as u64, "state machine opened");
@@ -290,6 +405,7 @@ pub fn open(dir: &Path, cache_bytes: u64) -> anyhow::Result<(LogStore, StateMach
     let shared = Arc::new(Shared {
         applied: RwLock::new(Applied {
             projection,
+            tree,
             last_applied: meta.last_applied,
             membership: meta.membership,
         }),
@@ -459,7 +575,12 @@ impl StateMachineStore {
     ) -> Result<Vec<Appended>, Refusal> {
         let events = envelopes
             .iter()
-            .map(|bytes| parse_stored(bytes))
+            .map(|stored| {
+                // Indexes are not assigned yet; 0 names none in the error.
+                let (_, envelope) =
+                    split_stored(stored, 0).map_err(|e| Refusal::Malformed(e.to_string()))?;
+                parse_stored(envelope)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         staged.stage_batch(&events, &pre_genesis_limits())
     }
@@ -544,6 +665,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut replies = Vec::with_capacity(entries.len());
         let count = {
             let mut applied = self.shared.write();
+            let mut tree = applied.tree.clone();
             for ((entry, responder), results) in entries.into_iter().zip(verdicts) {
                 applied.last_applied = Some(entry.log_id);
                 let response = match entry.payload {
@@ -554,6 +676,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                             for (appended, bytes) in out.iter().zip(envelopes) {
                                 if !appended.duplicate {
                                     writes.insert(&event_key(appended.index), bytes.as_slice());
+                                    grow_tree(
+                                        &mut tree,
+                                        &mut writes,
+                                        [(appended.index, bytes.as_slice())],
+                                    )?;
                                 }
                             }
                         }
@@ -577,10 +704,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let before = applied.projection.event_count();
             let accepted = changes.event_count() as u64;
             applied.projection.commit(changes);
+            applied.tree = tree;
             assert_eq!(
                 applied.projection.event_count(),
                 before + accepted,
                 "the projection holds the events written to disk"
+            );
+            assert_eq!(
+                applied.tree.size(),
+                applied.projection.event_count(),
+                "the tree has a leaf per applied event"
             );
             applied.projection.event_count()
         };
@@ -629,6 +762,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         for (i, bytes) in events.iter().enumerate() {
             writes.insert(&event_key(i as u64 + 1), *bytes);
         }
+        let mut tree = Frontier::new();
+        grow_tree(
+            &mut tree,
+            &mut writes,
+            events.iter().enumerate().map(|(i, b)| (i as u64 + 1, *b)),
+        )?;
         let sm_meta = SmMeta {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
@@ -645,6 +784,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             self.db.sm.apply_batch(writes).map_err(io_err)?;
             *applied = Applied {
                 projection,
+                tree,
                 last_applied: meta.last_log_id,
                 membership: meta.last_membership.clone(),
             };

@@ -33,7 +33,8 @@ pub fn free_port() -> u16 {
 }
 
 /// GET over plain HTTP/1.1; the body.
-pub async fn http_get(addr: &str, path: &str) -> String {
+/// A GET over plain HTTP: the status line and the body.
+pub async fn http_request(addr: &str, path: &str) -> (String, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr)
         .await
@@ -43,11 +44,21 @@ pub async fn http_get(addr: &str, path: &str) -> String {
     )
     .await
     .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP answer");
-    assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
-    body.to_string()
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer");
+    let head = String::from_utf8_lossy(&out[..split]);
+    let status = head.lines().next().unwrap_or_default().to_string();
+    (status, out[split + 4..].to_vec())
+}
+
+pub async fn http_get(addr: &str, path: &str) -> String {
+    let (status, body) = http_request(addr, path).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "GET {path}: {status}");
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 /// One counter or gauge of a node's `/metrics` (at `http`), e.g.

@@ -16,3 +16,28 @@ pub mod tiles;
 pub mod witness;
 
 pub use merkle::{Frontier, Hash, NodeHashes, ProofError, SizeError, TreeError};
+
+use sha2::{Digest, Sha256};
+
+/// Bytes of the random salt each leaf carries, drawn by the leader and
+/// replicated with the event.
+pub const SALT_BYTES: usize = 16;
+/// Bytes of a leaf's entry.
+pub const LEAF_ENTRY_BYTES: usize = SALT_BYTES + 32;
+
+/// The entry of the leaf of an event: its salt, then SHA-256 of its
+/// envelope bytes as stored. The salt keeps a leaf hash from confirming a
+/// guessed event to whoever may not see it; the digest keeps entries small
+/// and fixed (an envelope may exceed an entry bundle's 64 KiB) and checkable
+/// with any SHA-256.
+pub fn leaf_entry(salt: &[u8; SALT_BYTES], envelope: &[u8]) -> [u8; LEAF_ENTRY_BYTES] {
+    let mut entry = [0u8; LEAF_ENTRY_BYTES];
+    entry[..SALT_BYTES].copy_from_slice(salt);
+    entry[SALT_BYTES..].copy_from_slice(&Sha256::digest(envelope));
+    entry
+}
+
+/// The leaf hash of an event: RFC 6962's hash of its `leaf_entry`.
+pub fn event_leaf_hash(salt: &[u8; SALT_BYTES], envelope: &[u8]) -> Hash {
+    merkle::leaf_hash(&leaf_entry(salt, envelope))
+}
