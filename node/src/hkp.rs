@@ -146,7 +146,7 @@ async fn lookup(
     caller: Option<axum::Extension<Caller>>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(why) = hkp.budget.charge(caller.as_deref()) {
+    if let Err(why) = hkp.budget.charge(caller.map(|c| c.rate_key())) {
         return refuse(StatusCode::TOO_MANY_REQUESTS, why);
     }
     let op = params.get("op").map(String::as_str).unwrap_or("");

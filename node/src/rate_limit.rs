@@ -124,13 +124,11 @@ impl ReadBudget {
         }
     }
 
-    /// Takes one request from `caller`'s budget and the node's; the refusal
-    /// names whose budget ran out.
-    pub(crate) fn charge(
-        &self,
-        caller: Option<&crate::edge::caller::Caller>,
-    ) -> Result<(), String> {
-        let who = caller.map_or_else(|| "an unidentified caller".to_string(), |c| c.rate_key());
+    /// Takes one request from the budget of the caller with rate key `who`
+    /// (`Caller::rate_key`) and the node's; the refusal names whose budget
+    /// ran out.
+    pub(crate) fn charge(&self, who: Option<String>) -> Result<(), String> {
+        let who = who.unwrap_or_else(|| "an unidentified caller".to_string());
         if !self.client_rate.try_take(&who) {
             return Err(format!(
                 "{who} is over its limit of {} {} per second",

@@ -1,6 +1,6 @@
 //! The transparency log over HTTP, as C2SP tlog-tiles: hash tiles
-//! (`/tile/<L>/<N>[.p/<W>]`, the tree's level 8·L) from the tree's stored
-//! nodes and entry bundles (`/tile/entries/<N>[.p/<W>]`, each leaf's entry:
+//! (`/tile/<L>/<N>[.p/<W>]`, the tree's level 8·L) from the tree's tiles
+//! (finished ones stored, the unfinished one in memory) and entry bundles (`/tile/entries/<N>[.p/<W>]`, each leaf's entry:
 //! its salt and the SHA-256 of its envelope) from the stored events. A tile
 //! this replica has not applied yet is 404; what it serves never changes, so
 //! it is cacheable forever.
@@ -13,7 +13,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use ics_tlog::tiles::{Tile, TileKind, entry_bundle, hash_tile};
+use ics_tlog::tiles::{Tile, TileKind, entry_bundle};
 
 use crate::edge::caller::Caller;
 use crate::edge::http::refuse;
@@ -46,14 +46,15 @@ async fn tile(
     caller: Option<axum::Extension<Caller>>,
     Path(path): Path<String>,
 ) -> Response {
-    if let Err(why) = tiles.budget.charge(caller.as_deref()) {
+    if let Err(why) = tiles.budget.charge(caller.map(|c| c.rate_key())) {
         return refuse(StatusCode::TOO_MANY_REQUESTS, why);
     }
     let tile = match Tile::parse(&format!("tile/{path}")) {
         Ok(t) => t,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let size = tiles.node.shared.read().tree.size();
+    let applied = tiles.node.shared.read();
+    let size = applied.tree.size();
     // The tile as far as this replica's tree goes: the one asked for only if
     // it has at least the width asked for.
     let available = Tile::in_tree(tile.kind, tile.index, size);
@@ -65,8 +66,16 @@ async fn tile(
     }
     let db = &tiles.node.shared.db;
     let body = match tile.kind {
-        TileKind::Hashes { .. } => hash_tile(&db.tree_nodes(), &tile).map_err(|e| e.to_string()),
-        TileKind::Entries => entries(&tiles.node, &tile),
+        TileKind::Hashes { level } => applied
+            .tree
+            .nodes(&db.tiles())
+            .tile(level, tile.index)
+            .map(|hashes| hashes[..usize::from(tile.width)].concat())
+            .ok_or_else(|| "a finished tile is not stored".to_string()),
+        TileKind::Entries => {
+            drop(applied);
+            entries(&tiles.node, &tile)
+        }
     };
     match body {
         Ok(bytes) => (

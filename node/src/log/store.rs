@@ -3,10 +3,12 @@
 //!
 //! A stored event is the salt the leader drew for its leaf, then its
 //! envelope bytes as received (`stored_value`, `split_stored`). Every applied
-//! event is leaf `index - 1` of an RFC 6962 tree (`ics_tlog`); the nodes each
-//! apply finishes are written in the same sled batch as its events, so the
-//! tree is never behind or ahead of the log, on any replica, across restarts
-//! and snapshot installs.
+//! event is leaf `index - 1` of an RFC 6962 tree (`ics_tlog`), stored as
+//! tiles: the tiles each apply finishes (256 hashes, one 8 KiB value per 256
+//! events at level 0) are written in the same sled batch as its events, and
+//! the unfinished tiles and the frontier are kept in memory and restored on
+//! open from the last tile's events. So the tree is never behind or ahead of
+//! the log, on any replica, across restarts and snapshot installs.
 //!
 //! A snapshot is a state image (the projection as bytes, see
 //! `ics_kernel::StateImage`) plus the applied events it covers, which stay
@@ -86,7 +88,8 @@ pub(super) fn event_key(index: u64) -> [u8; 9] {
 }
 
 use ics_tlog::SALT_BYTES;
-use ics_tlog::merkle::{Frontier, Hash, NodeHashes, TreeError};
+use ics_tlog::merkle::{Hash, TreeError};
+use ics_tlog::tiled::{TileStore, TiledTree, tile_hashes};
 
 /// The stored form of an event: its leaf's salt, then its envelope bytes.
 pub fn stored_value(salt: &[u8; SALT_BYTES], envelope: &[u8]) -> Vec<u8> {
@@ -113,7 +116,7 @@ fn stored_leaf(value: &[u8], index: u64) -> io::Result<Hash> {
     Ok(ics_tlog::event_leaf_hash(salt, envelope))
 }
 
-fn tree_key(level: u8, index: u64) -> [u8; 10] {
+fn tile_key(level: u8, index: u64) -> [u8; 10] {
     let mut k = [0u8; 10];
     k[0] = SM_TREE_PREFIX;
     k[1] = level;
@@ -121,24 +124,26 @@ fn tree_key(level: u8, index: u64) -> [u8; 10] {
     k
 }
 
-/// The tree's finished nodes in the state machine's sled tree.
-pub struct StoredNodes<'a>(&'a sled::Tree);
+/// The tree's finished tiles in the state machine's sled tree.
+pub struct StoredTiles<'a>(&'a sled::Tree);
 
-impl NodeHashes for StoredNodes<'_> {
-    fn node(&self, level: u8, index: u64) -> Result<Hash, TreeError> {
-        let missing = TreeError::Missing { level, index };
-        match self.0.get(tree_key(level, index)) {
-            Ok(Some(v)) => Hash::try_from(v.as_ref()).map_err(|_| missing),
-            // A read error reads as a missing node: the caller reports it.
-            Ok(None) | Err(_) => Err(missing),
+impl TileStore for StoredTiles<'_> {
+    fn full_tile(&self, level: u8, index: u64) -> Option<Vec<Hash>> {
+        match self.0.get(tile_key(level, index)) {
+            Ok(Some(v)) => tile_hashes(&v),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(level, index, error = %e, "reading a transparency log tile failed");
+                None
+            }
         }
     }
 }
 
-/// Adds the leaves of `values` (stored events, in index order) to `frontier`
-/// and the nodes they finish to `writes`.
+/// Adds the leaves of `values` (stored events, in index order) to `tree`
+/// and the tiles they finish to `writes` (one 8 KiB value per 256 events).
 fn grow_tree<'v>(
-    frontier: &mut Frontier,
+    tree: &mut TiledTree,
     writes: &mut sled::Batch,
     values: impl IntoIterator<Item = (u64, &'v [u8])>,
 ) -> io::Result<()> {
@@ -146,12 +151,12 @@ fn grow_tree<'v>(
         // Leaf i is event i + 1: the tree and the event store stay in step.
         assert_eq!(
             index,
-            frontier.size() + 1,
+            tree.size() + 1,
             "event {index} is the next leaf of a tree of {}",
-            frontier.size()
+            tree.size()
         );
-        for n in frontier.append(stored_leaf(value, index)?) {
-            writes.insert(&tree_key(n.level, n.index), &n.hash);
+        for tile in tree.append(stored_leaf(value, index)?) {
+            writes.insert(&tile_key(tile.level, tile.index), tile.to_bytes());
         }
     }
     Ok(())
@@ -207,9 +212,9 @@ impl Db {
             .map_err(io_err)?
     }
 
-    /// The transparency log tree's stored nodes.
-    pub fn tree_nodes(&self) -> StoredNodes<'_> {
-        StoredNodes(&self.sm)
+    /// The transparency log tree's finished tiles.
+    pub fn tiles(&self) -> StoredTiles<'_> {
+        StoredTiles(&self.sm)
     }
 
     /// The stored form (salt, then envelope) of the applied event at `index`.
@@ -238,7 +243,7 @@ impl Db {
 pub struct Applied {
     pub projection: Projection,
     /// The transparency log's tree over the applied events.
-    pub tree: Frontier,
+    pub tree: TiledTree,
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
 }
@@ -367,16 +372,28 @@ fn open_projection(db: &Db) -> io::Result<(Projection, u64)> {
     Ok((projection, from_image))
 }
 
-/// The tree of the `events` applied events, from its stored nodes: exactly
-/// `events` leaves, or the store is refused.
-fn open_tree(db: &Db, events: u64) -> io::Result<Frontier> {
-    let nodes = db.tree_nodes();
-    let tree = Frontier::from_store(&nodes, events).map_err(|e| {
+/// The tree of the `events` applied events, from its stored tiles and the
+/// last (unfinished tile's) events: no tile beyond them, or the store is
+/// refused.
+fn open_tree(db: &Db, events: u64) -> io::Result<TiledTree> {
+    let tiles = db.tiles();
+    let tree = TiledTree::restore(events, &tiles, |leaf| {
+        let index = leaf + 1;
+        let missing = TreeError::Missing {
+            level: 0,
+            index: leaf,
+        };
+        match db.stored(index) {
+            Ok(Some(v)) => stored_leaf(&v, index).map_err(|_| missing),
+            _ => Err(missing),
+        }
+    })
+    .map_err(|e| {
         invalid(format!(
-            "the transparency log's tree lacks a node of its {events} leaves: {e}"
+            "the transparency log's tree over {events} events does not restore: {e}"
         ))
     })?;
-    if nodes.node(0, events).is_ok() {
+    if tiles.full_tile(0, events / 256).is_some() {
         return Err(invalid(format!(
             "the transparency log's tree has more leaves than the {events} applied events"
         )));
@@ -762,7 +779,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         for (i, bytes) in events.iter().enumerate() {
             writes.insert(&event_key(i as u64 + 1), *bytes);
         }
-        let mut tree = Frontier::new();
+        let mut tree = TiledTree::new();
         grow_tree(
             &mut tree,
             &mut writes,

@@ -12,6 +12,7 @@
 
 pub mod merkle;
 pub mod note;
+pub mod tiled;
 pub mod tiles;
 pub mod witness;
 
