@@ -159,6 +159,12 @@ pub async fn run(
                 .max_encoding_message_size(max),
         )
         .add_service(ClusterServer::new(api.clone()))
+        // Every party's log is a transparency log: proofs on every node.
+        .add_service(
+            ics_proto::tlog_v1::transparency_log_server::TransparencyLogServer::new(api.clone())
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
         .serve_with_incoming_shutdown(grpc_incoming, stopped(stop_rx.clone()));
     // The peer listener: only nodes of this party whose certificate the log
     // has not revoked; each Raft message's sender must be the certificate's node.

@@ -344,17 +344,6 @@ async fn administration_needs_an_operator_certificate() {
 }
 
 /// `icsctl` next to `icsd` in the target directory (built with the workspace).
-fn icsctl() -> std::path::PathBuf {
-    let icsd = Path::new(env!("CARGO_BIN_EXE_icsd"));
-    let path = icsd.with_file_name("icsctl");
-    assert!(
-        path.exists(),
-        "{} is not built: run the workspace's tests",
-        path.display()
-    );
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn icsctl_finds_the_ca_and_the_operator_certificate_in_the_data_dir() {
     let cluster = start_cluster(1, "");

@@ -23,8 +23,15 @@ pub mod ics {
             tonic::include_proto!("ics.pki.v1");
         }
     }
+    pub mod tlog {
+        pub mod v1 {
+            #![allow(clippy::all, clippy::pedantic)]
+            tonic::include_proto!("ics.tlog.v1");
+        }
+    }
 }
 
 pub use ics::core::v1 as core_v1;
 pub use ics::identity::v1 as identity_v1;
 pub use ics::pki::v1 as pki_v1;
+pub use ics::tlog::v1 as tlog_v1;

@@ -255,6 +255,9 @@ enum Command {
     /// Cluster status and membership.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// The transparency log: inclusion and consistency proofs, checked here.
+    #[command(subcommand)]
+    Log(LogCmd),
     /// Measure append latency and throughput against the server.
     Bench(BenchArgs),
     /// Measure Verify latency and throughput against the server.
@@ -548,6 +551,28 @@ enum RulesCmd {
         /// A capability to deactivate; repeat.
         #[arg(long = "deactivate")]
         deactivate: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum LogCmd {
+    /// An event's inclusion proof (RFC 9162) for a tree size, verified here
+    /// against the root the node gives before it is printed.
+    Proof {
+        /// The event id (hex).
+        #[arg(long)]
+        event: String,
+        /// The tree the proof is for (0: the node's current tree).
+        #[arg(long, default_value_t = 0)]
+        tree_size: u64,
+    },
+    /// A consistency proof between two tree sizes, verified here.
+    Consistency {
+        #[arg(long)]
+        old: u64,
+        /// 0: the node's current tree.
+        #[arg(long, default_value_t = 0)]
+        new: u64,
     },
 }
 
@@ -1527,6 +1552,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Cluster(cmd) => cluster(&mut c, j, cmd).await?,
+        Command::Log(cmd) => tlog(&mut c, j, cmd).await?,
         Command::Rules(cmd) => rules(&mut c, j, cmd).await?,
         Command::Key(_) => unreachable!("answered without a node above"),
         Command::Bench(args) => bench(&cli.server, &tls, args).await?,
@@ -1548,6 +1574,90 @@ fn print_members(j: bool, members: &[pb::NodeInfo]) -> std::io::Result<()> {
                 if m.voter { "voter" } else { "learner" }
             ),
         )?;
+    }
+    Ok(())
+}
+
+fn proof_hashes(hashes: &[Vec<u8>]) -> anyhow::Result<Vec<ics_tlog::Hash>> {
+    hashes
+        .iter()
+        .map(|h| ics_tlog::Hash::try_from(h.as_slice()).context("a proof hash is not 32 bytes"))
+        .collect()
+}
+
+fn hash_of(bytes: &[u8], what: &str) -> anyhow::Result<ics_tlog::Hash> {
+    ics_tlog::Hash::try_from(bytes).with_context(|| format!("the {what} is not 32 bytes"))
+}
+
+async fn tlog(c: &mut Client, j: bool, cmd: LogCmd) -> anyhow::Result<()> {
+    use ics_proto::tlog_v1 as tpb;
+    use ics_tlog::merkle::{leaf_hash, verify_consistency, verify_inclusion};
+    match cmd {
+        LogCmd::Proof { event, tree_size } => {
+            let event_id = hex::decode(&event).context("event id is not hex")?;
+            let p = c
+                .tlog
+                .inclusion_proof(tpb::InclusionProofRequest {
+                    event_id,
+                    tree_size,
+                })
+                .await?
+                .into_inner();
+            let hashes = proof_hashes(&p.hashes)?;
+            let root = hash_of(&p.root, "root")?;
+            verify_inclusion(
+                p.leaf_index,
+                p.tree_size,
+                &leaf_hash(&p.leaf_entry),
+                &hashes,
+                &root,
+            )
+            .context("the node's inclusion proof does not verify")?;
+            emit(
+                j,
+                json!({"event_id": event, "leaf_index": p.leaf_index, "tree_size": p.tree_size,
+                    "root": hex::encode(root), "leaf_entry": hex::encode(&p.leaf_entry),
+                    "hashes": hashes.iter().map(hex::encode).collect::<Vec<_>>(), "verified": true}),
+                format!(
+                    "event {event} is leaf {} of the tree of {} leaves, root {}: {} proof hashes, verified",
+                    p.leaf_index,
+                    p.tree_size,
+                    hex::encode(root),
+                    hashes.len()
+                ),
+            )?;
+        }
+        LogCmd::Consistency { old, new } => {
+            let p = c
+                .tlog
+                .consistency_proof(tpb::ConsistencyProofRequest {
+                    old_size: old,
+                    new_size: new,
+                })
+                .await?
+                .into_inner();
+            let hashes = proof_hashes(&p.hashes)?;
+            let (old_root, new_root) = (
+                hash_of(&p.old_root, "old root")?,
+                hash_of(&p.new_root, "new root")?,
+            );
+            verify_consistency(p.old_size, p.new_size, &old_root, &new_root, &hashes)
+                .context("the node's consistency proof does not verify")?;
+            emit(
+                j,
+                json!({"old_size": p.old_size, "new_size": p.new_size, "old_root": hex::encode(old_root),
+                    "new_root": hex::encode(new_root),
+                    "hashes": hashes.iter().map(hex::encode).collect::<Vec<_>>(), "verified": true}),
+                format!(
+                    "the tree of {} leaves (root {}) is a prefix of the tree of {} (root {}): {} proof hashes, verified",
+                    p.old_size,
+                    hex::encode(old_root),
+                    p.new_size,
+                    hex::encode(new_root),
+                    hashes.len()
+                ),
+            )?;
+        }
     }
     Ok(())
 }

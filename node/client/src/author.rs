@@ -190,6 +190,7 @@ pub fn report_status(
 pub struct Client {
     pub log: EventLogClient<Channel>,
     pub cluster: ClusterClient<Channel>,
+    pub tlog: ics_proto::tlog_v1::transparency_log_client::TransparencyLogClient<Channel>,
 }
 
 /// What a client trusts and shows over TLS: the party CA that must have
@@ -285,7 +286,8 @@ impl Client {
             log: EventLogClient::new(channel.clone())
                 .max_decoding_message_size(8 << 20)
                 .max_encoding_message_size(8 << 20),
-            cluster: ClusterClient::new(channel),
+            cluster: ClusterClient::new(channel.clone()),
+            tlog: ics_proto::tlog_v1::transparency_log_client::TransparencyLogClient::new(channel),
         })
     }
 

@@ -33,6 +33,18 @@ pub fn free_port() -> u16 {
 }
 
 /// GET over plain HTTP/1.1; the body.
+/// The `icsctl` binary of this build (built with the workspace's tests).
+pub fn icsctl() -> PathBuf {
+    let icsd = std::path::Path::new(env!("CARGO_BIN_EXE_icsd"));
+    let path = icsd.with_file_name("icsctl");
+    assert!(
+        path.exists(),
+        "{} is not built: run the workspace's tests",
+        path.display()
+    );
+    path
+}
+
 /// A GET over plain HTTP: the status line and the body.
 pub async fn http_request(addr: &str, path: &str) -> (String, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

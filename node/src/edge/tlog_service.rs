@@ -1,0 +1,119 @@
+//! The `TransparencyLog` gRPC service: inclusion and consistency proofs for
+//! an explicit tree size, read from this replica's applied tree (any replica
+//! that has applied that size gives the same answer).
+
+use ics_kernel::EventId;
+use ics_proto::tlog_v1 as pb;
+use ics_proto::tlog_v1::transparency_log_server::TransparencyLog;
+use ics_tlog::merkle::{Hash, consistency_proof, inclusion_proof, root};
+use tonic::{Code, Request, Response, Status};
+
+use super::Api;
+use crate::errors::{internal, rpc_error};
+use crate::log::store::split_stored;
+
+/// The tree size a request means (0: this replica's), or why not.
+fn size_asked(asked: u64, applied: u64, what: &str) -> Result<u64, Status> {
+    match asked {
+        0 => Ok(applied),
+        n if n > applied => Err(rpc_error(
+            Code::OutOfRange,
+            "TREE_SIZE_AHEAD",
+            format!(
+                "{what} {n} is beyond the {applied} events this node has applied; retry, or ask another node"
+            ),
+        )),
+        n => Ok(n),
+    }
+}
+
+fn hashes(h: Vec<Hash>) -> Vec<Vec<u8>> {
+    h.into_iter().map(|h| h.to_vec()).collect()
+}
+
+#[tonic::async_trait]
+impl TransparencyLog for Api {
+    async fn inclusion_proof(
+        &self,
+        req: Request<pb::InclusionProofRequest>,
+    ) -> Result<Response<pb::InclusionProofResponse>, Status> {
+        let req = req.into_inner();
+        let id = EventId(<[u8; 32]>::try_from(req.event_id.as_slice()).map_err(|_| {
+            rpc_error(
+                Code::InvalidArgument,
+                "MALFORMED_REQUEST",
+                format!("event_id is {} bytes, not 32", req.event_id.len()),
+            )
+        })?);
+        let shared = &self.node.shared;
+        let applied = shared.read();
+        let Some(index) = applied.projection.event_index(&id) else {
+            return Err(rpc_error(
+                Code::NotFound,
+                "EVENT_NOT_FOUND",
+                format!("no applied event {} on this node", hex::encode(id.0)),
+            ));
+        };
+        let size = size_asked(req.tree_size, applied.tree.size(), "tree_size")?;
+        let leaf = index - 1;
+        if leaf >= size {
+            return Err(rpc_error(
+                Code::OutOfRange,
+                "LEAF_BEYOND_TREE",
+                format!(
+                    "event {} is leaf {leaf}, not in the tree of {size} leaves",
+                    hex::encode(id.0)
+                ),
+            ));
+        }
+        let tiles = shared.db.tiles();
+        let nodes = applied.tree.nodes(&tiles);
+        let proof =
+            inclusion_proof(&nodes, leaf, size).map_err(|e| internal("inclusion proof", e))?;
+        let root = root(&nodes, size).map_err(|e| internal("tree root", e))?;
+        drop(applied);
+        let stored = shared
+            .db
+            .stored(index)
+            .map_err(|e| internal("read event", e))?
+            .ok_or_else(|| internal("read event", format!("applied event {index} is missing")))?;
+        let (salt, envelope) =
+            split_stored(&stored, index).map_err(|e| internal("read event", e))?;
+        Ok(Response::new(pb::InclusionProofResponse {
+            leaf_index: leaf,
+            tree_size: size,
+            root: root.to_vec(),
+            leaf_entry: ics_tlog::leaf_entry(salt, envelope).to_vec(),
+            hashes: hashes(proof),
+        }))
+    }
+
+    async fn consistency_proof(
+        &self,
+        req: Request<pb::ConsistencyProofRequest>,
+    ) -> Result<Response<pb::ConsistencyProofResponse>, Status> {
+        let req = req.into_inner();
+        let applied = self.node.shared.read();
+        let new = size_asked(req.new_size, applied.tree.size(), "new_size")?;
+        if req.old_size > new {
+            return Err(rpc_error(
+                Code::InvalidArgument,
+                "BAD_TREE_SIZES",
+                format!("old_size {} is beyond new_size {new}", req.old_size),
+            ));
+        }
+        let tiles = self.node.shared.db.tiles();
+        let nodes = applied.tree.nodes(&tiles);
+        let proof = consistency_proof(&nodes, req.old_size, new)
+            .map_err(|e| internal("consistency proof", e))?;
+        let old_root = root(&nodes, req.old_size).map_err(|e| internal("tree root", e))?;
+        let new_root = root(&nodes, new).map_err(|e| internal("tree root", e))?;
+        Ok(Response::new(pb::ConsistencyProofResponse {
+            old_size: req.old_size,
+            new_size: new,
+            old_root: old_root.to_vec(),
+            new_root: new_root.to_vec(),
+            hashes: hashes(proof),
+        }))
+    }
+}
