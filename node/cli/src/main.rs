@@ -568,6 +568,7 @@ enum LogCmd {
     },
     /// A consistency proof between two tree sizes, verified here.
     Consistency {
+        /// The smaller tree's size.
         #[arg(long)]
         old: u64,
         /// 0: the node's current tree.
