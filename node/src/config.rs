@@ -224,6 +224,31 @@ pub struct Config {
     pub raft: RaftTuning,
     pub limits: Limits,
     pub tls: TlsSettings,
+    pub tlog: TlogSettings,
+}
+
+/// When the leader signs a checkpoint of the transparency log: once this
+/// many events wait for one, or this long after the first of them arrived,
+/// whichever comes first. Not a consensus rule (any committed size may be
+/// signed), so per node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlogSettings {
+    pub checkpoint_max_events: u64,
+    pub checkpoint_interval_ms: u64,
+}
+
+/// The shortest checkpoint interval a node takes: each checkpoint is a
+/// Raft write.
+pub const MIN_CHECKPOINT_INTERVAL_MS: u64 = 50;
+
+impl Default for TlogSettings {
+    fn default() -> Self {
+        TlogSettings {
+            checkpoint_max_events: 1024,
+            checkpoint_interval_ms: 500,
+        }
+    }
 }
 
 impl Default for Config {
@@ -244,6 +269,7 @@ impl Default for Config {
             raft: RaftTuning::default(),
             limits: Limits::default(),
             tls: TlsSettings::default(),
+            tlog: TlogSettings::default(),
         }
     }
 }
@@ -286,6 +312,7 @@ impl Config {
             raft,
             limits,
             tls,
+            tlog,
         } = self;
         if party.is_empty()
             || party.len() > 64
@@ -397,6 +424,13 @@ impl Config {
         if !(MIN_CERT_LIFETIME_SECS..=max_lifetime).contains(&tls.cert_lifetime_secs) {
             bail!(
                 "tls.cert_lifetime_secs must be {MIN_CERT_LIFETIME_SECS}..={max_lifetime} (certificates are short-lived)"
+            );
+        }
+        if tlog.checkpoint_max_events == 0
+            || tlog.checkpoint_interval_ms < MIN_CHECKPOINT_INTERVAL_MS
+        {
+            bail!(
+                "tlog.checkpoint_max_events must be positive and tlog.checkpoint_interval_ms at least {MIN_CHECKPOINT_INTERVAL_MS}"
             );
         }
         Ok(())

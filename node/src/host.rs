@@ -210,6 +210,18 @@ impl Node {
         Ok((events, bytes))
     }
 
+    /// Appends events this node's own upkeep signed (its TLS record,
+    /// transparency log checkpoints), through the leader.
+    pub async fn append_upkeep(&self, events: Vec<ics_kernel::Envelope>) -> anyhow::Result<()> {
+        let req = pb::AppendRequest {
+            events: events.iter().map(crate::codec::envelope_to_pb).collect(),
+        };
+        self.append(req, Origin::Upkeep, "")
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+        Ok(())
+    }
+
     /// Appends a batch through the leader's writer.
     /// `caller`: who to charge the request to (see `edge::caller::rate_key`):
     /// a client's own budget, or a forwarding node's.

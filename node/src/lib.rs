@@ -3,6 +3,7 @@
 //! this crate is the host around them.
 
 pub mod bootstrap;
+pub mod checkpoints;
 
 /// The client library, under its old path.
 pub use ics_client as client;

@@ -27,6 +27,8 @@ pub struct Metrics {
     connections_refused: Family<[(&'static str, &'static str); 1], Counter>,
     tls_node_cert_expiry: Gauge,
     tls_ca_cert_expiry: Gauge,
+    checkpoints_signed: Counter,
+    checkpoint_size: Gauge<u64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -48,6 +50,8 @@ impl Default for Metrics {
             connections_refused: Family::default(),
             tls_node_cert_expiry: Gauge::default(),
             tls_ca_cert_expiry: Gauge::default(),
+            checkpoints_signed: Counter::default(),
+            checkpoint_size: Gauge::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -124,6 +128,16 @@ impl Default for Metrics {
             "When the party's TLS CA certificate expires (Unix time)",
             m.tls_ca_cert_expiry.clone(),
         );
+        r.register(
+            "tlog_checkpoints_signed",
+            "Transparency log checkpoints this node signed and appended as leader",
+            m.checkpoints_signed.clone(),
+        );
+        r.register(
+            "tlog_checkpoint_size",
+            "Tree size of the latest checkpoint committed to the log",
+            m.checkpoint_size.clone(),
+        );
         m
     }
 }
@@ -158,6 +172,10 @@ impl Metrics {
         counters.get_or_create(&[("listener", listener)]).inc();
     }
 
+    pub fn checkpoint_signed(&self) {
+        self.checkpoints_signed.inc();
+    }
+
     pub fn refused(&self) {
         self.appends_refused.inc();
     }
@@ -173,6 +191,7 @@ impl Metrics {
         self.last_applied.set(source.last_applied);
         self.is_leader.set(i64::from(source.is_leader));
         self.event_count.set(source.event_count);
+        self.checkpoint_size.set(source.checkpoint_size);
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String does not fail");
         out
@@ -185,4 +204,5 @@ pub struct MetricsSource {
     pub last_applied: u64,
     pub is_leader: bool,
     pub event_count: u64,
+    pub checkpoint_size: u64,
 }

@@ -82,6 +82,7 @@ pub async fn run(
     );
     crate::bootstrap::bootstrap(&node).await?;
     let tls_upkeep = tokio::spawn(crate::tls::maintain(node.clone()));
+    let tlog_upkeep = tokio::spawn(crate::checkpoints::run(node.clone()));
 
     let grpc_listener = TcpListener::bind(config.listen)
         .await
@@ -255,6 +256,7 @@ pub async fn run(
     fatal.abort();
     wrong_party.abort();
     tls_upkeep.abort();
+    tlog_upkeep.abort();
     if let Ok(Some(e)) = fatal.await {
         anyhow::bail!("raft stopped on a fatal error: {e}");
     }

@@ -1,4 +1,5 @@
-//! The transparency log over HTTP, as C2SP tlog-tiles: hash tiles
+//! The transparency log over HTTP, as C2SP tlog-tiles: `/checkpoint` (the
+//! latest committed checkpoint's signed note), hash tiles
 //! (`/tile/<L>/<N>[.p/<W>]`, the tree's level 8·L) from the tree's tiles
 //! (finished ones stored, the unfinished one in memory) and entry bundles (`/tile/entries/<N>[.p/<W>]`, each leaf's entry:
 //! its salt and the SHA-256 of its envelope) from the stored events. A tile
@@ -37,8 +38,36 @@ pub fn router(node: Arc<Node>) -> Router {
         (limits.max_tile_reads_per_second, limits.tile_burst),
     );
     Router::new()
+        .route("/checkpoint", get(checkpoint))
         .route("/tile/{*path}", get(tile))
         .with_state(Arc::new(Tiles { node, budget }))
+}
+
+/// The latest committed checkpoint, as its signed note. It changes, so it is
+/// not cached.
+async fn checkpoint(
+    State(tiles): State<Arc<Tiles>>,
+    caller: Option<axum::Extension<Caller>>,
+) -> Response {
+    if let Err(why) = tiles.budget.charge(caller.map(|c| c.rate_key())) {
+        return refuse(StatusCode::TOO_MANY_REQUESTS, why);
+    }
+    let applied = tiles.node.shared.read();
+    match ics_tlog::committed_checkpoint(applied.projection.capability::<ics_tlog::Tlog>(), None) {
+        Some(c) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            c.note.clone(),
+        )
+            .into_response(),
+        None => refuse(
+            StatusCode::NOT_FOUND,
+            "this log has no committed checkpoint yet",
+        ),
+    }
 }
 
 async fn tile(

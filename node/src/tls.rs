@@ -29,7 +29,8 @@ use ics_kernel::{Algorithm, SigningKey, SubjectRef};
 use ics_pki::cert::{Issuer, issue_ca};
 use ics_pki::payload::{CA_KEY_KINDS, PkiPayload};
 use ics_pki::{Holder, LeafNames, ParsedCert, Pki, PkiState, TLS_CA, TLS_CERT};
-use ics_proto::core_v1 as pb;
+use ics_tlog::payload::LOG_KEY_KINDS;
+use ics_tlog::{TLOG_KEY, TlogPayload, log_origin};
 use p256::pkcs8::{EncodePrivateKey, LineEnding};
 
 use crate::config::Config;
@@ -60,6 +61,11 @@ impl TlsDir {
     pub fn ca_key(&self) -> PathBuf {
         self.0.join("ca.key")
     }
+    /// The party's transparency log key (Ed25519), beside the CA key: every
+    /// node holds it, so whichever is leader signs checkpoints.
+    pub fn log_key(&self) -> PathBuf {
+        self.0.join("tlog.key")
+    }
     pub fn cert(&self, holder: &Holder) -> PathBuf {
         self.0.join(match holder {
             Holder::Node(_) => "node.crt",
@@ -75,6 +81,20 @@ impl TlsDir {
     pub fn exists(&self) -> bool {
         self.ca_cert().exists()
     }
+}
+
+/// The transparency log key in `dir`, if the material has one; it must be
+/// an Ed25519 key.
+pub fn load_log_key(dir: &TlsDir) -> anyhow::Result<Option<SigningKey>> {
+    let path = dir.log_key();
+    if !path.exists() {
+        return Ok(None);
+    }
+    let key = crate::keyfile::read(&path)?;
+    if key.algorithm() != Algorithm::Ed25519 {
+        bail!("{} must hold an Ed25519 key", path.display());
+    }
+    Ok(Some(key))
 }
 
 pub fn pem(der: &[u8]) -> String {
@@ -119,10 +139,13 @@ fn p256_of(key: &SigningKey) -> anyhow::Result<&p256::ecdsa::SigningKey> {
     }
 }
 
-/// The party CA in a TLS directory: certificate and key.
+/// The party CA in a TLS directory: certificate and key, and the party's
+/// transparency log key kept with it (absent from material made before the
+/// log had one).
 pub struct Ca {
     pub cert: ParsedCert,
     pub key: SigningKey,
+    pub log_key: Option<SigningKey>,
 }
 
 impl Ca {
@@ -142,7 +165,8 @@ impl Ca {
                 dir.ca_cert().display()
             );
         }
-        Ok(Ca { cert, key })
+        let log_key = load_log_key(dir)?;
+        Ok(Ca { cert, key, log_key })
     }
 
     /// A new CA for `party`, written to `dir` (which must not hold one).
@@ -151,10 +175,13 @@ impl Ca {
         let key = SigningKey::generate(Algorithm::EcdsaP256Sha256);
         let der = issue_ca(party, p256_of(&key)?, now_ms, CA_LIFETIME)?;
         crate::keyfile::write(&dir.ca_key(), &key)?;
+        let log_key = SigningKey::generate(Algorithm::Ed25519);
+        crate::keyfile::write(&dir.log_key(), &log_key)?;
         write_atomic(&dir.ca_cert(), pem(&der).as_bytes(), 0o644)?;
         Ok(Ca {
             cert: ParsedCert::parse(&der)?,
             key,
+            log_key: Some(log_key),
         })
     }
 
@@ -162,6 +189,9 @@ impl Ca {
     pub fn copy_to(&self, dir: &TlsDir) -> anyhow::Result<()> {
         std::fs::create_dir_all(&dir.0).with_context(|| format!("create {}", dir.0.display()))?;
         crate::keyfile::write(&dir.ca_key(), &self.key)?;
+        if let Some(k) = &self.log_key {
+            crate::keyfile::write(&dir.log_key(), k)?;
+        }
         write_atomic(&dir.ca_cert(), pem(&self.cert.der).as_bytes(), 0o644)
     }
 
@@ -491,7 +521,7 @@ async fn maintain_once(
         .tls_expiry(cert.not_after_ms, ca.cert.not_after_ms);
 
     let operator = load_cert(dir, &Holder::Operator(DEFAULT_OPERATOR.into()))?;
-    let (bound, ca_key_registered, unrecorded) = {
+    let (bound, ca_key_registered, log_key_bound, log_key_registered, unrecorded) = {
         let state = node.shared.read();
         let p = &state.projection;
         if p.party().is_none() || node.leader().is_none() {
@@ -503,9 +533,16 @@ async fn maintain_once(
             .chain(operator.as_ref())
             .filter(|c| ics_pki::query::cert_by_fingerprint(pki, &c.fingerprint_hex()).is_none())
             .collect();
+        let log_key_id = ca.log_key.as_ref().map(|k| k.key_id());
         (
             matches!(pki.subject(&ca_subject), Some(PkiState::Ca(_))),
             p.key(&ca.key.key_id()).is_some(),
+            log_key_id.is_some_and(|id| {
+                p.capability::<ics_tlog::Tlog>()
+                    .subject(&SubjectRef::new(TLOG_KEY, id.to_hex()))
+                    .is_some()
+            }),
+            log_key_id.is_some_and(|id| p.key(&id).is_some()),
             unrecorded,
         )
     };
@@ -543,7 +580,17 @@ async fn maintain_once(
                 certificate: ca.cert.der.clone(),
             },
         ));
-        append(node, events).await?;
+        // The log key kept with the CA is bound with it, in one batch.
+        if let Some(log_key) = ca.log_key.as_ref().filter(|_| !log_key_bound) {
+            events.extend(log_key_binding(
+                &root,
+                log_key,
+                &config.party,
+                log_key_registered,
+                ca.cert.not_after_ms,
+            ));
+        }
+        node.append_upkeep(events).await?;
         tracing::info!(sha256 = %ca.cert.fingerprint_hex(), "bound the party's TLS CA in the log");
     }
     let events: Vec<_> = unrecorded
@@ -561,10 +608,47 @@ async fn maintain_once(
         .collect();
     if !events.is_empty() {
         let n = events.len();
-        append(node, events).await?;
+        node.append_upkeep(events).await?;
         tracing::info!(certificates = n, "recorded TLS certificates in the log");
     }
     Ok(Upkeep::Current)
+}
+
+/// The events by which the root key makes `key` the party's log key:
+/// its registration as an author key of checkpoints (unless `registered`),
+/// then the binding under the party's origin.
+pub fn log_key_binding(
+    root: &SigningKey,
+    key: &SigningKey,
+    party: &str,
+    registered: bool,
+    not_after_ms: i64,
+) -> Vec<ics_kernel::Envelope> {
+    let key_id = key.key_id();
+    let mut events = Vec::new();
+    if !registered {
+        events.push(crate::client::signed(
+            root,
+            SubjectRef::new(AUTHOR_KEY, key_id.to_hex()),
+            crate::client::ChainHead::default(),
+            PartyPayload::AuthorKeyRegistered {
+                key: key.public_key(),
+                label: "party transparency log".into(),
+                allowed_kinds: LOG_KEY_KINDS.iter().map(|k| k.to_string()).collect(),
+                not_after_ms,
+            },
+        ));
+    }
+    events.push(crate::client::signed(
+        root,
+        SubjectRef::new(TLOG_KEY, key_id.to_hex()),
+        crate::client::ChainHead::default(),
+        TlogPayload::LogKeyBound {
+            origin: log_origin(party),
+            public_key: key.public_key().bytes().to_vec(),
+        },
+    ));
+    events
 }
 
 /// Revokes the current certificates of node `id` (a node removed from the
@@ -605,17 +689,7 @@ pub async fn revoke_node(node: &Arc<Node>, id: u64) -> anyhow::Result<usize> {
         ));
     }
     if !client_events.is_empty() {
-        append(node, client_events).await?;
+        node.append_upkeep(client_events).await?;
     }
     Ok(serials.len())
-}
-
-async fn append(node: &Arc<Node>, events: Vec<ics_kernel::Envelope>) -> anyhow::Result<()> {
-    let req = pb::AppendRequest {
-        events: events.iter().map(crate::codec::envelope_to_pb).collect(),
-    };
-    node.append(req, crate::host::Origin::Upkeep, "")
-        .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
-    Ok(())
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use ics_kernel::{Appended, Event, EventLimits, Refusal, Staged};
+use ics_tlog::tiled::TreeView;
 use openraft::ReadPolicy;
 use tokio::sync::{mpsc, oneshot};
 
@@ -38,9 +39,14 @@ pub struct Writer {
 /// the round; `Some` is the refusal.
 fn precheck(node: &Writer, jobs: &[WriteJob], limits: &EventLimits) -> Vec<Option<Refusal>> {
     let applied = node.shared.read();
+    let tiles = node.shared.db.tiles();
+    let tree = TreeView {
+        tree: &applied.tree,
+        tiles: &tiles,
+    };
     let mut staged = Staged::precheck(&applied.projection);
     jobs.iter()
-        .map(|job| staged.stage_batch(&job.events, limits).err())
+        .map(|job| staged.stage_batch_over(&job.events, limits, &tree).err())
         .collect()
 }
 

@@ -74,6 +74,7 @@ fn icsctl_links_neither_storage_nor_consensus() {
 fn capabilities_do_not_reach_storage_or_consensus() {
     assert_free_of("ics-identity", &["sled", "openraft", "ics-node"]);
     assert_free_of("ics-pki", &["sled", "openraft", "ics-node", "rustls"]);
+    assert_free_of("ics-tlog", &["sled", "openraft", "ics-node", "rustls"]);
 }
 
 /// Top-level modules of a crate's `src/` and the sibling modules each one

@@ -146,6 +146,10 @@ fn prost_agrees_on_every_kernel_payload() {
                     name: "pki".into(),
                     version: <ics_pki::Pki as ics_kernel::capability::Capability>::VERSION,
                 },
+                pb::CapabilityVersion {
+                    name: "tlog".into(),
+                    version: <ics_tlog::Tlog as ics_kernel::capability::Capability>::VERSION,
+                },
             ],
         }),
     };

@@ -442,7 +442,7 @@ async fn subjects_by_kind_and_keys_by_id_with_paging_and_refusals() {
     let all = c.keys().await.unwrap();
     assert_eq!(
         all.len(),
-        3,
-        "the root key, one author key and the TLS CA's key"
+        4,
+        "the root key, one author key, the TLS CA's key and the transparency log's key"
     );
 }

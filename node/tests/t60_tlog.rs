@@ -18,7 +18,7 @@ fn python_with_pymerkle() -> PathBuf {
     let python = venv.join("bin/python");
     let ready = || {
         Command::new(&python)
-            .args(["-c", "import pymerkle"])
+            .args(["-c", "import pymerkle, cryptography"])
             .status()
             .is_ok_and(|s| s.success())
     };
@@ -34,10 +34,13 @@ fn python_with_pymerkle() -> PathBuf {
             "python3 -m venv failed (python3-venv installed?)"
         );
         let installed = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "pymerkle==7.0.0"])
+            .args(["install", "-q", "pymerkle==7.0.0", "cryptography==46.0.3"])
             .status()
             .expect("run pip");
-        assert!(installed.success(), "pip install pymerkle failed");
+        assert!(
+            installed.success(),
+            "pip install pymerkle cryptography failed"
+        );
     }
     assert!(ready(), "pymerkle is not importable in {}", venv.display());
     python
@@ -59,27 +62,12 @@ async fn pymerkle_recomputes_every_nodes_root_from_the_served_tiles() {
     assert_eq!(root.len(), 32);
     assert!(statuses.iter().all(|s| &s.tree_root == root));
     for node in &cluster.nodes {
-        let port = node.https.rsplit(':').next().unwrap();
-        let out = Command::new(&python)
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/python/tlog_tiles.py"
-            ))
-            .arg(format!("https://localhost:{port}"))
-            .arg(node.client_tls.join("ca.crt"))
-            .arg(statuses[0].event_count.to_string())
-            .arg(hex::encode(root))
-            .output()
-            .expect("run the Python checker");
-        let report = String::from_utf8_lossy(&out.stdout);
-        eprintln!("node {}: {report}", node.id);
-        assert!(
-            out.status.success(),
-            "node {}: {report}{}",
-            node.id,
-            String::from_utf8_lossy(&out.stderr)
+        let report = python_check(
+            &python,
+            "tlog_tiles.py",
+            node,
+            &[&statuses[0].event_count.to_string(), &hex::encode(root)],
         );
-        let report: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
         assert_eq!(report["pymerkle_root"], hex::encode(root));
         assert_eq!(report["tampered_rejected"], true);
     }
@@ -170,6 +158,188 @@ async fn pymerkle_recomputes_every_nodes_root_from_the_served_tiles() {
     let report: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
     assert_eq!(report["inclusions"], 8);
     assert_eq!(report["consistencies"], 7);
+}
+
+/// Runs the Python checker `script` against `node`'s HTTPS side (its URL,
+/// the party CA, then `args`); its JSON report, which must say it passed.
+fn python_check(
+    python: &std::path::Path,
+    script: &str,
+    node: &TestNode,
+    args: &[&str],
+) -> serde_json::Value {
+    let port = node.https.rsplit(':').next().unwrap();
+    let out = Command::new(python)
+        .arg(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/python")
+                .join(script),
+        )
+        .arg(format!("https://localhost:{port}"))
+        .arg(node.client_tls.join("ca.crt"))
+        .args(args)
+        .output()
+        .expect("run the Python checker");
+    let report = String::from_utf8_lossy(&out.stdout);
+    eprintln!("node {} ({script}): {report}", node.id);
+    assert!(
+        out.status.success(),
+        "node {} ({script}): {report}{}",
+        node.id,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(report.trim()).unwrap()
+}
+
+/// Runs `icsctl --json log ARGS` against `node`; its stdout, or its stderr
+/// as the error.
+fn icsctl_log(node: &TestNode, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(icsctl())
+        .arg("--json")
+        .arg("--server")
+        .arg(&node.grpc)
+        .arg("--tls-dir")
+        .arg(&node.client_tls)
+        .arg("log")
+        .args(args)
+        .output()
+        .expect("run icsctl");
+    if out.status.success() {
+        Ok(String::from_utf8(out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Checkpoints are signed by the leader, committed through the log and
+/// served by every node; a Python checker sharing no code with ours
+/// verifies each node's under the log's vkey against the tiles it serves,
+/// and refuses a bent signature and a properly signed fork.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_checkpoints_verify_outside_and_a_fork_is_refused() {
+    use ics_tlog::note::{self, Checkpoint, NoteVerifier};
+    let python = python_with_pymerkle();
+    let cluster = start_cluster(3, "[tlog]\ncheckpoint_interval_ms = 200\n");
+    cluster.wait_ready(Duration::from_secs(60)).await;
+    let author = cluster.device_author().await;
+    let mut c = cluster.node(1).client();
+    for i in 0..300 {
+        register_device(&mut c, &author, &format!("SN-C{i:03}")).await;
+    }
+    let written = cluster.node(1).status().await.expect("status").event_count;
+
+    // The log key every node holds, as the party's material has it.
+    let material = cluster.node(1).client_tls.parent().unwrap().to_path_buf();
+    let key = ics_node::tls::load_log_key(&ics_node::tls::TlsDir(material.join("node-1")))
+        .expect("read the log key")
+        .expect("the material has a log key");
+    let ics_kernel::SigningKey::Ed25519(signer) = &key else {
+        panic!("the log key is Ed25519")
+    };
+    let origin = ics_tlog::log_origin(PARTY);
+    let vkey = NoteVerifier {
+        name: origin.clone(),
+        key: signer.verifying_key(),
+    }
+    .vkey();
+
+    // Every node soon serves a checkpoint covering what was written,
+    // verified by icsctl under the pinned key.
+    let mut seen = Vec::new();
+    for node in &cluster.nodes {
+        let mut latest = serde_json::Value::Null;
+        wait_until(
+            "a checkpoint covering the writes",
+            Duration::from_secs(30),
+            || {
+                let r = icsctl_log(node, &["checkpoint", "--vkey", &vkey]);
+                let covers = r.as_ref().is_ok_and(|out| {
+                    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+                    let ok = v["size"].as_u64().unwrap() >= written;
+                    latest = v;
+                    ok
+                });
+                async move { covers }
+            },
+        )
+        .await;
+        assert_eq!(latest["vkey"], vkey, "node {}: the bound key", node.id);
+        assert_eq!(latest["verified"], true);
+        assert_eq!(latest["vkey_pinned"], true);
+        seen.push(latest["size"].as_u64().unwrap());
+    }
+    // A proof against the latest checkpoint, from a follower, and a key
+    // that is not the log's refused.
+    let ids = event_ids(cluster.node(2), 5).await;
+    let proof = icsctl_log(
+        cluster.node(2),
+        &[
+            "proof",
+            "--event",
+            &hex::encode(&ids[4]),
+            "--checkpoint",
+            "--vkey",
+            &vkey,
+        ],
+    )
+    .expect("a proof against the checkpoint");
+    assert!(proof.contains("\"verified\":true"), "{proof}");
+    let ics_kernel::SigningKey::Ed25519(other) =
+        ics_kernel::SigningKey::generate(ics_kernel::Algorithm::Ed25519)
+    else {
+        unreachable!()
+    };
+    let stranger = NoteVerifier {
+        name: origin.clone(),
+        key: other.verifying_key(),
+    }
+    .vkey();
+    let refused = icsctl_log(cluster.node(3), &["checkpoint", "--vkey", &stranger])
+        .expect_err("a checkpoint under another key");
+    assert!(refused.contains("does not verify"), "{refused}");
+
+    // A fork: the same size as a served checkpoint, another root, signed
+    // with the real key (as a compromised or split leader would).
+    let fork_size = *seen.iter().min().unwrap();
+    let fork = note::sign(
+        &origin,
+        signer,
+        &Checkpoint {
+            origin: origin.clone(),
+            size: fork_size,
+            root: [0x42; 32],
+        }
+        .text(),
+    )
+    .unwrap();
+    let fork_file = material.join("fork.note");
+    std::fs::write(&fork_file, fork.to_bytes()).unwrap();
+    for node in &cluster.nodes {
+        let report = python_check(
+            &python,
+            "tlog_checkpoint.py",
+            node,
+            &[&vkey, fork_file.to_str().unwrap()],
+        );
+        assert_eq!(report["origin"], origin.as_str());
+        assert!(report["size"].as_u64().unwrap() >= fork_size);
+        for check in [
+            "root_matches_tiles",
+            "bent_signature_refused",
+            "fork_refused",
+            "honest_accepted",
+        ] {
+            assert_eq!(report[check], true, "node {}: {check}", node.id);
+        }
+    }
+    // The fork never entered any node: each still serves checkpoints of
+    // its own tree (the checker recomputed the root from the tiles).
+    let statuses = cluster.wait_converged(Duration::from_secs(30)).await;
+    assert!(
+        statuses
+            .iter()
+            .all(|s| s.tree_root == statuses[0].tree_root)
+    );
 }
 
 /// The ids of the first `count` applied events, in order.

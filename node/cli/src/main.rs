@@ -565,6 +565,26 @@ enum LogCmd {
         /// The tree the proof is for (0: the node's current tree).
         #[arg(long, default_value_t = 0)]
         tree_size: u64,
+        /// Prove against the latest signed checkpoint instead (verified
+        /// first; the proof must reach the root it signs).
+        #[arg(long, conflicts_with = "tree_size")]
+        checkpoint: bool,
+        /// The log's verifier key (`<origin>+<key ID>+<key>`) to check the
+        /// checkpoint with; without it, the key the node reports is used.
+        #[arg(long, requires = "checkpoint")]
+        vkey: Option<String>,
+    },
+    /// A signed checkpoint the log committed (the latest, or one of a
+    /// size): its signature verified, and its root checked against the
+    /// node's tree at that size.
+    Checkpoint {
+        /// 0: the latest.
+        #[arg(long, default_value_t = 0)]
+        size: u64,
+        /// The log's verifier key (`<origin>+<key ID>+<key>`); without it,
+        /// the key the node reports is used (trust on first use: pin it).
+        #[arg(long)]
+        vkey: Option<String>,
     },
     /// A consistency proof between two tree sizes, verified here.
     Consistency {
@@ -1590,22 +1610,89 @@ fn hash_of(bytes: &[u8], what: &str) -> anyhow::Result<ics_tlog::Hash> {
     ics_tlog::Hash::try_from(bytes).with_context(|| format!("the {what} is not 32 bytes"))
 }
 
+/// A committed checkpoint from the node, its note verified under `vkey` (or
+/// the node's own report of its key when none) and its root checked against
+/// the node's tree at that size. Also returns whether the key was pinned.
+async fn verified_checkpoint(
+    c: &mut Client,
+    size: u64,
+    vkey: Option<&str>,
+) -> anyhow::Result<(
+    ics_tlog::note::Checkpoint,
+    ics_proto::tlog_v1::CheckpointResponse,
+    bool,
+)> {
+    use ics_proto::tlog_v1 as tpb;
+    use ics_tlog::note::{Checkpoint, Note, NoteVerifier};
+    let r = c
+        .tlog
+        .checkpoint(tpb::CheckpointRequest { size })
+        .await?
+        .into_inner();
+    let verifier = NoteVerifier::from_vkey(vkey.unwrap_or(&r.vkey))
+        .context("the log's verifier key is not a vkey")?;
+    let note = Note::parse(&r.note).context("the checkpoint is not a signed note")?;
+    let text = verifier
+        .verify(&note)
+        .context("the checkpoint's signature does not verify")?;
+    let cp = Checkpoint::parse(text).context("the note is not a checkpoint")?;
+    if cp.origin != verifier.name || cp.size != r.size || (size != 0 && cp.size != size) {
+        anyhow::bail!(
+            "the node sent a checkpoint of {} at size {}, not what was asked",
+            cp.origin,
+            cp.size
+        );
+    }
+    let here = c
+        .tlog
+        .consistency_proof(tpb::ConsistencyProofRequest {
+            old_size: cp.size,
+            new_size: cp.size,
+        })
+        .await?
+        .into_inner();
+    if hash_of(&here.old_root, "root")? != cp.root {
+        anyhow::bail!(
+            "the node's tree at size {} does not have the root its signed checkpoint names",
+            cp.size
+        );
+    }
+    Ok((cp, r, vkey.is_some()))
+}
+
 async fn tlog(c: &mut Client, j: bool, cmd: LogCmd) -> anyhow::Result<()> {
     use ics_proto::tlog_v1 as tpb;
     use ics_tlog::merkle::{leaf_hash, verify_consistency, verify_inclusion};
     match cmd {
-        LogCmd::Proof { event, tree_size } => {
+        LogCmd::Proof {
+            event,
+            tree_size,
+            checkpoint,
+            vkey,
+        } => {
             let event_id = hex::decode(&event).context("event id is not hex")?;
+            let signed = match checkpoint {
+                true => Some(verified_checkpoint(c, 0, vkey.as_deref()).await?.0),
+                false => None,
+            };
             let p = c
                 .tlog
                 .inclusion_proof(tpb::InclusionProofRequest {
                     event_id,
-                    tree_size,
+                    tree_size: signed.as_ref().map_or(tree_size, |s| s.size),
                 })
                 .await?
                 .into_inner();
             let hashes = proof_hashes(&p.hashes)?;
-            let root = hash_of(&p.root, "root")?;
+            let root = match &signed {
+                Some(s) if s.size == p.tree_size => s.root,
+                Some(s) => anyhow::bail!(
+                    "asked for a proof at the checkpoint's size {}, the node gave one at {}",
+                    s.size,
+                    p.tree_size
+                ),
+                None => hash_of(&p.root, "root")?,
+            };
             verify_inclusion(
                 p.leaf_index,
                 p.tree_size,
@@ -1625,6 +1712,28 @@ async fn tlog(c: &mut Client, j: bool, cmd: LogCmd) -> anyhow::Result<()> {
                     p.tree_size,
                     hex::encode(root),
                     hashes.len()
+                ),
+            )?;
+        }
+        LogCmd::Checkpoint { size, vkey } => {
+            let (cp, r, pinned) = verified_checkpoint(c, size, vkey.as_deref()).await?;
+            emit(
+                j,
+                json!({"origin": cp.origin, "size": cp.size, "root": hex::encode(cp.root),
+                    "log_index": r.log_index, "vkey": r.vkey, "vkey_pinned": pinned,
+                    "note": String::from_utf8_lossy(&r.note), "verified": true}),
+                format!(
+                    "{}: checkpoint of {} leaves, root {}, committed at log index {}; signature verified under {} ({})",
+                    cp.origin,
+                    cp.size,
+                    hex::encode(cp.root),
+                    r.log_index,
+                    r.vkey,
+                    if pinned {
+                        "pinned"
+                    } else {
+                        "as the node reports it: pin it with --vkey"
+                    }
                 ),
             )?;
         }

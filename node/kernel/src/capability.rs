@@ -77,8 +77,33 @@ pub trait Capability: Send + Sync + 'static {
     fn status(subject: &Self::Subject) -> Option<&'static str>;
 }
 
-/// What `decide` may see: the event, its author, the replicated limits, and
-/// read-only views of the kernel's state and of other capabilities.
+/// The log's Merkle tree (every applied event a leaf, RFC 6962) as it stood
+/// before the batch being decided: the same on every replica, since batches
+/// are replicated whole. The host keeps it; the kernel only reads it.
+pub trait LogTree {
+    /// Leaves before the batch being decided.
+    fn size(&self) -> u64;
+    /// The root of the tree of the first `size` leaves, for `size <= self.size()`;
+    /// `None` beyond it.
+    fn root(&self, size: u64) -> Option<[u8; 32]>;
+}
+
+/// No tree: where a batch is decided without one (a client's own check, the
+/// genesis); a rule that needs the tree refuses under it.
+pub struct NoTree;
+
+impl LogTree for NoTree {
+    fn size(&self) -> u64 {
+        0
+    }
+    fn root(&self, _size: u64) -> Option<[u8; 32]> {
+        None
+    }
+}
+
+/// What `decide` may see: the event, its author, the replicated limits, the
+/// log's tree, and read-only views of the kernel's state and of other
+/// capabilities.
 pub struct Ctx<'a> {
     pub event: &'a Event,
     /// The position the event gets in the log (the first event is 1).
@@ -86,6 +111,8 @@ pub struct Ctx<'a> {
     pub limits: &'a EventLimits,
     /// The author key's state (the kernel checked it may sign this).
     pub author: &'a KeyState,
+    /// The log's tree before this event's batch.
+    pub tree: &'a dyn LogTree,
     pub(crate) view: &'a dyn View,
 }
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::authority::{self, PartyPayload};
-use crate::capability::{AnyPayload, Claim, Ctx, Subjects};
+use crate::capability::{AnyPayload, Claim, Ctx, LogTree, Subjects};
 use crate::envelope::{EventId, SCHEMA_VERSION, SubjectRef};
 use crate::keys::KeyId;
 use crate::limits::EventLimits;
@@ -187,6 +187,7 @@ pub(crate) fn decide(
     view: &dyn View,
     event: &Event,
     limits: &EventLimits,
+    tree: &dyn LogTree,
 ) -> Result<Decision, Refusal> {
     if let Some(index) = view.event_index(&event.id) {
         return Ok(Decision::Duplicate(index));
@@ -313,6 +314,7 @@ pub(crate) fn decide(
                 position,
                 limits,
                 author: view.key(&body.author).expect("check_author found the key"),
+                tree,
                 view,
             };
             let current = view.cap_subject(slot, &body.subject);

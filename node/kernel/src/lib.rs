@@ -26,7 +26,9 @@ pub mod wire;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use capability::{Accepted, CapState, Capability, Claim, Ctx, KindSpec, Payload, Subjects};
+pub use capability::{
+    Accepted, CapState, Capability, Claim, Ctx, KindSpec, LogTree, NoTree, Payload, Subjects,
+};
 pub use envelope::{
     Envelope, EventBody, EventId, PayloadBytes, SCHEMA_VERSION, Signature, SubjectRef,
 };

@@ -14,7 +14,7 @@ pub use image::{IMAGE_FORMAT, ImageError, StateImage};
 
 pub use crate::state::{KernelSubject, KeyState, PartyState, SubjectEntry};
 
-use crate::capability::{AnyPayload, CapState, Capability, Claim, KindSpec};
+use crate::capability::{AnyPayload, CapState, Capability, Claim, KindSpec, LogTree, NoTree};
 use crate::decide::{Decision, decide};
 use crate::envelope::{EventId, SubjectRef};
 use crate::keys::KeyId;
@@ -118,7 +118,17 @@ impl<'a> Staged<'a> {
 
     /// Decides `event` against the base plus what is staged, and stages it.
     pub fn stage(&mut self, event: &Event, limits: &EventLimits) -> Result<Appended, Refusal> {
-        match decide(self.rules, self, event, limits)? {
+        self.stage_over(event, limits, &NoTree)
+    }
+
+    /// [`Staged::stage`], with the log's tree as it stands before the event's batch.
+    pub fn stage_over(
+        &mut self,
+        event: &Event,
+        limits: &EventLimits,
+        tree: &dyn LogTree,
+    ) -> Result<Appended, Refusal> {
+        match decide(self.rules, self, event, limits, tree)? {
             Decision::Duplicate(index) => Ok(Appended {
                 index,
                 event_id: event.id,
@@ -162,10 +172,21 @@ impl<'a> Staged<'a> {
     }
 
     /// Stages a client's batch: all of its events or, on a refusal, none.
+    /// Without the log's tree: a rule that needs it refuses.
     pub fn stage_batch(
         &mut self,
         events: &[Event],
         limits: &EventLimits,
+    ) -> Result<Vec<Appended>, Refusal> {
+        self.stage_batch_over(events, limits, &NoTree)
+    }
+
+    /// [`Staged::stage_batch`], with the log's tree as it stands before the batch.
+    pub fn stage_batch_over(
+        &mut self,
+        events: &[Event],
+        limits: &EventLimits,
+        tree: &dyn LogTree,
     ) -> Result<Vec<Appended>, Refusal> {
         let replicated = self.party().map(|p| p.rules.limits.clone());
         replicated
@@ -176,7 +197,7 @@ impl<'a> Staged<'a> {
             let mut inner = Staged::over(self.rules, &*self, self.for_commit);
             let mut out = Vec::with_capacity(events.len());
             for event in events {
-                out.push(inner.stage(event, limits)?);
+                out.push(inner.stage_over(event, limits, tree)?);
             }
             (out, inner.into_changes())
         };
@@ -352,8 +373,18 @@ impl Projection {
         events: &[Event],
         limits: &EventLimits,
     ) -> Result<(Vec<Appended>, Changes), Refusal> {
+        self.check_batch_over(events, limits, &NoTree)
+    }
+
+    /// [`Projection::check_batch`], with the log's tree before the batch.
+    pub fn check_batch_over(
+        &self,
+        events: &[Event],
+        limits: &EventLimits,
+        tree: &dyn LogTree,
+    ) -> Result<(Vec<Appended>, Changes), Refusal> {
         let mut staged = Staged::new(self);
-        let out = staged.stage_batch(events, limits)?;
+        let out = staged.stage_batch_over(events, limits, tree)?;
         Ok((out, staged.into_changes()))
     }
 
@@ -418,7 +449,17 @@ impl Projection {
         events: &[Event],
         limits: &EventLimits,
     ) -> Result<Vec<Appended>, Refusal> {
-        let (out, changes) = self.check_batch(events, limits)?;
+        self.apply_batch_over(events, limits, &NoTree)
+    }
+
+    /// [`Projection::apply_batch`], with the log's tree before the batch.
+    pub fn apply_batch_over(
+        &mut self,
+        events: &[Event],
+        limits: &EventLimits,
+        tree: &dyn LogTree,
+    ) -> Result<Vec<Appended>, Refusal> {
+        let (out, changes) = self.check_batch_over(events, limits, tree)?;
         self.commit(changes);
         Ok(out)
     }

@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use crate::capability::{Capability, Subjects};
+use crate::capability::{Capability, LogTree, NoTree, Subjects};
 use crate::envelope::Envelope;
 use crate::limits::EventLimits;
 use crate::projection::Projection;
@@ -136,10 +136,25 @@ pub fn check_scenarios<C: Capability>(
     limits: &EventLimits,
     scenarios: &[Vec<Step>],
 ) {
+    check_scenarios_over::<C>(rules, limits, scenarios, &|_| Box::new(NoTree))
+}
+
+/// The log's tree over the events accepted so far, in order: what a
+/// capability whose rules read the tree is checked with.
+pub type TreeOf = dyn Fn(&[Event]) -> Box<dyn LogTree>;
+
+/// [`check_scenarios`], each batch decided over `tree_of` the events
+/// accepted before it.
+pub fn check_scenarios_over<C: Capability>(
+    rules: Arc<Rules>,
+    limits: &EventLimits,
+    scenarios: &[Vec<Step>],
+    tree_of: &TreeOf,
+) {
     check_kinds::<C>(&rules);
     let mut kinds_seen = std::collections::BTreeSet::new();
     for steps in scenarios {
-        kinds_seen.extend(check_scenario(rules.clone(), limits, steps));
+        kinds_seen.extend(check_scenario(rules.clone(), limits, steps, tree_of));
     }
     for kind in C::kinds() {
         assert!(
@@ -155,6 +170,7 @@ fn check_scenario(
     rules: Arc<Rules>,
     limits: &EventLimits,
     steps: &[Step],
+    tree_of: &TreeOf,
 ) -> std::collections::BTreeSet<&'static str> {
     let mut live = Projection::new(rules.clone());
     let mut twin = Projection::new(rules.clone());
@@ -162,14 +178,18 @@ fn check_scenario(
     let mut kinds_seen = std::collections::BTreeSet::new();
     for step in steps {
         let before = fingerprint(&live);
+        let tree = tree_of(&accepted);
+        let tree = tree.as_ref();
         // A leader's pre-check reaches the verdict the commit path reaches.
         let prechecked = parse(&rules, &step.batch, limits).and_then(|events| {
-            crate::projection::Staged::precheck(&live).stage_batch(&events, limits)
+            crate::projection::Staged::precheck(&live).stage_batch_over(&events, limits, tree)
         });
-        let outcome = parse(&rules, &step.batch, limits)
-            .and_then(|events| live.apply_batch(&events, limits).map(|out| (events, out)));
-        let twin_outcome =
-            parse(&rules, &step.batch, limits).and_then(|events| twin.apply_batch(&events, limits));
+        let outcome = parse(&rules, &step.batch, limits).and_then(|events| {
+            live.apply_batch_over(&events, limits, tree)
+                .map(|out| (events, out))
+        });
+        let twin_outcome = parse(&rules, &step.batch, limits)
+            .and_then(|events| twin.apply_batch_over(&events, limits, tree));
         match (&step.expect, outcome) {
             (Expect::Accepted, Ok((events, out))) => {
                 assert_eq!(
@@ -239,9 +259,13 @@ fn check_scenario(
     }
     let mut replayed = Projection::new(rules);
     let unbounded = EventLimits::unbounded();
-    for event in &accepted {
+    for (i, event) in accepted.iter().enumerate() {
         replayed
-            .apply_batch(std::slice::from_ref(event), &unbounded)
+            .apply_batch_over(
+                std::slice::from_ref(event),
+                &unbounded,
+                tree_of(&accepted[..i]).as_ref(),
+            )
             .unwrap_or_else(|r| panic!("{event:?} does not replay: {r}"));
     }
     assert_eq!(

@@ -48,6 +48,14 @@ async fn metrics(State(node): State<Arc<Node>>) -> String {
         last_applied: m.last_applied.map_or(0, |l| l.index()),
         is_leader: node.raft.is_leader(),
         event_count: node.shared.read().projection.event_count(),
+        checkpoint_size: node
+            .shared
+            .read()
+            .projection
+            .capability::<ics_tlog::Tlog>()
+            .index()
+            .latest
+            .unwrap_or(0),
     })
 }
 

@@ -1,11 +1,13 @@
-//! The `TransparencyLog` gRPC service: inclusion and consistency proofs for
-//! an explicit tree size, read from this replica's applied tree (any replica
-//! that has applied that size gives the same answer).
+//! The `TransparencyLog` gRPC service: the committed checkpoints, and
+//! inclusion and consistency proofs for an explicit tree size, read from this
+//! replica's applied tree (any replica that has applied that size gives the
+//! same answer).
 
 use ics_kernel::EventId;
 use ics_proto::tlog_v1 as pb;
 use ics_proto::tlog_v1::transparency_log_server::TransparencyLog;
 use ics_tlog::merkle::{Hash, consistency_proof, inclusion_proof, root};
+use ics_tlog::{Tlog, committed_checkpoint, key_of};
 use tonic::{Code, Request, Response, Status};
 
 use super::Api;
@@ -33,6 +35,39 @@ fn hashes(h: Vec<Hash>) -> Vec<Vec<u8>> {
 
 #[tonic::async_trait]
 impl TransparencyLog for Api {
+    async fn checkpoint(
+        &self,
+        req: Request<pb::CheckpointRequest>,
+    ) -> Result<Response<pb::CheckpointResponse>, Status> {
+        let size = req.into_inner().size;
+        let applied = self.node.shared.read();
+        let tlog = applied.projection.capability::<Tlog>();
+        let asked = (size != 0).then_some(size);
+        let Some(checkpoint) = committed_checkpoint(tlog, asked) else {
+            return Err(rpc_error(
+                Code::NotFound,
+                "NO_CHECKPOINT",
+                match asked {
+                    Some(n) => format!("this node has applied no checkpoint of size {n}"),
+                    None => "this node has applied no checkpoint yet".to_string(),
+                },
+            ));
+        };
+        let key = key_of(tlog, checkpoint)
+            .ok_or_else(|| internal("checkpoint", "its log key is not bound"))?;
+        let vkey = key
+            .verifier()
+            .ok_or_else(|| internal("checkpoint", "its log key is not an Ed25519 point"))?
+            .vkey();
+        Ok(Response::new(pb::CheckpointResponse {
+            note: checkpoint.note.clone(),
+            size: checkpoint.size,
+            origin: key.origin.clone(),
+            vkey,
+            log_index: checkpoint.position,
+        }))
+    }
+
     async fn inclusion_proof(
         &self,
         req: Request<pb::InclusionProofRequest>,

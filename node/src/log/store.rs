@@ -27,6 +27,7 @@
 //! the unsynced blob files. Snapshots are our own files, written to a
 //! temporary name, fsynced, renamed, and the directory fsynced.
 
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::fs::File;
 use std::io;
@@ -48,8 +49,8 @@ use super::{
 };
 use crate::codec;
 use ics_kernel::{
-    Appended, Envelope, Event, EventId, EventLimits, ImageError, Projection, Refusal, Staged,
-    StateImage, UnsupportedRules,
+    Appended, Envelope, Event, EventId, EventLimits, ImageError, LogTree, Projection, Refusal,
+    Staged, StateImage, UnsupportedRules,
 };
 
 /// sled segment size. An item over a quarter of a segment is written to a
@@ -89,7 +90,7 @@ pub(super) fn event_key(index: u64) -> [u8; 9] {
 
 use ics_tlog::SALT_BYTES;
 use ics_tlog::merkle::{Hash, TreeError};
-use ics_tlog::tiled::{TileStore, TiledTree, tile_hashes};
+use ics_tlog::tiled::{PendingTiles, TileStore, TiledTree, TreeView, tile_hashes};
 
 /// The stored form of an event: its leaf's salt, then its envelope bytes.
 pub fn stored_value(salt: &[u8; SALT_BYTES], envelope: &[u8]) -> Vec<u8> {
@@ -145,6 +146,7 @@ impl TileStore for StoredTiles<'_> {
 fn grow_tree<'v>(
     tree: &mut TiledTree,
     writes: &mut sled::Batch,
+    mut pending: Option<&mut HashMap<(u8, u64), Vec<Hash>>>,
     values: impl IntoIterator<Item = (u64, &'v [u8])>,
 ) -> io::Result<()> {
     for (index, value) in values {
@@ -157,6 +159,9 @@ fn grow_tree<'v>(
         );
         for tile in tree.append(stored_leaf(value, index)?) {
             writes.insert(&tile_key(tile.level, tile.index), tile.to_bytes());
+            if let Some(p) = pending.as_deref_mut() {
+                p.insert((tile.level, tile.index), tile.hashes);
+            }
         }
     }
     Ok(())
@@ -589,6 +594,7 @@ impl StateMachineStore {
     fn stage_batch(
         staged: &mut Staged<'_>,
         envelopes: &[Vec<u8>],
+        tree: &dyn LogTree,
     ) -> Result<Vec<Appended>, Refusal> {
         let events = envelopes
             .iter()
@@ -599,7 +605,7 @@ impl StateMachineStore {
                 parse_stored(envelope)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        staged.stage_batch(&events, &pre_genesis_limits())
+        staged.stage_batch_over(&events, &pre_genesis_limits(), tree)
     }
 }
 
@@ -647,27 +653,59 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let entries: Vec<EntryResponder<TypeConfig>> = entries.try_collect().await?;
         // Decide every batch under the read lock (signatures are verified
-        // here), each on top of the batches before it; readers go on meanwhile.
+        // here), each on top of the batches before it, and grow the tree by
+        // each accepted batch before deciding the next: a checkpoint is
+        // checked against the tree as it stood before its batch, the same on
+        // every replica however entries are grouped into apply calls. The
+        // tiles this call finishes are read from `pending` until written.
+        // Readers go on meanwhile.
+        let mut writes = sled::Batch::default();
+        let mut tree;
         let (verdicts, changes) = {
             let applied = self.shared.read();
+            tree = applied.tree.clone();
+            let stored_tiles = self.db.tiles();
+            let mut pending = HashMap::new();
             let mut staged = Staged::new(&applied.projection);
-            let verdicts: Vec<Vec<Result<Vec<Appended>, Refusal>>> = entries
-                .iter()
-                .map(|(entry, _)| match &entry.payload {
-                    EntryPayload::Normal(req) => req
-                        .batches
-                        .iter()
-                        .map(|b| {
-                            let r = Self::stage_batch(&mut staged, b);
-                            if let Err(e) = &r {
-                                tracing::debug!(log_id = %entry.log_id, error = %e, "state machine refused a batch");
+            let mut verdicts: Vec<Vec<Result<Vec<Appended>, Refusal>>> =
+                Vec::with_capacity(entries.len());
+            for (entry, _) in &entries {
+                let EntryPayload::Normal(req) = &entry.payload else {
+                    verdicts.push(Vec::new());
+                    continue;
+                };
+                let mut results = Vec::with_capacity(req.batches.len());
+                for batch in &req.batches {
+                    let view = TreeView {
+                        tree: &tree,
+                        tiles: &PendingTiles {
+                            stored: &stored_tiles,
+                            pending: &pending,
+                        },
+                    };
+                    let r = Self::stage_batch(&mut staged, batch, &view);
+                    match &r {
+                        Ok(out) => {
+                            for (appended, bytes) in out.iter().zip(batch) {
+                                if !appended.duplicate {
+                                    writes.insert(&event_key(appended.index), bytes.as_slice());
+                                    grow_tree(
+                                        &mut tree,
+                                        &mut writes,
+                                        Some(&mut pending),
+                                        [(appended.index, bytes.as_slice())],
+                                    )?;
+                                }
                             }
-                            r
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                })
-                .collect();
+                        }
+                        Err(e) => {
+                            tracing::debug!(log_id = %entry.log_id, error = %e, "state machine refused a batch");
+                        }
+                    }
+                    results.push(r);
+                }
+                verdicts.push(results);
+            }
             let changes = staged.into_changes();
             applied
                 .projection
@@ -675,34 +713,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 .map_err(unsupported)?;
             (verdicts, changes)
         };
-        // Write the accepted events and the applied id, then commit, under
-        // the write lock: readers never see a projection ahead of the disk.
-        // Only this task changes the state, so what was staged still applies.
-        let mut writes = sled::Batch::default();
+        // Write the accepted events, the tiles and the applied id, then
+        // commit, under the write lock: readers never see a projection ahead
+        // of the disk. Only this task changes the state, so what was staged
+        // still applies.
         let mut replies = Vec::with_capacity(entries.len());
         let count = {
             let mut applied = self.shared.write();
-            let mut tree = applied.tree.clone();
             for ((entry, responder), results) in entries.into_iter().zip(verdicts) {
                 applied.last_applied = Some(entry.log_id);
                 let response = match entry.payload {
                     EntryPayload::Blank => LogResponse::default(),
-                    EntryPayload::Normal(req) => {
-                        for (result, envelopes) in results.iter().zip(&req.batches) {
-                            let Ok(out) = result else { continue };
-                            for (appended, bytes) in out.iter().zip(envelopes) {
-                                if !appended.duplicate {
-                                    writes.insert(&event_key(appended.index), bytes.as_slice());
-                                    grow_tree(
-                                        &mut tree,
-                                        &mut writes,
-                                        [(appended.index, bytes.as_slice())],
-                                    )?;
-                                }
-                            }
-                        }
-                        LogResponse { results }
-                    }
+                    EntryPayload::Normal(_) => LogResponse { results },
                     EntryPayload::Membership(m) => {
                         applied.membership = StoredMembership::new(Some(entry.log_id), m);
                         LogResponse::default()
@@ -783,6 +805,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         grow_tree(
             &mut tree,
             &mut writes,
+            None,
             events.iter().enumerate().map(|(i, b)| (i as u64 + 1, *b)),
         )?;
         let sm_meta = SmMeta {

@@ -271,6 +271,14 @@ fn node_config(
             extra.push_str(&format!("\n[tls]\n{line}"));
         }
     }
+    // Checkpoints are events: a test that counts events before and after a
+    // refusal must not see one land between. Unless a test asks for them
+    // (`[tlog]` in its TOML), the nodes sign none within a test's life.
+    if !extra.contains("[tlog]") {
+        extra.push_str(
+            "\n[tlog]\ncheckpoint_interval_ms = 86400000\ncheckpoint_max_events = 1000000000\n",
+        );
+    }
     // The node's TLS directory: given, named in the extra TOML, or the one
     // a single node makes in its data dir. Its clients use the party's
     // operator material beside it when there is one.

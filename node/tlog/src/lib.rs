@@ -9,14 +9,30 @@
 //! tlog-tiles serves them; `note.rs` writes and checks checkpoints as C2SP
 //! signed notes, and witnesses' cosignatures on them; `witness.rs` is a
 //! witness's verdict on a tlog-witness `add-checkpoint` request.
+//!
+//! `capability.rs` and `payload.rs` are the log as a capability of the
+//! kernel: the party's log key, bound by its root key, and the checkpoints
+//! it signs, each committed through the log and checked against the tree.
 
+pub mod capability;
 pub mod merkle;
 pub mod note;
+pub mod payload;
 pub mod tiled;
 pub mod tiles;
 pub mod witness;
 
+pub use capability::{
+    CheckpointState, LogKey, Tlog, TlogIndex, TlogRefusal, TlogState, checkpoint_subject,
+    committed_checkpoint, current_key, key_of, log_origin,
+};
 pub use merkle::{Frontier, Hash, NodeHashes, ProofError, SizeError, TreeError};
+pub use payload::TlogPayload;
+
+/// Subject kinds: the log key (`tlog-key/<key id hex>`) and a checkpoint
+/// (`tlog-checkpoint/<size, 20 digits>`).
+pub const TLOG_KEY: &str = "tlog-key";
+pub const TLOG_CHECKPOINT: &str = "tlog-checkpoint";
 
 use sha2::{Digest, Sha256};
 

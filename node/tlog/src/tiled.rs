@@ -205,6 +205,43 @@ impl<S: TileStore> NodeHashes for TiledNodes<'_, S> {
     }
 }
 
+/// Tiles finished since the store was last written, over the store: what a
+/// state machine reads while the tiles of the batch it applies are not
+/// written yet.
+pub struct PendingTiles<'a, S> {
+    pub stored: &'a S,
+    pub pending: &'a std::collections::HashMap<(u8, u64), Vec<Hash>>,
+}
+
+impl<S: TileStore> TileStore for PendingTiles<'_, S> {
+    fn full_tile(&self, level: u8, index: u64) -> Option<Vec<Hash>> {
+        match self.pending.get(&(level, index)) {
+            Some(h) => Some(h.clone()),
+            None => self.stored.full_tile(level, index),
+        }
+    }
+}
+
+/// A `TiledTree` over its store as the kernel's `LogTree`: what a
+/// checkpoint is checked against.
+pub struct TreeView<'a, S> {
+    pub tree: &'a TiledTree,
+    pub tiles: &'a S,
+}
+
+impl<S: TileStore> ics_kernel::LogTree for TreeView<'_, S> {
+    fn size(&self) -> u64 {
+        self.tree.size()
+    }
+
+    fn root(&self, size: u64) -> Option<Hash> {
+        if size > self.tree.size() {
+            return None;
+        }
+        crate::merkle::root(&self.tree.nodes(self.tiles), size).ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
