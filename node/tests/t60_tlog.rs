@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
+use ics_kernel::{Algorithm, SigningKey};
 
 /// A Python with `pymerkle`, in a virtual environment under `target/`
 /// (made on first use; pip reaches PyPI).
@@ -223,10 +224,12 @@ async fn signed_checkpoints_verify_outside_and_a_fork_is_refused() {
     cluster.wait_ready(Duration::from_secs(60)).await;
     let author = cluster.device_author().await;
     let mut c = cluster.node(1).client();
-    for i in 0..300 {
+    for i in 0..299 {
         register_device(&mut c, &author, &format!("SN-C{i:03}")).await;
     }
-    let written = cluster.node(1).status().await.expect("status").event_count;
+    // The log's size once the last write is in (a checkpoint never covers
+    // its own leaf, so not the event count, which may end in one).
+    let written = leaf_count_after(&mut c, &author, "SN-C299").await;
 
     // The log key every node holds, as the party's material has it.
     let material = cluster.node(1).client_tls.parent().unwrap().to_path_buf();
@@ -340,6 +343,76 @@ async fn signed_checkpoints_verify_outside_and_a_fork_is_refused() {
             .iter()
             .all(|s| s.tree_root == statuses[0].tree_root)
     );
+}
+
+/// A node SIGKILLed while checkpoints are being signed reopens its store:
+/// the events it replays include checkpoints, each decided again over the
+/// tree before it. Leader and follower both, then all agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_killed_among_checkpoints_reopen_and_agree() {
+    let mut cluster = start_cluster(3, "[tlog]\ncheckpoint_interval_ms = 50\n");
+    let leader = cluster.wait_ready(Duration::from_secs(60)).await;
+    let author = cluster.device_author().await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    for (round, victim) in [follower, leader].into_iter().enumerate() {
+        let writer = (1..=3).find(|id| *id != victim).unwrap();
+        let mut c = cluster.node(writer).client();
+        for i in 0..39 {
+            register_device(&mut c, &author, &format!("SN-K{round}-{i:02}")).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let written = leaf_count_after(&mut c, &author, &format!("SN-K{round}-39")).await;
+        let before = cluster.node(writer).status().await.expect("status");
+        cluster.node_mut(victim).kill();
+        cluster.node_mut(victim).start();
+        cluster.wait_ready(Duration::from_secs(60)).await;
+        let statuses = cluster.wait_converged(Duration::from_secs(60)).await;
+        assert!(
+            statuses[0].event_count >= before.event_count,
+            "{statuses:?}"
+        );
+        assert!(
+            statuses
+                .iter()
+                .all(|s| s.tree_root == statuses[0].tree_root)
+        );
+        let log = cluster.node(victim).log();
+        assert!(!log.contains("does not replay"), "node {victim}: {log}");
+        // Checkpointing goes on over what was written before the kill, on
+        // the restarted node too (after the leader's kill, by a new leader).
+        let restarted = cluster.node(victim);
+        wait_until(
+            "a checkpoint covering the writes",
+            Duration::from_secs(30),
+            || async {
+                let mut c = restarted.client();
+                c.tlog
+                    .checkpoint(ics_proto::tlog_v1::CheckpointRequest { size: 0 })
+                    .await
+                    .is_ok_and(|r| r.into_inner().size >= written)
+            },
+        )
+        .await;
+    }
+}
+
+/// Registers a device; the tree size that includes it (its index).
+async fn leaf_count_after(
+    c: &mut ics_node::client::Client,
+    author: &SigningKey,
+    serial: &str,
+) -> u64 {
+    let device = SigningKey::generate(Algorithm::Ed25519).public_key();
+    let r = c
+        .append(vec![ics_node::client::register_device(
+            author,
+            serial,
+            &device,
+            vec![],
+        )])
+        .await
+        .expect("register a device");
+    r[0].index
 }
 
 /// The ids of the first `count` applied events, in order.

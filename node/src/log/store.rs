@@ -125,6 +125,15 @@ fn tile_key(level: u8, index: u64) -> [u8; 10] {
     k
 }
 
+/// No stored tiles (a tree grown wholly in memory).
+struct NoTiles;
+
+impl TileStore for NoTiles {
+    fn full_tile(&self, _level: u8, _index: u64) -> Option<Vec<Hash>> {
+        None
+    }
+}
+
 /// The tree's finished tiles in the state machine's sled tree.
 pub struct StoredTiles<'a>(&'a sled::Tree);
 
@@ -291,7 +300,30 @@ fn unsupported(e: UnsupportedRules) -> io::Error {
     io::Error::other(e)
 }
 
-fn replay(projection: &mut Projection, stored: &[u8], index: u64) -> io::Result<()> {
+/// A tree as it stood before event `index`, read from the tree grown past
+/// it: what a replayed event is decided over. One event at a time sees at
+/// least the leaves its original batch saw, and a prefix's root does not
+/// change as the tree grows, so the replay reaches the original verdict.
+struct TreeBefore<'a> {
+    grown: &'a dyn LogTree,
+    size: u64,
+}
+
+impl LogTree for TreeBefore<'_> {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn root(&self, size: u64) -> Option<Hash> {
+        (size <= self.size).then(|| self.grown.root(size)).flatten()
+    }
+}
+
+fn replay(
+    projection: &mut Projection,
+    stored: &[u8],
+    index: u64,
+    grown: &dyn LogTree,
+) -> io::Result<()> {
     let (_, envelope) = split_stored(stored, index)?;
     let corrupt = |e: Refusal| {
         io::Error::new(
@@ -300,8 +332,12 @@ fn replay(projection: &mut Projection, stored: &[u8], index: u64) -> io::Result<
         )
     };
     let event = parse_stored(envelope).map_err(corrupt)?;
+    let before = TreeBefore {
+        grown,
+        size: index - 1,
+    };
     let (out, changes) = projection
-        .check_batch(std::slice::from_ref(&event), &pre_genesis_limits())
+        .check_batch_over(std::slice::from_ref(&event), &pre_genesis_limits(), &before)
         .map_err(corrupt)?;
     projection.check_supported(&changes).map_err(unsupported)?;
     projection.commit(changes);
@@ -353,7 +389,7 @@ fn restore(image: &[u8], ids: Vec<EventId>) -> io::Result<Option<Projection>> {
 /// The projection at start: the snapshot's image when there is one it can
 /// use, then the stored events after it, each decided again. Also returns
 /// how many events the image covered.
-fn open_projection(db: &Db) -> io::Result<(Projection, u64)> {
+fn open_projection(db: &Db, tree: &dyn LogTree) -> io::Result<(Projection, u64)> {
     let mut projection = None;
     if let Some(file) = read_snapshot_file(db)? {
         let mut ids = Vec::with_capacity(file.events as usize);
@@ -372,7 +408,7 @@ fn open_projection(db: &Db) -> io::Result<(Projection, u64)> {
             break;
         }
         let index = projection.event_count() + 1;
-        replay(&mut projection, &v, index)?;
+        replay(&mut projection, &v, index, tree)?;
     }
     Ok((projection, from_image))
 }
@@ -418,8 +454,32 @@ pub fn open(dir: &Path, cache_bytes: u64) -> anyhow::Result<(LogStore, StateMach
         },
     };
     let started = std::time::Instant::now();
-    let (projection, from_image) = open_projection(&db)?;
-    let tree = open_tree(&db, projection.event_count())?;
+    // The tree first: events replayed after the snapshot's image are
+    // decided over it (a checkpoint names a root of it).
+    let stored_events = match db.sm.range(event_key(1)..=event_key(u64::MAX)).next_back() {
+        Some(item) => {
+            let (k, _) = item?;
+            u64::from_be_bytes(k[1..].try_into().expect("an event key is 9 bytes"))
+        }
+        None => 0,
+    };
+    let tree = open_tree(&db, stored_events)?;
+    let (projection, from_image) = {
+        let tiles = db.tiles();
+        open_projection(
+            &db,
+            &TreeView {
+                tree: &tree,
+                tiles: &tiles,
+            },
+        )?
+    };
+    if projection.event_count() != stored_events {
+        anyhow::bail!(
+            "the state machine holds {stored_events} events but {} replay",
+            projection.event_count()
+        );
+    }
     tracing::info!(events = projection.event_count(), from_image,
         replayed = projection.event_count() - from_image, last_applied = ?meta.last_applied,
         ms = started.elapsed().as_millis() as u64, "state machine opened");
@@ -783,17 +843,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 .map(|(i, bytes)| stored_id(bytes, i as u64 + 1))
                 .collect::<io::Result<Vec<_>>>()?,
         };
-        let (projection, image) = match restore(image, ids)? {
-            Some(p) => (p, std::borrow::Cow::Borrowed(image)),
-            None => {
-                let mut p = crate::capabilities::projection();
-                for (i, bytes) in events.iter().enumerate() {
-                    replay(&mut p, bytes, i as u64 + 1)?;
-                }
-                let image = p.image();
-                (p, std::borrow::Cow::Owned(image))
-            }
-        };
         let mut writes = sled::Batch::default();
         for item in self.db.sm.iter().keys() {
             writes.remove(item.map_err(io_err)?);
@@ -801,13 +850,36 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         for (i, bytes) in events.iter().enumerate() {
             writes.insert(&event_key(i as u64 + 1), *bytes);
         }
+        // The tree first (its tiles kept until written): a replay decides
+        // each event over it.
         let mut tree = TiledTree::new();
+        let mut tiles = HashMap::new();
         grow_tree(
             &mut tree,
             &mut writes,
-            None,
+            Some(&mut tiles),
             events.iter().enumerate().map(|(i, b)| (i as u64 + 1, *b)),
         )?;
+        let (projection, image) = match restore(image, ids)? {
+            Some(p) => (p, std::borrow::Cow::Borrowed(image)),
+            None => {
+                let mut p = crate::capabilities::projection();
+                let none = NoTiles;
+                let grown = TreeView {
+                    tree: &tree,
+                    tiles: &PendingTiles {
+                        stored: &none,
+                        pending: &tiles,
+                    },
+                };
+                for (i, bytes) in events.iter().enumerate() {
+                    replay(&mut p, bytes, i as u64 + 1, &grown)?;
+                }
+                let image = p.image();
+                (p, std::borrow::Cow::Owned(image))
+            }
+        };
+        drop(tiles);
         let sm_meta = SmMeta {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
