@@ -11,13 +11,15 @@ use ics_node::client::{Client, ClientTls};
 use ics_node::codec;
 use ics_proto::core_v1 as pb;
 
-use crate::workload::{History, acks_by_subject};
+use crate::workload::{History, SeenCheckpoint, acks_by_subject};
 
 #[derive(Debug, Default)]
 pub struct Verdict {
     pub acked: usize,
     pub reads: usize,
     pub subjects: usize,
+    /// Distinct signed checkpoints the nodes served during the run.
+    pub checkpoints: usize,
     pub event_count: u64,
     pub problems: Vec<String>,
 }
@@ -137,6 +139,10 @@ pub async fn check(
         }
     }
 
+    let checkpoints = history.checkpoints.lock().expect("lock").clone();
+    v.checkpoints = checkpoints.len();
+    check_checkpoints(&checkpoints, replicas, tls, &mut v).await;
+
     // Every subject's chain verifies, signatures included, from one replica.
     let subjects = acks_by_subject(&acks);
     v.subjects = subjects.len();
@@ -203,6 +209,108 @@ pub async fn check(
         }
     }
     v
+}
+
+/// Every checkpoint served during the run is signed by the one log key, no
+/// two of one size differ, and each is a prefix of the final tree (a
+/// consistency proof from it to the final size verified here): so every
+/// pair of them is consistent, whichever leader signed them.
+async fn check_checkpoints(
+    seen: &[SeenCheckpoint],
+    replicas: &BTreeMap<u64, String>,
+    tls: &ClientTls,
+    v: &mut Verdict,
+) {
+    use ics_proto::tlog_v1 as tpb;
+    use ics_tlog::merkle::verify_consistency;
+    use ics_tlog::note::{Checkpoint, Note, NoteVerifier};
+    let Some(first) = seen.first() else {
+        v.problem("no node served a signed checkpoint during the run".into());
+        return;
+    };
+    let verifier = match NoteVerifier::from_vkey(&first.vkey) {
+        Ok(k) => k,
+        Err(e) => return v.problem(format!("checkpoint vkey {:?}: {e}", first.vkey)),
+    };
+    let mut by_size: BTreeMap<u64, Checkpoint> = BTreeMap::new();
+    for s in seen {
+        if s.vkey != first.vkey {
+            v.problem(format!("two log keys: {} and {}", first.vkey, s.vkey));
+        }
+        let checkpoint = Note::parse(&s.note)
+            .map_err(|e| e.to_string())
+            .and_then(|n| {
+                verifier
+                    .verify(&n)
+                    .map(str::to_string)
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|text| Checkpoint::parse(&text).map_err(|e| e.to_string()));
+        let checkpoint = match checkpoint {
+            Ok(c) if c.size == s.size && c.origin == verifier.name => c,
+            Ok(c) => {
+                v.problem(format!(
+                    "checkpoint of {} at {} served as size {}",
+                    c.origin, c.size, s.size
+                ));
+                continue;
+            }
+            Err(e) => {
+                v.problem(format!(
+                    "checkpoint of size {} does not verify: {e}",
+                    s.size
+                ));
+                continue;
+            }
+        };
+        if let Some(other) = by_size.get(&checkpoint.size)
+            && other.root != checkpoint.root
+        {
+            v.problem(format!(
+                "a fork: two checkpoints of size {} with roots {} and {}",
+                checkpoint.size,
+                hex(&other.root),
+                hex(&checkpoint.root)
+            ));
+        }
+        by_size.insert(checkpoint.size, checkpoint);
+    }
+    let Some(mut c) = replicas
+        .values()
+        .find_map(|addr| Client::connect(addr, tls).ok())
+    else {
+        return v.problem("no replica to prove checkpoints against".into());
+    };
+    let last = match c.status().await {
+        Ok(s) => s.event_count,
+        Err(e) => return v.problem(format!("status: {}", e.message())),
+    };
+    for (size, checkpoint) in &by_size {
+        let proof = c
+            .tlog
+            .consistency_proof(tpb::ConsistencyProofRequest {
+                old_size: *size,
+                new_size: last,
+            })
+            .await;
+        let verified = proof.map_err(|e| e.message().to_string()).and_then(|p| {
+            let p = p.into_inner();
+            let hashes: Vec<[u8; 32]> = p
+                .hashes
+                .iter()
+                .map(|h| <[u8; 32]>::try_from(h.as_slice()).map_err(|_| "a hash not 32 bytes"))
+                .collect::<Result<_, _>>()?;
+            let new_root = <[u8; 32]>::try_from(p.new_root.as_slice())
+                .map_err(|_| "a root not 32 bytes".to_string())?;
+            verify_consistency(*size, p.new_size, &checkpoint.root, &new_root, &hashes)
+                .map_err(|e| e.to_string())
+        });
+        if let Err(e) = verified {
+            v.problem(format!(
+                "checkpoint of size {size} is not a prefix of the final tree of {last}: {e}"
+            ));
+        }
+    }
 }
 
 fn hex(b: &[u8]) -> String {

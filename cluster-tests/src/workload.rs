@@ -35,10 +35,20 @@ pub struct Read {
     pub seen_next_sequence: u64,
 }
 
+/// A signed checkpoint a node served during the run.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SeenCheckpoint {
+    pub note: Vec<u8>,
+    pub size: u64,
+    pub vkey: String,
+}
+
 #[derive(Default)]
 pub struct History {
     pub acks: Mutex<Vec<Ack>>,
     pub reads: Mutex<Vec<Read>>,
+    /// Every distinct checkpoint any node served, in the order first seen.
+    pub checkpoints: Mutex<Vec<SeenCheckpoint>>,
     /// Events a node refused: none is expected, each is a finding.
     pub refusals: Mutex<Vec<String>>,
 }
@@ -161,6 +171,32 @@ async fn writer(
     }
 }
 
+/// Asks every node for its latest checkpoint, over and over, and records
+/// each distinct one: the checker proves them all consistent.
+async fn checkpoint_watch(addresses: Addresses, history: Arc<History>, stop: Arc<AtomicBool>) {
+    let mut seen = std::collections::HashSet::new();
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        for mut c in clients(&addresses) {
+            let asked = c
+                .tlog
+                .checkpoint(ics_proto::tlog_v1::CheckpointRequest { size: 0 });
+            let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), asked).await else {
+                continue;
+            };
+            let r = r.into_inner();
+            let cp = SeenCheckpoint {
+                note: r.note,
+                size: r.size,
+                vkey: r.vkey,
+            };
+            if seen.insert(cp.clone()) {
+                history.checkpoints.lock().expect("lock").push(cp);
+            }
+        }
+    }
+}
+
 /// Reads subjects with linearizable reads and records what each saw against
 /// what was acknowledged before it began.
 async fn reader(seed: u64, addresses: Addresses, history: Arc<History>, stop: Arc<AtomicBool>) {
@@ -220,6 +256,11 @@ impl Workload {
                 stop.clone(),
             )));
         }
+        tasks.push(tokio::spawn(checkpoint_watch(
+            addresses.clone(),
+            history.clone(),
+            stop.clone(),
+        )));
         for r in 0..readers {
             tasks.push(tokio::spawn(reader(
                 seed.wrapping_add(r as u64 + 1),

@@ -187,13 +187,14 @@ async fn scenario(
     elections.sort();
     Ok(format!(
         "seed {seed}: {} faults {injected:?}; {} writes acknowledged, {} linearizable reads checked, {} subjects, \
-         {} events on every replica, {certs} node certificates recorded (renewals); time to a new leader p50 {:?} \
+         {} events on every replica, {} signed checkpoints served and proven prefixes of the final tree, {certs} node certificates recorded (renewals); time to a new leader p50 {:?} \
          max {:?} over {} elections; {:.0} s",
         faults.len(),
         verdict.acked,
         verdict.reads,
         verdict.subjects,
         verdict.event_count,
+        verdict.checkpoints,
         percentile(&elections, 0.5),
         elections.last().copied().unwrap_or_default(),
         elections.len(),
