@@ -264,6 +264,12 @@ enum Command {
     BenchVerify(BenchVerifyArgs),
     /// Measure HKP lookups on a node's HTTP port (keep-alive HTTP/1.1 clients).
     BenchHkp(BenchHkpArgs),
+    /// Measure inclusion proofs served against the latest signed checkpoint
+    /// (each verified here against its root).
+    BenchProof(BenchProofArgs),
+    /// Measure the time from an append to its inclusion in a signed,
+    /// committed checkpoint (one event at a time).
+    BenchCheckpoint(BenchCheckpointArgs),
 }
 
 #[derive(Subcommand)]
@@ -662,6 +668,32 @@ struct BenchVerifyArgs {
     /// Stale reads (this node's state) instead of read-index.
     #[arg(long)]
     stale: bool,
+}
+
+#[derive(Args)]
+struct BenchProofArgs {
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    /// Requests per client.
+    #[arg(long, default_value_t = 2000)]
+    requests: usize,
+    /// Prove the first this many events of the log, in turn.
+    #[arg(long, default_value_t = 1000)]
+    events: u64,
+}
+
+#[derive(Args)]
+struct BenchCheckpointArgs {
+    /// Author key file (JSON) allowed to register devices.
+    #[arg(long)]
+    signer: PathBuf,
+    /// Events to append, one after another.
+    #[arg(long, default_value_t = 100)]
+    events: usize,
+    /// How often to ask for the latest checkpoint while waiting.
+    #[arg(long, default_value_t = 5)]
+    poll_ms: u64,
 }
 
 #[derive(Args)]
@@ -1578,6 +1610,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key(_) => unreachable!("answered without a node above"),
         Command::Bench(args) => bench(&cli.server, &tls, args).await?,
         Command::BenchVerify(args) => bench_verify(&cli.server, &tls, args).await?,
+        Command::BenchProof(args) => bench_proof(&cli.server, &tls, args).await?,
+        Command::BenchCheckpoint(args) => bench_checkpoint(&cli.server, &tls, args).await?,
         Command::BenchHkp(args) => bench_hkp(args).await?,
     }
     Ok(())
@@ -1984,6 +2018,118 @@ async fn bench_verify(
         json!({"clients": args.clients, "stale": args.stale}),
         summary,
     ))?;
+    Ok(())
+}
+
+async fn bench_proof(
+    server: &str,
+    tls: &client::ClientTls,
+    args: BenchProofArgs,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    use ics_proto::tlog_v1 as tpb;
+    use ics_tlog::merkle::{leaf_hash, verify_inclusion};
+    if args.clients == 0 || args.requests == 0 || args.events == 0 {
+        bail!("--clients, --requests and --events must be positive");
+    }
+    let mut c = Client::connect(server, tls)?;
+    let (checkpoint, _, _) = verified_checkpoint(&mut c, 0, None).await?;
+    let wanted = args.events.min(checkpoint.size);
+    let mut stream = c
+        .log
+        .watch(pb::WatchRequest { from_index: 1 })
+        .await?
+        .into_inner();
+    let mut ids = Vec::new();
+    while (ids.len() as u64) < wanted {
+        let e = stream.next().await.context("the log ended early")??;
+        ids.push(e.event_id);
+    }
+    drop(stream);
+    let ids = std::sync::Arc::new(ids);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..args.clients {
+        let mut c = Client::connect(server, tls)?;
+        let (ids, n, size, root) = (ids.clone(), args.requests, checkpoint.size, checkpoint.root);
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(n);
+            for r in 0..n {
+                let event_id = ids[(k * n + r) % ids.len()].clone();
+                let t = Instant::now();
+                let p = c
+                    .tlog
+                    .inclusion_proof(tpb::InclusionProofRequest {
+                        event_id,
+                        tree_size: size,
+                    })
+                    .await?
+                    .into_inner();
+                let hashes = proof_hashes(&p.hashes)?;
+                verify_inclusion(
+                    p.leaf_index,
+                    size,
+                    &leaf_hash(&p.leaf_entry),
+                    &hashes,
+                    &root,
+                )
+                .context("an inclusion proof does not verify")?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let summary = latency_summary(tasks, started, "proofs_per_second").await?;
+    emit_json(merged(
+        json!({"clients": args.clients, "tree_size": checkpoint.size, "events_proved": ids.len()}),
+        summary,
+    ))?;
+    Ok(())
+}
+
+async fn bench_checkpoint(
+    server: &str,
+    tls: &client::ClientTls,
+    args: BenchCheckpointArgs,
+) -> anyhow::Result<()> {
+    use ics_proto::tlog_v1 as tpb;
+    if args.events == 0 || args.poll_ms == 0 {
+        bail!("--events and --poll-ms must be positive");
+    }
+    let author = keyfile::read(&args.signer)?;
+    let run_id = client::now_ms();
+    let mut c = Client::connect(server, tls)?;
+    let mut lat = Vec::with_capacity(args.events);
+    let started = Instant::now();
+    for i in 0..args.events {
+        let device = SigningKey::generate(Algorithm::Ed25519).public_key();
+        let event =
+            client::register_device(&author, &format!("cpbench-{run_id}-{i}"), &device, vec![]);
+        let t = Instant::now();
+        let index = c.append(vec![event]).await?[0].index;
+        loop {
+            let covered = match c.tlog.checkpoint(tpb::CheckpointRequest { size: 0 }).await {
+                Ok(r) => r.into_inner().size >= index,
+                Err(e) if e.code() == tonic::Code::NotFound => false,
+                Err(e) => return Err(e.into()),
+            };
+            if covered {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(60) {
+                bail!("event {index} in no checkpoint after 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(args.poll_ms)).await;
+        }
+        lat.push(t.elapsed());
+    }
+    let elapsed = started.elapsed();
+    lat.sort();
+    emit_json(json!({"events": lat.len(), "poll_ms": args.poll_ms,
+        "append_to_checkpoint_ms_p50": percentile(&lat, 0.50).as_secs_f64() * 1e3,
+        "append_to_checkpoint_ms_p99": percentile(&lat, 0.99).as_secs_f64() * 1e3,
+        "append_to_checkpoint_ms_max": lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        "seconds": elapsed.as_secs_f64()}))?;
     Ok(())
 }
 
