@@ -10,7 +10,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use ics_kernel::{Algorithm, SigningKey};
 
 /// A Python with `pymerkle`, in a virtual environment under `target/`
 /// (made on first use; pip reaches PyPI).
@@ -229,7 +228,7 @@ async fn signed_checkpoints_verify_outside_and_a_fork_is_refused() {
     }
     // The log's size once the last write is in (a checkpoint never covers
     // its own leaf, so not the event count, which may end in one).
-    let written = leaf_count_after(&mut c, &author, "SN-C299").await;
+    let written = register_device_at(&mut c, &author, "SN-C299").await.1;
 
     // The log key every node holds, as the party's material has it.
     let material = cluster.node(1).client_tls.parent().unwrap().to_path_buf();
@@ -361,7 +360,9 @@ async fn nodes_killed_among_checkpoints_reopen_and_agree() {
             register_device(&mut c, &author, &format!("SN-K{round}-{i:02}")).await;
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let written = leaf_count_after(&mut c, &author, &format!("SN-K{round}-39")).await;
+        let written = register_device_at(&mut c, &author, &format!("SN-K{round}-39"))
+            .await
+            .1;
         let before = cluster.node(writer).status().await.expect("status");
         cluster.node_mut(victim).kill();
         cluster.node_mut(victim).start();
@@ -394,25 +395,6 @@ async fn nodes_killed_among_checkpoints_reopen_and_agree() {
         )
         .await;
     }
-}
-
-/// Registers a device; the tree size that includes it (its index).
-async fn leaf_count_after(
-    c: &mut ics_node::client::Client,
-    author: &SigningKey,
-    serial: &str,
-) -> u64 {
-    let device = SigningKey::generate(Algorithm::Ed25519).public_key();
-    let r = c
-        .append(vec![ics_node::client::register_device(
-            author,
-            serial,
-            &device,
-            vec![],
-        )])
-        .await
-        .expect("register a device");
-    r[0].index
 }
 
 /// The ids of the first `count` applied events, in order.

@@ -43,19 +43,18 @@ async fn readyz(State(node): State<Arc<Node>>) -> (StatusCode, String) {
 
 async fn metrics(State(node): State<Arc<Node>>) -> String {
     let m = raft_metrics(&node.raft);
+    let (event_count, checkpoint_size) = {
+        let applied = node.shared.read();
+        let p = &applied.projection;
+        let latest = p.capability::<ics_tlog::Tlog>().index().latest;
+        (p.event_count(), latest.unwrap_or(0))
+    };
     node.metrics.render(&MetricsSource {
         term: m.current_term,
         last_applied: m.last_applied.map_or(0, |l| l.index()),
         is_leader: node.raft.is_leader(),
-        event_count: node.shared.read().projection.event_count(),
-        checkpoint_size: node
-            .shared
-            .read()
-            .projection
-            .capability::<ics_tlog::Tlog>()
-            .index()
-            .latest
-            .unwrap_or(0),
+        event_count,
+        checkpoint_size,
     })
 }
 

@@ -592,16 +592,29 @@ pub fn peer_client_from(
 }
 
 pub async fn register_device(c: &mut Client, author: &SigningKey, serial: &str) -> SubjectRef {
+    register_device_at(c, author, serial).await.0
+}
+
+/// Registers a device; its subject and the log index of its registration.
+pub async fn register_device_at(
+    c: &mut Client,
+    author: &SigningKey,
+    serial: &str,
+) -> (SubjectRef, u64) {
     let device = SigningKey::generate(Algorithm::Ed25519).public_key();
-    c.append(vec![client::register_device(
-        author,
-        serial,
-        &device,
-        vec![],
-    )])
-    .await
-    .expect("register a device");
-    SubjectRef::new(ics_identity::DEVICE, device.id().to_hex())
+    let appended = c
+        .append(vec![client::register_device(
+            author,
+            serial,
+            &device,
+            vec![],
+        )])
+        .await
+        .expect("register a device");
+    (
+        SubjectRef::new(ics_identity::DEVICE, device.id().to_hex()),
+        appended[0].index,
+    )
 }
 
 pub fn device_kinds() -> BTreeSet<String> {
