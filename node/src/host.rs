@@ -41,6 +41,9 @@ pub struct Node {
     peer_append_rate: KeyedRateLimit,
     /// One permit per open watch stream (`limits.max_watchers`).
     pub watchers: Arc<tokio::sync::Semaphore>,
+    /// The party's transparency log key, where this node holds it: it signs
+    /// checkpoints, cosignatures as a witness, and the events recording them.
+    pub log_key: Option<ics_kernel::SigningKey>,
 }
 
 impl Node {
@@ -63,6 +66,7 @@ impl Node {
         config: Arc<Config>,
         metrics: Arc<Metrics>,
         node_tls: Arc<crate::peer::NodeTls>,
+        log_key: Option<ics_kernel::SigningKey>,
     ) -> Arc<Node> {
         let (tx, rx) = mpsc::channel(config.limits.max_pending_appends);
         let append_rate = RateLimit::new(
@@ -92,6 +96,7 @@ impl Node {
             client_append_rate,
             peer_append_rate,
             watchers,
+            log_key,
         });
         tokio::spawn(run_writer(
             Writer {
@@ -220,6 +225,33 @@ impl Node {
             .await
             .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
         Ok(())
+    }
+
+    /// The next position in `subject`'s chain, as applied here.
+    pub fn chain_head(
+        projection: &ics_kernel::Projection,
+        subject: &SubjectRef,
+    ) -> crate::client::ChainHead {
+        projection
+            .entry(subject)
+            .map(|e| crate::client::ChainHead {
+                sequence: e.next_sequence,
+                previous: Some(e.last_event),
+            })
+            .unwrap_or_default()
+    }
+
+    /// Appends one event this node signed for a client's request, charged
+    /// to that client (`caller`).
+    pub async fn append_signed(
+        &self,
+        event: ics_kernel::Envelope,
+        caller: &str,
+    ) -> Result<pb::AppendResponse, Status> {
+        let req = pb::AppendRequest {
+            events: vec![crate::codec::envelope_to_pb(&event)],
+        };
+        self.append(req, Origin::Client, caller).await
     }
 
     /// Appends a batch through the leader's writer.
@@ -376,7 +408,7 @@ impl Node {
     }
 
     pub(crate) fn stored_event(&self, index: u64) -> Result<pb::StoredEvent, Status> {
-        let (id, env) = store::stored_event(&self.shared.db, index)
+        let (id, env, salt) = store::stored_event(&self.shared.db, index)
             .map_err(|e| internal("read event", e))?
             .ok_or_else(|| {
                 rpc_error(
@@ -389,6 +421,7 @@ impl Node {
             index,
             event_id: id.0.to_vec(),
             event: Some(codec::envelope_to_pb(&env)),
+            salt: salt.to_vec(),
         })
     }
 }

@@ -23,4 +23,5 @@ pub mod rate_limit;
 pub mod server;
 pub mod tiles;
 pub mod tls;
+pub mod witness;
 pub mod writer;

@@ -28,6 +28,7 @@ pub struct Metrics {
     tls_node_cert_expiry: Gauge,
     tls_ca_cert_expiry: Gauge,
     checkpoints_signed: Counter,
+    checkpoints_cosigned: Counter,
     checkpoint_size: Gauge<u64, AtomicU64>,
 }
 
@@ -51,6 +52,7 @@ impl Default for Metrics {
             tls_node_cert_expiry: Gauge::default(),
             tls_ca_cert_expiry: Gauge::default(),
             checkpoints_signed: Counter::default(),
+            checkpoints_cosigned: Counter::default(),
             checkpoint_size: Gauge::default(),
         };
         let r = &mut m.registry;
@@ -134,6 +136,11 @@ impl Default for Metrics {
             m.checkpoints_signed.clone(),
         );
         r.register(
+            "tlog_witness_cosigned",
+            "Peer checkpoints this node cosigned as its party's witness that moved the witness forward",
+            m.checkpoints_cosigned.clone(),
+        );
+        r.register(
             "tlog_checkpoint_size",
             "Tree size of the latest checkpoint committed to the log",
             m.checkpoint_size.clone(),
@@ -170,6 +177,10 @@ impl Metrics {
             &self.connections_refused
         };
         counters.get_or_create(&[("listener", listener)]).inc();
+    }
+
+    pub fn checkpoint_cosigned(&self) {
+        self.checkpoints_cosigned.inc();
     }
 
     pub fn checkpoint_signed(&self) {

@@ -73,12 +73,15 @@ pub async fn run(
         .context("start raft")?;
 
     let metrics = Arc::new(Metrics::default());
+    let log_key = crate::tls::load_log_key(&crate::tls::TlsDir::of(&config))
+        .context("the transparency log key")?;
     let node = Node::new(
         raft.clone(),
         shared,
         config.clone(),
         metrics,
         node_tls.clone(),
+        log_key,
     );
     crate::bootstrap::bootstrap(&node).await?;
     let tls_upkeep = tokio::spawn(crate::tls::maintain(node.clone()));
@@ -216,8 +219,9 @@ pub async fn run(
         .add_service(ClusterServer::new(api))
         .serve_with_incoming_shutdown(peer_incoming, stopped(stop_rx.clone()));
     // Every party's log is a transparency log: tiles on every node.
-    let mut http_router =
-        crate::edge::http::router(node.clone()).merge(crate::tiles::router(node.clone()));
+    let mut http_router = crate::edge::http::router(node.clone())
+        .merge(crate::tiles::router(node.clone()))
+        .merge(crate::witness::router(node.clone()));
     if ics_identity::serves_hkp(config.role) {
         http_router = http_router.merge(crate::hkp::router(node.clone()));
     }

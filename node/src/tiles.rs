@@ -60,7 +60,7 @@ async fn checkpoint(
                 (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
                 (header::CACHE_CONTROL, "no-cache"),
             ],
-            c.note.clone(),
+            c.served_note(),
         )
             .into_response(),
         None => refuse(

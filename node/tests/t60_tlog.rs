@@ -10,6 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
+use ics_kernel::SubjectRef;
+use ics_node::client;
 
 /// A Python with `pymerkle`, in a virtual environment under `target/`
 /// (made on first use; pip reaches PyPI).
@@ -22,24 +24,41 @@ fn python_with_pymerkle() -> PathBuf {
             .status()
             .is_ok_and(|s| s.success())
     };
-    if !ready() {
+    // Tests of this binary run at once: one makes the environment, the
+    // others wait for it.
+    let lock = venv.with_extension("lock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    while !ready() {
+        let mine = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&lock)
+            .is_ok();
+        if !mine {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} held for 10 minutes: remove it if no test runs",
+                lock.display()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        }
         let made = Command::new("python3")
             .arg("-m")
             .arg("venv")
             .arg(&venv)
             .status()
             .expect("run python3 (is it installed?)");
+        let installed = made.success()
+            && Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", "pymerkle==7.0.0", "cryptography==46.0.3"])
+                .status()
+                .expect("run pip")
+                .success();
+        std::fs::remove_file(&lock).ok();
         assert!(
-            made.success(),
-            "python3 -m venv failed (python3-venv installed?)"
-        );
-        let installed = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "pymerkle==7.0.0", "cryptography==46.0.3"])
-            .status()
-            .expect("run pip");
-        assert!(
-            installed.success(),
-            "pip install pymerkle cryptography failed"
+            installed,
+            "python3 -m venv (python3-venv installed?) or pip install pymerkle cryptography failed"
         );
     }
     assert!(ready(), "pymerkle is not importable in {}", venv.display());
@@ -194,21 +213,7 @@ fn python_check(
 /// Runs `icsctl --json log ARGS` against `node`; its stdout, or its stderr
 /// as the error.
 fn icsctl_log(node: &TestNode, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(icsctl())
-        .arg("--json")
-        .arg("--server")
-        .arg(&node.grpc)
-        .arg("--tls-dir")
-        .arg(&node.client_tls)
-        .arg("log")
-        .args(args)
-        .output()
-        .expect("run icsctl");
-    if out.status.success() {
-        Ok(String::from_utf8(out.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    icsctl_at(node, &[&["log"], args].concat())
 }
 
 /// Checkpoints are signed by the leader, committed through the log and
@@ -525,4 +530,565 @@ async fn tile_reads_over_a_callers_budget_are_refused() {
     let (status, again) = http_request(&node.http, "/tile/0/000.p/1").await;
     assert!(status.contains(" 200 "), "{status}");
     assert_eq!(again, first);
+}
+
+/// Runs `icsctl --json ARGS` against `node`; its stdout, or its stderr as
+/// the error.
+fn icsctl_at(node: &TestNode, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(icsctl())
+        .arg("--json")
+        .arg("--server")
+        .arg(&node.grpc)
+        .arg("--tls-dir")
+        .arg(&node.client_tls)
+        .args(args)
+        .output()
+        .expect("run icsctl");
+    if out.status.success() {
+        Ok(String::from_utf8(out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn json_of(out: &str) -> serde_json::Value {
+    serde_json::from_str(out.trim().lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// A subject's history is proven event by event against the latest
+/// checkpoint, and a whole downloaded copy recomputes its root; under a key
+/// that is not the log's, both are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_and_a_whole_copy_verify_against_a_checkpoint() {
+    use ics_tlog::note::NoteVerifier;
+    let cluster = start_cluster(1, "[tlog]\ncheckpoint_interval_ms = 100\n");
+    cluster.wait_ready(Duration::from_secs(60)).await;
+    let author = cluster.device_author().await;
+    let mut c = cluster.node(1).client();
+    let mut devices = Vec::new();
+    for i in 0..40 {
+        devices.push(register_device(&mut c, &author, &format!("SN-V{i:02}")).await);
+    }
+    let device = devices[7].id.clone();
+    let written = register_device_at(&mut c, &author, "SN-V40").await.1;
+    let node = cluster.node(1);
+    let key = ics_node::tls::load_log_key(&ics_node::tls::TlsDir(node.dir.join("data/tls")))
+        .unwrap()
+        .unwrap();
+    let ics_kernel::SigningKey::Ed25519(signer) = &key else {
+        panic!("the log key is Ed25519")
+    };
+    let vkey = NoteVerifier {
+        name: ics_tlog::log_origin(PARTY),
+        key: signer.verifying_key(),
+    }
+    .vkey();
+
+    // The device's history: every event proven in the checkpoint (text mode
+    // says how many and in which checkpoint).
+    let out = Command::new(icsctl())
+        .args(["--server", &node.grpc, "--tls-dir"])
+        .arg(&node.client_tls)
+        .args(["history", &device, "--verify", "--vkey", &vkey])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!(
+            "1 event(s) of device/{device} proven in ics/acme-maintenance/log's checkpoint"
+        )),
+        "{text}"
+    );
+
+    // The whole log, downloaded and recomputed, written out as it was
+    // checked, once a checkpoint covers the writes.
+    wait_until(
+        "a checkpoint covering the writes",
+        Duration::from_secs(30),
+        || {
+            let r = icsctl_log(node, &["checkpoint"]);
+            let ok = r.is_ok_and(|o| json_of(&o)["size"].as_u64().unwrap() >= written);
+            async move { ok }
+        },
+    )
+    .await;
+    let copy = node.dir.join("copy.jsonl");
+    let out = icsctl_at(
+        node,
+        &[
+            "log",
+            "verify",
+            "--vkey",
+            &vkey,
+            "--out",
+            copy.to_str().unwrap(),
+        ],
+    )
+    .expect("the copy verifies");
+    let report = json_of(&out);
+    assert_eq!(report["verified"], true);
+    let size = report["size"].as_u64().unwrap();
+    assert!(size > 40, "{report}");
+    let lines = std::fs::read_to_string(&copy).unwrap();
+    assert_eq!(lines.lines().count() as u64, size);
+    // The copy's leaves (salt, then SHA-256 of the envelope, hashed here)
+    // give the checkpoint's root, as icsctl found.
+    let leaves: Vec<Vec<u8>> = lines
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let mut entry = hex::decode(v["salt"].as_str().unwrap()).unwrap();
+            let envelope = hex::decode(v["envelope"].as_str().unwrap()).unwrap();
+            use sha2::Digest;
+            entry.extend_from_slice(&sha2::Sha256::digest(&envelope));
+            entry
+        })
+        .collect();
+    let mut tree = ics_tlog::merkle::MemoryTree::new();
+    for l in &leaves {
+        tree.append(ics_tlog::merkle::leaf_hash(l));
+    }
+    assert_eq!(hex::encode(tree.root()), report["root"].as_str().unwrap());
+
+    // Another key: refused, for the history and the copy.
+    let ics_kernel::SigningKey::Ed25519(other) =
+        ics_kernel::SigningKey::generate(ics_kernel::Algorithm::Ed25519)
+    else {
+        unreachable!()
+    };
+    let stranger = NoteVerifier {
+        name: ics_tlog::log_origin(PARTY),
+        key: other.verifying_key(),
+    }
+    .vkey();
+    let err = icsctl_at(node, &["log", "verify", "--vkey", &stranger]).unwrap_err();
+    assert!(err.contains("does not verify"), "{err}");
+    let err = icsctl_at(node, &["history", &device, "--verify", "--vkey", &stranger]).unwrap_err();
+    assert!(err.contains("does not verify"), "{err}");
+}
+
+/// One single-node party of each name, with checkpoints; returns them with
+/// their log keys' vkeys.
+async fn parties(names: &[&str]) -> Vec<(Cluster, String)> {
+    let mut out = Vec::new();
+    for name in names {
+        let extra = "[tlog]\ncheckpoint_interval_ms = 100\n";
+        let cluster = if *name == PARTY {
+            start_cluster(1, extra)
+        } else {
+            start_party(name, extra)
+        };
+        cluster.wait_ready(Duration::from_secs(60)).await;
+        let node = cluster.node(1);
+        let mut vkey = String::new();
+        wait_until("a first checkpoint", Duration::from_secs(30), || {
+            let r = icsctl_log(node, &["checkpoint"]);
+            let ok = r.as_ref().is_ok_and(|out| {
+                vkey = json_of(out)["vkey"].as_str().unwrap().to_string();
+                true
+            });
+            async move { ok }
+        })
+        .await;
+        out.push((cluster, vkey));
+    }
+    out
+}
+
+/// `party` recognizes `other` (its root key) and binds its log key.
+async fn bind_peer(party: &Cluster, other: &Cluster, other_name: &str, other_vkey: &str) {
+    let root = party.root_key();
+    let mut c = party.node(1).client();
+    c.append(vec![client::signed(
+        &root,
+        SubjectRef::new(ics_kernel::authority::PARTY, other_name),
+        client::ChainHead::default(),
+        ics_kernel::authority::PartyPayload::Recognized {
+            role: ics_kernel::Role::Maintenance,
+            root_key: other.root_key().public_key(),
+        },
+    )])
+    .await
+    .expect("recognize the peer");
+    let root_file = party.node(1).dir.join("data/root.key");
+    icsctl_log(
+        party.node(1),
+        &[
+            "peer",
+            "--signer",
+            root_file.to_str().unwrap(),
+            "--party",
+            other_name,
+            "--vkey",
+            other_vkey,
+        ],
+    )
+    .expect("bind the peer's log key");
+}
+
+/// POSTs `body` to `node`'s /add-checkpoint with `tls`.
+async fn add_checkpoint(
+    node: &TestNode,
+    tls: &client::ClientTls,
+    body: &[u8],
+) -> client::HttpAnswer {
+    let port = node.https.rsplit(':').next().unwrap();
+    tls.https_post(
+        &format!("localhost:{port}"),
+        "/add-checkpoint",
+        body,
+        1 << 16,
+    )
+    .await
+    .expect("an answer")
+}
+
+/// A party has its checkpoints cosigned by a peer over mutual TLS and
+/// serves the cosignatures with them; the witness refuses, with the
+/// tlog-witness status and nothing written, a caller without a client
+/// certificate, a stale size (409 with the size it knows), a bent proof
+/// (422), a forged signature (403), an unknown log (404); the log refuses a
+/// bent, a duplicate and a stranger's cosignature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_cosigns_checkpoints_and_refuses_what_does_not_extend_them() {
+    use ics_tlog::note::{CosignatureVerifier, Note, NoteVerifier};
+    use ics_tlog::witness::AddCheckpoint;
+    let mut all = parties(&[PARTY, "witness-one"]).await;
+    let (witness, witness_vkey) = all.pop().unwrap();
+    let (log, log_vkey) = all.pop().unwrap();
+    bind_peer(&witness, &log, PARTY, &log_vkey).await;
+    bind_peer(&log, &witness, "witness-one", &witness_vkey).await;
+    let (w, l) = (witness.node(1), log.node(1));
+    let witness_tls = w.client_tls.to_str().unwrap().to_string();
+    let witness_addr = format!("localhost:{}", w.https.rsplit(':').next().unwrap());
+
+    // First cosignature: from size 0.
+    let out = icsctl_log(
+        l,
+        &[
+            "witness",
+            "--witness",
+            &witness_addr,
+            "--witness-tls",
+            &witness_tls,
+        ],
+    )
+    .expect("cosigned");
+    let first = json_of(&out);
+    assert_eq!(first["witness"], "witness-one");
+    let first_size = first["size"].as_u64().unwrap();
+    // The log serves the checkpoint with the cosignature, which verifies
+    // under the witness's key, beside the log's own signature.
+    let served = json_of(
+        &icsctl_log(
+            l,
+            &[
+                "checkpoint",
+                "--size",
+                &first_size.to_string(),
+                "--vkey",
+                &log_vkey,
+            ],
+        )
+        .unwrap(),
+    );
+    let note = Note::parse(served["note"].as_str().unwrap().as_bytes()).unwrap();
+    assert_eq!(note.signatures.len(), 2, "{served}");
+    let witness_key = NoteVerifier::from_vkey(&witness_vkey).unwrap().key;
+    let cosigner = CosignatureVerifier {
+        name: ics_tlog::witness_name("witness-one"),
+        key: witness_key,
+    };
+    let time = cosigner.verify(&note).expect("the cosignature verifies");
+    assert!(time > 1_700_000_000, "{time}");
+
+    // The log grows; the next round starts from 0, is told the size the
+    // witness knows (409) and proves consistency from it.
+    let author = log.device_author().await;
+    let mut c = l.client();
+    let written = register_device_at(&mut c, &author, "SN-W1").await.1;
+    wait_until("a later checkpoint", Duration::from_secs(30), || {
+        let r = icsctl_log(l, &["checkpoint"]);
+        let ok = r.is_ok_and(|o| json_of(&o)["size"].as_u64().unwrap() >= written);
+        async move { ok }
+    })
+    .await;
+    let second = json_of(
+        &icsctl_log(
+            l,
+            &[
+                "witness",
+                "--witness",
+                &witness_addr,
+                "--witness-tls",
+                &witness_tls,
+            ],
+        )
+        .expect("cosigned again"),
+    );
+    let second_size = second["size"].as_u64().unwrap();
+    assert!(second_size > first_size);
+    assert_eq!(
+        metric(&w.http, "ics_tlog_witness_cosigned_total").await,
+        2,
+        "both rounds moved the witness"
+    );
+
+    // Refusals at the witness, each leaving its log as it was.
+    let latest = Note::parse(
+        json_of(&icsctl_log(l, &["checkpoint", "--size", &second_size.to_string()]).unwrap())
+            ["note"]
+            .as_str()
+            .unwrap()
+            .as_bytes(),
+    )
+    .unwrap();
+    let own = Note {
+        text: latest.text.clone(),
+        signatures: latest.signatures[..1].to_vec(),
+    };
+    let tls = client::ClientTls::from_dir(&w.client_tls).unwrap();
+    // The witness signs its own checkpoints meanwhile: what must not move is
+    // its record of this log.
+    let witnessed = ics_tlog::peer_subject(PARTY);
+    let mut wc = w.client();
+    let record_before = wc.subject(&witnessed).await.unwrap();
+    let stale = AddCheckpoint {
+        old: first_size,
+        proof: vec![],
+        checkpoint: own.clone(),
+    };
+    // Without a client certificate.
+    let a = add_checkpoint(w, &tls.anonymous(), &stale.to_bytes()).await;
+    assert_eq!(a.status, 403, "{}", String::from_utf8_lossy(&a.body));
+    // A stale old size: 409 and the size the witness knows.
+    let a = add_checkpoint(w, &tls, &stale.to_bytes()).await;
+    assert_eq!(a.status, 409);
+    assert_eq!(a.content_type, "text/x.tlog.size");
+    assert_eq!(String::from_utf8_lossy(&a.body), format!("{second_size}\n"));
+    // A bent proof from the size it knows to a new checkpoint.
+    let next = register_device_at(&mut c, &author, "SN-W2").await.1;
+    let mut newer = None;
+    wait_until("a checkpoint after SN-W2", Duration::from_secs(30), || {
+        let r = icsctl_log(l, &["checkpoint"]);
+        let found = r
+            .ok()
+            .map(|o| json_of(&o))
+            .filter(|v| v["size"].as_u64().unwrap() >= next);
+        let ok = found.is_some();
+        if ok {
+            newer = found;
+        }
+        async move { ok }
+    })
+    .await;
+    let newer = newer.unwrap();
+    let newer_size = newer["size"].as_u64().unwrap();
+    let newer_note = Note::parse(newer["note"].as_str().unwrap().as_bytes()).unwrap();
+    let proof = json_of(
+        &icsctl_log(
+            l,
+            &[
+                "consistency",
+                "--old",
+                &second_size.to_string(),
+                "--new",
+                &newer_size.to_string(),
+            ],
+        )
+        .unwrap(),
+    );
+    let mut hashes: Vec<[u8; 32]> = proof["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            hex::decode(h.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect();
+    hashes[0][0] ^= 1;
+    let bent = AddCheckpoint {
+        old: second_size,
+        proof: hashes,
+        checkpoint: newer_note.clone(),
+    };
+    let a = add_checkpoint(w, &tls, &bent.to_bytes()).await;
+    assert_eq!(a.status, 422, "{}", String::from_utf8_lossy(&a.body));
+    // The log's checkpoint signed by another key under its name.
+    let ics_kernel::SigningKey::Ed25519(other) =
+        ics_kernel::SigningKey::generate(ics_kernel::Algorithm::Ed25519)
+    else {
+        unreachable!()
+    };
+    let forged = AddCheckpoint {
+        old: second_size,
+        proof: vec![],
+        checkpoint: ics_tlog::note::sign(&ics_tlog::log_origin(PARTY), &other, &own.text).unwrap(),
+    };
+    let a = add_checkpoint(w, &tls, &forged.to_bytes()).await;
+    assert_eq!(a.status, 403, "{}", String::from_utf8_lossy(&a.body));
+    // A log this party does not witness.
+    let unknown = AddCheckpoint {
+        old: 0,
+        proof: vec![],
+        checkpoint: ics_tlog::note::sign(
+            "ics/nobody/log",
+            &other,
+            &own.text
+                .replacen(&ics_tlog::log_origin(PARTY), "ics/nobody/log", 1),
+        )
+        .unwrap(),
+    };
+    let a = add_checkpoint(w, &tls, &unknown.to_bytes()).await;
+    assert_eq!(a.status, 404, "{}", String::from_utf8_lossy(&a.body));
+    // Malformed.
+    let a = add_checkpoint(w, &tls, b"old x\n\nnot a note\n").await;
+    assert_eq!(a.status, 400);
+    assert_eq!(
+        wc.subject(&witnessed).await.unwrap(),
+        record_before,
+        "refusals wrote nothing"
+    );
+    assert_eq!(metric(&w.http, "ics_tlog_witness_cosigned_total").await, 2);
+
+    // Refusals at the log: a bent cosignature, the same witness twice, a
+    // witness it has not bound.
+    let mut tlog = ics_proto::tlog_v1::transparency_log_client::TransparencyLogClient::new(
+        l.tls().channel(&l.grpc).unwrap(),
+    );
+    let line = note.signatures[1].line();
+    let cosigned = ics_tlog::checkpoint_subject(first_size);
+    let mut lc = l.client();
+    let checkpoint_before = lc.subject(&cosigned).await.unwrap();
+    let mut bent_line = note.signatures[1].clone();
+    bent_line.signature[20] ^= 1;
+    for (witness_name, line, reason) in [
+        ("witness-one", bent_line.line(), "BAD_COSIGNATURE"),
+        ("witness-one", line.clone(), "ALREADY_COSIGNED"),
+        ("witness-two", line.clone(), "PEER_NOT_BOUND"),
+    ] {
+        let err = tlog
+            .add_cosignature(ics_proto::tlog_v1::AddCosignatureRequest {
+                size: first_size,
+                witness: witness_name.to_string(),
+                signature_line: line,
+            })
+            .await
+            .expect_err(reason);
+        assert_eq!(reason_of(&err), reason, "{err:?}");
+    }
+    assert_eq!(lc.subject(&cosigned).await.unwrap(), checkpoint_before);
+    let after =
+        json_of(&icsctl_log(l, &["checkpoint", "--size", &first_size.to_string()]).unwrap());
+    assert_eq!(after["witnesses"], serde_json::json!(["witness-one"]));
+}
+
+/// A log that shows one witness one history and another witness another
+/// gets both cosigned (each witness alone sees a consistent log), and is
+/// caught: each witness refuses the other's view (409), and comparing the
+/// two cosigned checkpoints proves the split from their signatures alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_showing_two_views_to_two_witnesses_is_caught() {
+    use ics_tlog::note::{Checkpoint, Note};
+    use ics_tlog::witness::AddCheckpoint;
+    let mut all = parties(&[PARTY, "witness-one", "witness-two"]).await;
+    let (w2, _) = all.pop().unwrap();
+    let (w1, _) = all.pop().unwrap();
+    let (log, log_vkey) = all.pop().unwrap();
+    bind_peer(&w1, &log, PARTY, &log_vkey).await;
+    bind_peer(&w2, &log, PARTY, &log_vkey).await;
+    let l = log.node(1);
+
+    // The honest checkpoint, and a fork of the same size signed with the
+    // log's real key (a compromised or split log).
+    let honest = json_of(&icsctl_log(l, &["checkpoint"]).unwrap());
+    let honest = Note::parse(honest["note"].as_str().unwrap().as_bytes()).unwrap();
+    let cp = Checkpoint::parse(&honest.text).unwrap();
+    let key = ics_node::tls::load_log_key(&ics_node::tls::TlsDir(l.dir.join("data/tls")))
+        .unwrap()
+        .unwrap();
+    let ics_kernel::SigningKey::Ed25519(signer) = &key else {
+        panic!("the log key is Ed25519")
+    };
+    let forked = ics_tlog::note::sign(
+        &cp.origin,
+        signer,
+        &Checkpoint {
+            root: [0x5a; 32],
+            ..cp.clone()
+        }
+        .text(),
+    )
+    .unwrap();
+    let view = |note: &Note| {
+        AddCheckpoint {
+            old: 0,
+            proof: vec![],
+            checkpoint: note.clone(),
+        }
+        .to_bytes()
+    };
+    let tls_of = |c: &Cluster| client::ClientTls::from_dir(&c.node(1).client_tls).unwrap();
+    let a = add_checkpoint(w1.node(1), &tls_of(&w1), &view(&honest)).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let one = String::from_utf8(a.body).unwrap();
+    let a = add_checkpoint(w2.node(1), &tls_of(&w2), &view(&forked)).await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let two = String::from_utf8(a.body).unwrap();
+
+    // Each witness holds to the view it cosigned: the other's is refused.
+    let cross = |note: &Note| {
+        AddCheckpoint {
+            old: cp.size,
+            proof: vec![],
+            checkpoint: note.clone(),
+        }
+        .to_bytes()
+    };
+    let a = add_checkpoint(w1.node(1), &tls_of(&w1), &cross(&forked)).await;
+    assert_eq!(a.status, 409);
+    let a = add_checkpoint(w2.node(1), &tls_of(&w2), &cross(&honest)).await;
+    assert_eq!(a.status, 409);
+
+    // The two cosigned checkpoints, as a monitor gathers them: comparing
+    // them names the split; the honest one with itself is one history.
+    let dir = l.dir.clone();
+    let write = |name: &str, note: &Note, line: &str| {
+        let mut bytes = note.to_bytes();
+        bytes.extend_from_slice(line.as_bytes());
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let a = write("one.note", &honest, &one);
+    let b = write("two.note", &forked, &two);
+    let err = icsctl_log(l, &["compare", "--vkey", &log_vkey, &a, &b]).unwrap_err();
+    assert!(err.contains("SPLIT VIEW"), "{err}");
+    assert!(err.contains("different roots"), "{err}");
+    let later = json_of(&icsctl_log(l, &["checkpoint"]).unwrap());
+    let later_file = dir.join("later.note");
+    std::fs::write(&later_file, later["note"].as_str().unwrap()).unwrap();
+    let same = json_of(
+        &icsctl_log(
+            l,
+            &[
+                "compare",
+                "--vkey",
+                &log_vkey,
+                &a,
+                later_file.to_str().unwrap(),
+            ],
+        )
+        .unwrap(),
+    );
+    assert_eq!(same["consistent"], true, "{same}");
 }

@@ -205,7 +205,7 @@ enum Command {
     Subject(SubjectArgs),
     /// A subject's history, in order, with signatures: ids, the chain and
     /// every signature checked here against the party's keys.
-    History(SubjectArgs),
+    History(HistoryArgs),
     /// Subjects of one kind, in id order.
     Subjects {
         /// party, author-key, device, service, code, tls-ca or tls-cert.
@@ -527,6 +527,21 @@ fn subject_named(kind: &str, id: &str) -> anyhow::Result<SubjectRef> {
 }
 
 #[derive(Args)]
+struct HistoryArgs {
+    #[command(flatten)]
+    subject: SubjectArgs,
+    /// Also prove every event is in the log: an inclusion proof for each,
+    /// checked against the latest signed checkpoint (waiting up to 10 s
+    /// for one that covers the newest event).
+    #[arg(long)]
+    verify: bool,
+    /// The log's verifier key to check the checkpoint with; without it, the
+    /// key the node reports is used.
+    #[arg(long, requires = "verify")]
+    vkey: Option<String>,
+}
+
+#[derive(Args)]
 struct SubjectArgs {
     /// party, author-key, device, code or service.
     #[arg(long, default_value = "device")]
@@ -591,6 +606,61 @@ enum LogCmd {
         /// the key the node reports is used (trust on first use: pin it).
         #[arg(long)]
         vkey: Option<String>,
+    },
+    /// Bind a recognized party's log key: this party then witnesses that
+    /// log (`/add-checkpoint`) and keeps that party's cosignatures on its own
+    /// checkpoints. Signed by the party root key.
+    Peer {
+        /// The party root key file.
+        #[arg(long)]
+        signer: PathBuf,
+        /// The recognized party.
+        #[arg(long)]
+        party: String,
+        /// Its log's verifier key (`ics/<party>/log+<key ID>+<key>`, as
+        /// `icsctl log checkpoint` prints it on that party's node).
+        #[arg(long)]
+        vkey: String,
+    },
+    /// Have a witness cosign this log's latest checkpoint (C2SP tlog-witness
+    /// add-checkpoint, with the consistency proof from the size the witness
+    /// cosigned last), then record the cosignature in this log.
+    Witness {
+        /// The witness's HTTPS listener, HOST:PORT.
+        #[arg(long)]
+        witness: String,
+        /// The TLS directory for the witness: its party CA (`ca.crt`) and the
+        /// client certificate it knows us by (`operator.crt`, `operator.key`).
+        #[arg(long)]
+        witness_tls: PathBuf,
+    },
+    /// Check that signed checkpoints of one log (e.g. as different
+    /// witnesses cosigned them) show one history: each must verify under the
+    /// log's key, two of one size must agree, and each pair of sizes must be
+    /// joined by a consistency proof (asked of the server, verified here).
+    /// Fails, naming the pair, on a split view.
+    Compare {
+        /// The log's verifier key (`<origin>+<key ID>+<key>`).
+        #[arg(long)]
+        vkey: String,
+        /// Files holding one signed note each.
+        #[arg(required = true, num_args = 2..)]
+        notes: Vec<PathBuf>,
+    },
+    /// Download the whole log up to a signed checkpoint and check the copy
+    /// against it: every event's id and author signature, and the Merkle root
+    /// of all their leaves (recomputed here) equal to the checkpoint's.
+    Verify {
+        /// The checkpoint's size (0: the latest).
+        #[arg(long, default_value_t = 0)]
+        size: u64,
+        /// The log's verifier key; without it, the key the node reports.
+        #[arg(long)]
+        vkey: Option<String>,
+        /// Also write the verified copy here: per event, its index, id,
+        /// salt and envelope, as one JSON object per line.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// A consistency proof between two tree sizes, verified here.
     Consistency {
@@ -1508,7 +1578,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 )?;
             }
         }
-        Command::History(args) => {
+        Command::History(HistoryArgs {
+            subject: args,
+            verify,
+            vkey,
+        }) => {
             let subject = subject_of(&args)?;
             let req = pb::HistoryRequest {
                 subject: Some(codec::subject_to_pb(&subject)),
@@ -1518,12 +1592,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // rather than trusting the node.
             let mut checker = client::HistoryChecker::new(&c.keys().await?)?;
             let mut stream = c.log.history(req).await?.into_inner();
+            let mut events = Vec::new();
             while let Some(e) = stream.next().await {
                 let e = e?;
                 checker
                     .check(&e)
                     .with_context(|| format!("history of {subject} does not verify"))?;
-                print_event(j, &e)?;
+                if verify {
+                    events.push(e);
+                } else {
+                    print_event(j, &e)?;
+                }
+            }
+            if verify {
+                let last = events.last().map_or(0, |e| e.index);
+                let cp = covering_checkpoint(&mut c, last, vkey.as_deref()).await?;
+                for e in &events {
+                    prove_included(&mut c, e, &cp)
+                        .await
+                        .with_context(|| format!("history of {subject}: event {}", e.index))?;
+                    print_event(j, e)?;
+                }
+                note(
+                    j,
+                    format!(
+                        "{} event(s) of {subject} proven in {}'s checkpoint of {} leaves",
+                        events.len(),
+                        cp.origin,
+                        cp.size
+                    ),
+                )?;
             }
         }
         Command::Export {
@@ -1694,6 +1792,311 @@ async fn verified_checkpoint(
     Ok((cp, r, vkey.is_some()))
 }
 
+/// The latest signed checkpoint once it covers log index `index` (a
+/// checkpoint never covers its own leaf, so a fresh event waits for the
+/// next one), verified.
+async fn covering_checkpoint(
+    c: &mut Client,
+    index: u64,
+    vkey: Option<&str>,
+) -> anyhow::Result<ics_tlog::note::Checkpoint> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let cp = verified_checkpoint(c, 0, vkey).await?.0;
+        if cp.size >= index {
+            return Ok(cp);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the latest checkpoint covers {} leaves, not yet event {index}; retry later",
+                cp.size
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The leaf of a stored event, recomputed from what was received: its salt,
+/// then SHA-256 of its envelope's bytes.
+fn leaf_of(e: &pb::StoredEvent) -> anyhow::Result<[u8; ics_tlog::LEAF_ENTRY_BYTES]> {
+    Ok(leaf_and_envelope(e)?.0)
+}
+
+/// The leaf entry of a stored event and its envelope's bytes.
+fn leaf_and_envelope(
+    e: &pb::StoredEvent,
+) -> anyhow::Result<([u8; ics_tlog::LEAF_ENTRY_BYTES], Vec<u8>)> {
+    let salt: &[u8; ics_tlog::SALT_BYTES] = e
+        .salt
+        .as_slice()
+        .try_into()
+        .with_context(|| format!("event {} came without its 16-byte salt", e.index))?;
+    let envelope =
+        codec::envelope_from_pb(e.event.clone().context("an event without its envelope")?)
+            .map_err(|r| anyhow::anyhow!("event {}: {r}", e.index))?;
+    let bytes = codec::envelope_to_bytes(&envelope);
+    Ok((ics_tlog::leaf_entry(salt, &bytes), bytes))
+}
+
+/// Checks that `e` is leaf `index - 1` of the checkpoint's tree: the node's
+/// inclusion proof, for the leaf recomputed here, reaches the signed root.
+async fn prove_included(
+    c: &mut Client,
+    e: &pb::StoredEvent,
+    cp: &ics_tlog::note::Checkpoint,
+) -> anyhow::Result<()> {
+    use ics_proto::tlog_v1 as tpb;
+    use ics_tlog::merkle::{leaf_hash, verify_inclusion};
+    let entry = leaf_of(e)?;
+    let p = c
+        .tlog
+        .inclusion_proof(tpb::InclusionProofRequest {
+            event_id: e.event_id.clone(),
+            tree_size: cp.size,
+        })
+        .await?
+        .into_inner();
+    if p.leaf_entry != entry || p.leaf_index + 1 != e.index || p.tree_size != cp.size {
+        bail!(
+            "the node proved another leaf (index {}, tree {}) than the event it sent",
+            p.leaf_index,
+            p.tree_size
+        );
+    }
+    verify_inclusion(
+        p.leaf_index,
+        cp.size,
+        &leaf_hash(&entry),
+        &proof_hashes(&p.hashes)?,
+        &cp.root,
+    )
+    .context("its inclusion proof does not reach the checkpoint's root")
+}
+
+/// Streams events 1..=cp.size, checks each (id, signatures by the keys the
+/// log names, leaf recomputed) and returns the root of their leaves, which
+/// must be the checkpoint's.
+async fn verify_copy(
+    c: &mut Client,
+    cp: &ics_tlog::note::Checkpoint,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<ics_tlog::Hash> {
+    use ics_tlog::merkle::leaf_hash;
+    use std::io::Write;
+    let keys = client::KeyRing::new(&c.keys().await?)?;
+    let mut file = match out {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("create {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let mut tree = ics_tlog::Frontier::default();
+    if cp.size > 0 {
+        let mut stream = c
+            .log
+            .watch(pb::WatchRequest { from_index: 1 })
+            .await?
+            .into_inner();
+        while tree.size() < cp.size {
+            let e = stream
+                .next()
+                .await
+                .context("the log ended before the checkpoint's size")??;
+            if e.index != tree.size() + 1 {
+                bail!(
+                    "the log sent event {} where {} was due",
+                    e.index,
+                    tree.size() + 1
+                );
+            }
+            keys.check(&e)
+                .with_context(|| format!("event {} does not verify", e.index))?;
+            let (entry, envelope) = leaf_and_envelope(&e)?;
+            let _finished = tree.append(leaf_hash(&entry));
+            if let Some(f) = file.as_mut() {
+                writeln!(
+                    f,
+                    "{}",
+                    json!({"index": e.index, "event_id": hex::encode(&e.event_id),
+                        "salt": hex::encode(&e.salt), "envelope": hex::encode(&envelope)})
+                )?;
+            }
+        }
+    }
+    if let Some(mut f) = file {
+        f.flush()?;
+    }
+    let recomputed = tree.root();
+    if recomputed != cp.root {
+        bail!(
+            "the {} events downloaded give root {}, not the {} the checkpoint signs",
+            cp.size,
+            hex::encode(recomputed),
+            hex::encode(cp.root)
+        );
+    }
+    Ok(recomputed)
+}
+
+/// The largest answer read from a witness.
+const MAX_WITNESS_ANSWER: usize = 16 * 1024;
+
+/// Asks the witness at `address` to cosign this log's latest checkpoint:
+/// first from the size it is told the witness knows (0), and on 409 again
+/// from the size the witness answers with. Records the cosignature.
+/// Returns the size, the witnessing party and the record's log index.
+async fn witness_latest(
+    c: &mut Client,
+    address: &str,
+    tls_dir: &std::path::Path,
+) -> anyhow::Result<(u64, String, u64)> {
+    use ics_proto::tlog_v1 as tpb;
+    use ics_tlog::note::{Note, NoteSignature};
+    use ics_tlog::witness::AddCheckpoint;
+    let tls = client::ClientTls::from_dir(tls_dir)?;
+    let (cp, r, _) = verified_checkpoint(c, 0, None).await?;
+    // The log's own signature only: a witness checks the log's.
+    let mut note = Note::parse(&r.note).context("the checkpoint is not a signed note")?;
+    note.signatures.truncate(1);
+    let mut old = 0;
+    for _ in 0..2 {
+        let proof = match old {
+            0 => Vec::new(),
+            old => proof_hashes(
+                &c.tlog
+                    .consistency_proof(tpb::ConsistencyProofRequest {
+                        old_size: old,
+                        new_size: cp.size,
+                    })
+                    .await?
+                    .into_inner()
+                    .hashes,
+            )?,
+        };
+        let body = AddCheckpoint {
+            old,
+            proof,
+            checkpoint: note.clone(),
+        }
+        .to_bytes();
+        let answer = tls
+            .https_post(address, "/add-checkpoint", &body, MAX_WITNESS_ANSWER)
+            .await?;
+        let text = String::from_utf8_lossy(&answer.body).trim_end().to_string();
+        match answer.status {
+            200 => {
+                let line = text
+                    .lines()
+                    .next()
+                    .context("the witness answered no cosignature")?;
+                let signature = NoteSignature::parse_line(line).context("the witness's answer")?;
+                let party = signature
+                    .name
+                    .strip_prefix("ics/")
+                    .and_then(|n| n.strip_suffix("/witness"))
+                    .with_context(|| format!("{:?} is not a party's witness name", signature.name))?
+                    .to_string();
+                let out = c
+                    .tlog
+                    .add_cosignature(tpb::AddCosignatureRequest {
+                        size: cp.size,
+                        witness: party.clone(),
+                        signature_line: line.to_string(),
+                    })
+                    .await?
+                    .into_inner();
+                return Ok((cp.size, party, out.log_index));
+            }
+            409 if answer.content_type.starts_with("text/x.tlog.size") && old == 0 => {
+                old = text.parse().with_context(|| {
+                    format!("the witness's 409 does not carry a size: {text:?}")
+                })?;
+                if old > cp.size {
+                    anyhow::bail!(
+                        "the witness has cosigned size {old} of this log, beyond its latest checkpoint {}",
+                        cp.size
+                    );
+                }
+            }
+            status => anyhow::bail!("the witness refused (HTTP {status}): {text}"),
+        }
+    }
+    anyhow::bail!("the witness moved on while it was asked; try again")
+}
+
+/// Reads and verifies the checkpoints in `files`, then checks them pairwise
+/// (see `LogCmd::Compare`). Returns how many and their distinct sizes.
+async fn compare_checkpoints(
+    c: &mut Client,
+    vkey: &str,
+    files: &[PathBuf],
+) -> anyhow::Result<(usize, Vec<u64>)> {
+    use ics_proto::tlog_v1 as tpb;
+    use ics_tlog::merkle::verify_consistency;
+    use ics_tlog::note::{Checkpoint, Note, NoteVerifier};
+    let verifier = NoteVerifier::from_vkey(vkey).context("--vkey is not a note verifier key")?;
+    let mut seen: std::collections::BTreeMap<u64, (ics_tlog::Hash, &PathBuf)> = Default::default();
+    for file in files {
+        let bytes = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
+        let note = Note::parse(&bytes).with_context(|| format!("{}", file.display()))?;
+        let text = verifier
+            .verify(&note)
+            .with_context(|| format!("{}: not signed by the log's key", file.display()))?;
+        let cp = Checkpoint::parse(text).with_context(|| format!("{}", file.display()))?;
+        if cp.origin != verifier.name {
+            bail!(
+                "{}: a checkpoint of {:?}, not {:?}",
+                file.display(),
+                cp.origin,
+                verifier.name
+            );
+        }
+        match seen.get(&cp.size) {
+            Some((root, other)) if *root != cp.root => bail!(
+                "SPLIT VIEW: {} and {} are checkpoints of {} at size {} with different roots, both signed by its key",
+                other.display(),
+                file.display(),
+                cp.origin,
+                cp.size
+            ),
+            Some(_) => {}
+            None => {
+                seen.insert(cp.size, (cp.root, file));
+            }
+        }
+    }
+    let sizes: Vec<u64> = seen.keys().copied().collect();
+    for (i, old) in sizes.iter().enumerate() {
+        for new in &sizes[i + 1..] {
+            let ((old_root, a), (new_root, b)) = (seen[old], seen[new]);
+            let proof = c
+                .tlog
+                .consistency_proof(tpb::ConsistencyProofRequest {
+                    old_size: *old,
+                    new_size: *new,
+                })
+                .await;
+            let hashes = match proof {
+                Ok(p) => proof_hashes(&p.into_inner().hashes)?,
+                Err(status) => bail!(
+                    "could not compare {} (size {old}) with {} (size {new}): the log gave no consistency proof: {}",
+                    a.display(),
+                    b.display(),
+                    status.message()
+                ),
+            };
+            if verify_consistency(*old, *new, &old_root, &new_root, &hashes).is_err() {
+                bail!(
+                    "SPLIT VIEW: the log's consistency proof does not join {} (size {old}) to {} (size {new})",
+                    a.display(),
+                    b.display()
+                );
+            }
+        }
+    }
+    Ok((files.len(), sizes))
+}
+
 async fn tlog(c: &mut Client, j: bool, cmd: LogCmd) -> anyhow::Result<()> {
     use ics_proto::tlog_v1 as tpb;
     use ics_tlog::merkle::{leaf_hash, verify_consistency, verify_inclusion};
@@ -1755,7 +2158,8 @@ async fn tlog(c: &mut Client, j: bool, cmd: LogCmd) -> anyhow::Result<()> {
                 j,
                 json!({"origin": cp.origin, "size": cp.size, "root": hex::encode(cp.root),
                     "log_index": r.log_index, "vkey": r.vkey, "vkey_pinned": pinned,
-                    "note": String::from_utf8_lossy(&r.note), "verified": true}),
+                    "note": String::from_utf8_lossy(&r.note), "witnesses": r.witnesses,
+                    "verified": true}),
                 format!(
                     "{}: checkpoint of {} leaves, root {}, committed at log index {}; signature verified under {} ({})",
                     cp.origin,
@@ -1768,6 +2172,78 @@ async fn tlog(c: &mut Client, j: bool, cmd: LogCmd) -> anyhow::Result<()> {
                     } else {
                         "as the node reports it: pin it with --vkey"
                     }
+                ),
+            )?;
+        }
+        LogCmd::Peer {
+            signer,
+            party,
+            vkey,
+        } => {
+            let root = keyfile::read(&signer)?;
+            let verifier = ics_tlog::note::NoteVerifier::from_vkey(&vkey)
+                .context("--vkey is not a note verifier key")?;
+            let origin = ics_tlog::log_origin(&party);
+            if verifier.name != origin {
+                anyhow::bail!(
+                    "--vkey names {:?}; party {party:?}'s log is {origin:?}",
+                    verifier.name
+                );
+            }
+            let subject = ics_tlog::peer_subject(&party);
+            // A first binding opens the subject; a later one (a new key)
+            // follows it.
+            let head = match c.chain_head(&subject).await {
+                Err(s) if s.code() == tonic::Code::NotFound => ChainHead::default(),
+                head => head?,
+            };
+            let out = c
+                .append(vec![client::signed(
+                    &root,
+                    subject.clone(),
+                    head,
+                    ics_tlog::TlogPayload::PeerBound {
+                        public_key: verifier.key.as_bytes().to_vec(),
+                    },
+                )])
+                .await?;
+            print_appended(j, "bound", &subject, &out)?;
+        }
+        LogCmd::Witness {
+            witness,
+            witness_tls,
+        } => {
+            let (size, party, log_index) = witness_latest(c, &witness, &witness_tls).await?;
+            emit(
+                j,
+                json!({"size": size, "witness": party, "log_index": log_index}),
+                format!(
+                    "{party} cosigned this log's checkpoint of {size} leaves; recorded at log index {log_index}"
+                ),
+            )?;
+        }
+        LogCmd::Verify { size, vkey, out } => {
+            let (cp, _, pinned) = verified_checkpoint(c, size, vkey.as_deref()).await?;
+            let root = verify_copy(c, &cp, out.as_deref()).await?;
+            emit(
+                j,
+                json!({"origin": cp.origin, "size": cp.size, "root": hex::encode(root),
+                    "vkey_pinned": pinned, "verified": true}),
+                format!(
+                    "{}: the {} events downloaded recompute the root {} its checkpoint signs; every event's id and signature checked",
+                    cp.origin,
+                    cp.size,
+                    hex::encode(root)
+                ),
+            )?;
+        }
+        LogCmd::Compare { vkey, notes } => {
+            let (count, sizes) = compare_checkpoints(c, &vkey, &notes).await?;
+            emit(
+                j,
+                json!({"consistent": true, "checkpoints": count, "sizes": sizes}),
+                format!(
+                    "{count} checkpoints of sizes {sizes:?}: one history, every pair proven consistent"
                 ),
             )?;
         }

@@ -268,12 +268,121 @@ impl ClientTls {
             .connect_lazy())
     }
 
+    /// One HTTP/1.1 POST over TLS 1.3 to `address` (`HOST:PORT`; the
+    /// server's certificate must chain to this CA and name HOST), with this
+    /// client certificate: the status, the content type and the body (at
+    /// most `max_body` bytes read).
+    pub async fn https_post(
+        &self,
+        address: &str,
+        path: &str,
+        body: &[u8],
+        max_body: usize,
+    ) -> anyhow::Result<HttpAnswer> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let host = address
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .with_context(|| format!("{address:?} is not HOST:PORT"))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&self.ca_pem) {
+            roots
+                .add(cert.context("the CA certificate's PEM")?)
+                .context("the CA certificate")?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .context("TLS 1.3")?
+            .with_root_certificates(roots);
+        let mut config = match &self.identity {
+            Some((cert, key)) => builder
+                .with_client_auth_cert(
+                    CertificateDer::pem_slice_iter(cert)
+                        .collect::<Result<Vec<_>, _>>()
+                        .context("the client certificate's PEM")?,
+                    PrivateKeyDer::from_pem_slice(key).context("the client key's PEM")?,
+                )
+                .context("the client certificate and key")?,
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
+            .with_context(|| format!("{host:?} is not a server name"))?;
+        let tcp = tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio::net::TcpStream::connect(address),
+        )
+        .await
+        .with_context(|| format!("connect to {address}: timed out"))?
+        .with_context(|| format!("connect to {address}"))?;
+        let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .with_context(|| format!("TLS handshake with {address}"))?;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        tls.write_all(head.as_bytes()).await?;
+        tls.write_all(body).await?;
+        tls.flush().await?;
+        let mut out = Vec::new();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            (&mut tls)
+                .take(max_body as u64 + 4096)
+                .read_to_end(&mut out),
+        )
+        .await
+        .context("the answer: timed out")?
+        .context("read the answer")?;
+        HttpAnswer::parse(&out)
+    }
+
     fn tonic_config(&self) -> ClientTlsConfig {
         let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.ca_pem));
         if let Some((cert, key)) = &self.identity {
             config = config.identity(Identity::from_pem(cert, key));
         }
         config
+    }
+}
+
+/// An HTTP answer, read whole.
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+impl HttpAnswer {
+    fn parse(raw: &[u8]) -> anyhow::Result<HttpAnswer> {
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .context("an HTTP answer without the end of its headers")?;
+        let head = std::str::from_utf8(&raw[..split]).context("HTTP headers not UTF-8")?;
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .context("an HTTP answer without a status")?;
+        let content_type = lines
+            .filter_map(|l| l.split_once(':'))
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default();
+        Ok(HttpAnswer {
+            status,
+            content_type,
+            body: raw[split + 4..].to_vec(),
+        })
     }
 }
 
@@ -450,11 +559,18 @@ pub fn rotate_key(
 /// from sequence 0, and every signature verifies against the key it names
 /// (`keys`, as `GetKeys` returns them, or a key the event brings in).
 pub struct HistoryChecker {
-    keys: std::collections::BTreeMap<ics_kernel::KeyId, PublicKey>,
+    keys: KeyRing,
     head: ChainHead,
 }
 
-impl HistoryChecker {
+/// The keys a log names (`GetKeys`), to check stored events with: each
+/// event's id, and every signature on it by a key the log names or the
+/// event introduces.
+pub struct KeyRing {
+    keys: std::collections::BTreeMap<ics_kernel::KeyId, PublicKey>,
+}
+
+impl KeyRing {
     pub fn new(keys: &[pb::KeyInfo]) -> anyhow::Result<Self> {
         let mut map = std::collections::BTreeMap::new();
         for k in keys {
@@ -473,14 +589,11 @@ impl HistoryChecker {
             );
             map.insert(public.id(), public);
         }
-        Ok(HistoryChecker {
-            keys: map,
-            head: ChainHead::default(),
-        })
+        Ok(KeyRing { keys: map })
     }
 
-    /// Checks the next stored event of the history.
-    pub fn check(&mut self, stored: &pb::StoredEvent) -> anyhow::Result<()> {
+    /// Checks a stored event's id and signatures; returns it parsed.
+    pub fn check(&self, stored: &pb::StoredEvent) -> anyhow::Result<ics_kernel::Event> {
         let env = codec::envelope_from_pb(stored.event.clone().unwrap_or_default())?;
         anyhow::ensure!(
             stored.event_id == EventId::of_body(&env.body).0.to_vec(),
@@ -489,11 +602,6 @@ impl HistoryChecker {
         );
         let event = codec::parse_event(env, &ics_kernel::EventLimits::unbounded())?;
         let body = &event.body;
-        anyhow::ensure!(
-            body.sequence == self.head.sequence && body.previous == self.head.previous,
-            "the chain is broken at index {}",
-            stored.index
-        );
         let introduced = capabilities::rules().introduced_keys(&event);
         anyhow::ensure!(
             event
@@ -519,6 +627,27 @@ impl HistoryChecker {
                 sig.key_id
             );
         }
+        Ok(event)
+    }
+}
+
+impl HistoryChecker {
+    pub fn new(keys: &[pb::KeyInfo]) -> anyhow::Result<Self> {
+        Ok(HistoryChecker {
+            keys: KeyRing::new(keys)?,
+            head: ChainHead::default(),
+        })
+    }
+
+    /// Checks the next stored event of the history.
+    pub fn check(&mut self, stored: &pb::StoredEvent) -> anyhow::Result<()> {
+        let event = self.keys.check(stored)?;
+        let body = &event.body;
+        anyhow::ensure!(
+            body.sequence == self.head.sequence && body.previous == self.head.previous,
+            "the chain is broken at index {}",
+            stored.index
+        );
         self.head = ChainHead {
             sequence: body.sequence + 1,
             previous: Some(event.id),

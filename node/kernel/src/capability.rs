@@ -140,6 +140,18 @@ impl<'a> Ctx<'a> {
         self.view.key(id)
     }
 
+    /// Whether `party` is another party this one recognizes.
+    pub fn recognizes(&self, party: &str) -> bool {
+        self.view
+            .entry(&SubjectRef::new(crate::authority::PARTY, party.to_string()))
+            .is_some_and(|e| {
+                matches!(
+                    e.kernel,
+                    Some(crate::state::KernelSubject::ForeignParty { .. })
+                )
+            })
+    }
+
     pub fn claim_owner(&self, claim: &Claim) -> Option<&'a SubjectRef> {
         self.view.claim_owner(claim)
     }

@@ -7,7 +7,7 @@ use ics_kernel::EventId;
 use ics_proto::tlog_v1 as pb;
 use ics_proto::tlog_v1::transparency_log_server::TransparencyLog;
 use ics_tlog::merkle::{Hash, consistency_proof, inclusion_proof, root};
-use ics_tlog::{Tlog, committed_checkpoint, key_of};
+use ics_tlog::{Tlog, checkpoint_subject, committed_checkpoint, key_of};
 use tonic::{Code, Request, Response, Status};
 
 use super::Api;
@@ -60,12 +60,59 @@ impl TransparencyLog for Api {
             .ok_or_else(|| internal("checkpoint", "its log key is not an Ed25519 point"))?
             .vkey();
         Ok(Response::new(pb::CheckpointResponse {
-            note: checkpoint.note.clone(),
+            note: checkpoint.served_note(),
             size: checkpoint.size,
             origin: key.origin.clone(),
             vkey,
             log_index: checkpoint.position,
+            witnesses: checkpoint
+                .cosignatures
+                .iter()
+                .map(|c| c.witness.clone())
+                .collect(),
         }))
+    }
+
+    async fn add_cosignature(
+        &self,
+        req: Request<pb::AddCosignatureRequest>,
+    ) -> Result<Response<pb::AddCosignatureResponse>, Status> {
+        let caller = super::caller::rate_key(&req);
+        let req = req.into_inner();
+        let node = &self.node;
+        let Some(key) = node.log_key.as_ref() else {
+            return Err(rpc_error(
+                Code::Unavailable,
+                "NO_LOG_KEY",
+                "this node holds no transparency log key; ask another node of the party",
+            ));
+        };
+        let line = req
+            .signature_line
+            .strip_suffix('\n')
+            .unwrap_or(&req.signature_line);
+        let limit = ics_tlog::note::MAX_NOTE_BYTES;
+        if line.len() > limit || req.witness.len() > limit {
+            return Err(rpc_error(
+                Code::InvalidArgument,
+                "MALFORMED_REQUEST",
+                format!("a signature line or witness name over {limit} bytes"),
+            ));
+        }
+        let subject = checkpoint_subject(req.size);
+        let head = crate::host::Node::chain_head(&node.shared.read().projection, &subject);
+        let event = ics_client::signed(
+            key,
+            subject,
+            head,
+            ics_tlog::TlogPayload::CosignatureAdded {
+                witness: req.witness,
+                signature_line: line.to_string(),
+            },
+        );
+        let out = node.append_signed(event, &caller).await?;
+        let log_index = out.events.first().map_or(0, |e| e.index);
+        Ok(Response::new(pb::AddCosignatureResponse { log_index }))
     }
 
     async fn inclusion_proof(

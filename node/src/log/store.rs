@@ -915,15 +915,20 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 }
 
 /// Reads an applied event by index and id check, for the query edge.
-pub fn stored_event(db: &Db, index: u64) -> io::Result<Option<(EventId, Envelope)>> {
-    let Some(bytes) = db.event(index)? else {
+/// A stored event: its id, its envelope and its leaf's salt.
+pub fn stored_event(
+    db: &Db,
+    index: u64,
+) -> io::Result<Option<(EventId, Envelope, [u8; SALT_BYTES])>> {
+    let Some(value) = db.stored(index)? else {
         return Ok(None);
     };
-    let env = codec::envelope_from_bytes(&bytes).map_err(|e| {
+    let (salt, bytes) = split_stored(&value, index)?;
+    let env = codec::envelope_from_bytes(bytes).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("stored event {index}: {e}"),
         )
     })?;
-    Ok(Some((EventId::of_body(&env.body), env)))
+    Ok(Some((EventId::of_body(&env.body), env, *salt)))
 }

@@ -236,6 +236,7 @@ impl Ports {
 /// `tls_dir`: the node's TLS directory, unless the extra TOML names one (a
 /// single node makes its own when none is given).
 fn node_config(
+    party: &str,
     dir: &Path,
     id: u64,
     ports: Ports,
@@ -259,7 +260,7 @@ fn node_config(
         format!("http_plain_listen = \"127.0.0.1:{http}\"\n")
     };
     let mut text = format!(
-        "party = \"{PARTY}\"\nnode_id = {id}\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:{grpc}\"\nhttp_listen = \"127.0.0.1:{https}\"\n{plain}peer_listen = \"127.0.0.1:{peer}\"\n{peers_line}\n",
+        "party = \"{party}\"\nnode_id = {id}\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:{grpc}\"\nhttp_listen = \"127.0.0.1:{https}\"\n{plain}peer_listen = \"127.0.0.1:{peer}\"\n{peers_line}\n",
         node_dir.join("data").display()
     );
     let mut extra = extra_toml.to_string();
@@ -316,6 +317,15 @@ pub fn start_cluster(size: usize, extra_toml: &str) -> Cluster {
 /// than one node gets its TLS material from `icsd tls init`'s library
 /// function, in `<dir>/tls/node-<id>` (the CA in `<dir>/tls/ca`).
 pub fn start_cluster_with(size: usize, extra_toml: impl Fn(u64) -> String) -> Cluster {
+    start_party_with(PARTY, size, extra_toml)
+}
+
+/// One node of another party than the tests' own.
+pub fn start_party(party: &str, extra_toml: &str) -> Cluster {
+    start_party_with(party, 1, |_| extra_toml.to_string())
+}
+
+fn start_party_with(party: &str, size: usize, extra_toml: impl Fn(u64) -> String) -> Cluster {
     let dir = tempfile::tempdir().expect("temp dir");
     let ports: Vec<Ports> = (0..size).map(|_| Ports::pick()).collect();
     let peers: Vec<String> = ports
@@ -328,7 +338,7 @@ pub fn start_cluster_with(size: usize, extra_toml: impl Fn(u64) -> String) -> Cl
         let nodes: Vec<(u64, ics_pki::LeafNames)> =
             (1..=size as u64).map(|id| (id, loopback_names())).collect();
         ics_node::tls::init_party(
-            PARTY,
+            party,
             &tls_root,
             &nodes,
             &["admin".to_string()],
@@ -349,6 +359,7 @@ pub fn start_cluster_with(size: usize, extra_toml: impl Fn(u64) -> String) -> Cl
             (String::new(), None)
         };
         let mut node = node_config(
+            party,
             dir.path(),
             id,
             *p,
@@ -393,6 +404,7 @@ impl Cluster {
     pub fn start_extra_node(&mut self, id: u64) -> &TestNode {
         let tls = self.node_tls(id);
         let mut node = node_config(
+            PARTY,
             self._dir.path(),
             id,
             Ports::pick(),

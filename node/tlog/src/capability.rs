@@ -5,6 +5,15 @@
 //! committed checkpoint is a prefix of every larger one, whichever leader
 //! signed it, and a verifier can ask for the proof.
 //!
+//! Witnessing: the root key binds a recognized party's log key
+//! (`tlog-peer-bound`). This party then witnesses that log: each checkpoint
+//! it cosigns is a committed `tlog-cosigned` event carrying the
+//! tlog-witness request, accepted only when consistent with the one cosigned
+//! before (so the check and its persistence are one replicated step, and no
+//! two nodes of a witness cosign diverging views). The same key verifies
+//! that party's cosignatures on this log's checkpoints
+//! (`tlog-cosignature`), kept with the checkpoint and served with it.
+//!
 //! `decide` reads subjects only (the index lags a batch being staged, so a
 //! verdict on it could differ between replicas that apply in other groups).
 
@@ -13,9 +22,13 @@ use ics_kernel::{Algorithm, CapState, PublicKey, Refusal, RefusalClass, SubjectR
 use serde::{Deserialize, Serialize};
 
 use crate::merkle::Hash;
-use crate::note::{Checkpoint, Note, NoteVerifier};
+use crate::note::{Checkpoint, CosignatureVerifier, Note, NoteSignature, NoteVerifier};
 use crate::payload::{self, TlogPayload};
-use crate::{TLOG_CHECKPOINT, TLOG_KEY};
+use crate::witness::{AddCheckpoint, Cosigned, WitnessRefusal, add_checkpoint};
+use crate::{TLOG_CHECKPOINT, TLOG_KEY, TLOG_PEER};
+
+/// The most witnesses' cosignatures one checkpoint keeps.
+pub const MAX_COSIGNATURES: usize = 16;
 
 /// A party's log origin, the first line of its checkpoints and the name its
 /// log key signs under: derived from the party name, which the federation
@@ -24,14 +37,64 @@ pub fn log_origin(party: &str) -> String {
     format!("ics/{party}/log")
 }
 
+/// The name a party's log key signs its cosignatures under, as a witness
+/// of other parties' logs. The cosignature/v1 key type and this name give
+/// the key another note key id, and its cosigned message never reads as a
+/// checkpoint (its second line is a time, not a size).
+pub fn witness_name(party: &str) -> String {
+    format!("ics/{party}/witness")
+}
+
 /// The transparency log capability.
 pub struct Tlog;
 
-/// A transparency log subject: the log key or a checkpoint.
+/// A transparency log subject: the log key, a checkpoint, or a peer's log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TlogState {
     Key(LogKey),
     Checkpoint(CheckpointState),
+    Peer(PeerLog),
+}
+
+/// A recognized party's log: its key, and the latest of its checkpoints
+/// this party cosigned as its witness.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerLog {
+    pub party: String,
+    /// Ed25519, 32 bytes.
+    pub public_key: Vec<u8>,
+    pub cosigned: Option<Cosigned>,
+}
+
+impl PeerLog {
+    fn key(&self) -> Option<ed25519_dalek::VerifyingKey> {
+        let key = <[u8; 32]>::try_from(self.public_key.as_slice()).ok()?;
+        ed25519_dalek::VerifyingKey::from_bytes(&key).ok()
+    }
+
+    /// Verifies the peer's checkpoints.
+    pub fn log_verifier(&self) -> Option<NoteVerifier> {
+        Some(NoteVerifier {
+            name: log_origin(&self.party),
+            key: self.key()?,
+        })
+    }
+
+    /// Verifies the peer's cosignatures, as a witness of this log.
+    pub fn witness_verifier(&self) -> Option<CosignatureVerifier> {
+        Some(CosignatureVerifier {
+            name: witness_name(&self.party),
+            key: self.key()?,
+        })
+    }
+}
+
+/// A witness's cosignature on a checkpoint of this log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cosignature {
+    /// The witnessing party.
+    pub witness: String,
+    pub signature: NoteSignature,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +124,21 @@ pub struct CheckpointState {
     pub key: String,
     /// Where the checkpoint event sits in the log.
     pub position: u64,
+    /// Witnesses' cosignatures, in the order they were committed.
+    #[serde(default)]
+    pub cosignatures: Vec<Cosignature>,
+}
+
+impl CheckpointState {
+    /// The note as served: the log's own signature, then its witnesses'.
+    pub fn served_note(&self) -> Vec<u8> {
+        let Ok(mut note) = Note::parse(&self.note) else {
+            return self.note.clone();
+        };
+        note.signatures
+            .extend(self.cosignatures.iter().map(|c| c.signature.clone()));
+        note.to_bytes()
+    }
 }
 
 /// The log's origin, its current key and its latest checkpoint, for queries.
@@ -91,6 +169,18 @@ pub enum TlogRefusal {
     SizeNotCommitted { size: u64, committed: u64 },
     #[error("checkpoint of size {size}: its root is not the log's root at that size")]
     RootMismatch { size: u64 },
+    #[error("{0:?} is not a party this one recognizes")]
+    PeerNotRecognized(String),
+    #[error("no log key of party {0:?} is bound here")]
+    PeerNotBound(String),
+    #[error("as witness: {0}")]
+    Witness(WitnessRefusal),
+    #[error("cosignature: {0}")]
+    BadCosignature(String),
+    #[error("checkpoint of size {size} already carries {witness:?}'s cosignature")]
+    AlreadyCosigned { size: u64, witness: String },
+    #[error("checkpoint of size {size} already carries {MAX_COSIGNATURES} cosignatures")]
+    TooManyCosignatures { size: u64 },
 }
 
 impl TlogRefusal {
@@ -104,17 +194,37 @@ impl TlogRefusal {
             BadCheckpoint(_) => "BAD_CHECKPOINT",
             SizeNotCommitted { .. } => "SIZE_NOT_COMMITTED",
             RootMismatch { .. } => "ROOT_MISMATCH",
+            PeerNotRecognized(_) => "PEER_NOT_RECOGNIZED",
+            PeerNotBound(_) => "PEER_NOT_BOUND",
+            Witness(w) => w.reason(),
+            BadCosignature(_) => "BAD_COSIGNATURE",
+            AlreadyCosigned { .. } => "ALREADY_COSIGNED",
+            TooManyCosignatures { .. } => "TOO_MANY_COSIGNATURES",
         }
     }
 
     pub fn class(&self) -> RefusalClass {
         use TlogRefusal::*;
         match self {
-            WrongOrigin { .. } | BadCheckpoint(_) | RootMismatch { .. } => {
+            WrongOrigin { .. } | BadCheckpoint(_) | RootMismatch { .. } | BadCosignature(_) => {
                 RefusalClass::InvalidArgument
             }
             NotRootKey(_) | LogKeyNotBound(_) => RefusalClass::PermissionDenied,
-            LogKeyNotAuthor(_) | SizeNotCommitted { .. } => RefusalClass::FailedPrecondition,
+            LogKeyNotAuthor(_)
+            | SizeNotCommitted { .. }
+            | PeerNotRecognized(_)
+            | PeerNotBound(_) => RefusalClass::FailedPrecondition,
+            Witness(w) => match w {
+                WitnessRefusal::Unverified(_) => RefusalClass::Unauthenticated,
+                WitnessRefusal::UnknownLog(_) | WitnessRefusal::Conflict { .. } => {
+                    RefusalClass::FailedPrecondition
+                }
+                WitnessRefusal::Malformed(_)
+                | WitnessRefusal::OldBeyondSize { .. }
+                | WitnessRefusal::BadProof => RefusalClass::InvalidArgument,
+            },
+            AlreadyCosigned { .. } => RefusalClass::AlreadyExists,
+            TooManyCosignatures { .. } => RefusalClass::ResourceExhausted,
         }
     }
 }
@@ -127,6 +237,11 @@ impl From<TlogRefusal> for Refusal {
             message: r.to_string(),
         }
     }
+}
+
+/// A peer party's log subject.
+pub fn peer_subject(party: &str) -> SubjectRef {
+    SubjectRef::new(TLOG_PEER, party)
 }
 
 /// A checkpoint subject's id: the size in 20 digits, so subject order is
@@ -143,7 +258,7 @@ impl Capability for Tlog {
     type Index = TlogIndex;
 
     fn subject_kinds() -> &'static [&'static str] {
-        &[TLOG_KEY, TLOG_CHECKPOINT]
+        &[TLOG_KEY, TLOG_CHECKPOINT, TLOG_PEER]
     }
 
     fn kinds() -> &'static [&'static KindSpec] {
@@ -156,12 +271,18 @@ impl Capability for Tlog {
 
     fn decide(
         ctx: &Ctx<'_>,
-        _current: Option<&TlogState>,
+        current: Option<&TlogState>,
         payload: &TlogPayload,
     ) -> Result<Accepted<TlogState>, Refusal> {
         let state = match payload {
             TlogPayload::LogKeyBound { origin, public_key } => bind_key(ctx, origin, public_key)?,
             TlogPayload::Checkpoint { note } => checkpoint(ctx, note)?,
+            TlogPayload::PeerBound { public_key } => bind_peer(ctx, current, public_key)?,
+            TlogPayload::Cosigned { request } => cosigned(ctx, current, request)?,
+            TlogPayload::CosignatureAdded {
+                witness,
+                signature_line,
+            } => cosignature_added(ctx, current, witness, signature_line)?,
         };
         Ok(Accepted {
             subject: state,
@@ -181,13 +302,22 @@ impl Capability for Tlog {
                 index.current_key = Some(subject.id.clone());
             }
             TlogState::Checkpoint(c) => index.latest = index.latest.max(Some(c.size)),
+            TlogState::Peer(_) => {}
         }
     }
 
     fn summary(subject: &TlogState) -> String {
         match subject {
             TlogState::Key(k) => format!("transparency log key of {}", k.origin),
-            TlogState::Checkpoint(c) => format!("checkpoint of size {}", c.size),
+            TlogState::Checkpoint(c) => format!(
+                "checkpoint of size {}, {} cosignature(s)",
+                c.size,
+                c.cosignatures.len()
+            ),
+            TlogState::Peer(p) => match p.cosigned {
+                Some(c) => format!("log of {}, cosigned to size {}", p.party, c.size),
+                None => format!("log of {}", p.party),
+            },
         }
     }
 
@@ -195,6 +325,7 @@ impl Capability for Tlog {
         Some(match subject {
             TlogState::Key(_) => "bound",
             TlogState::Checkpoint(_) => "signed",
+            TlogState::Peer(_) => "witnessed",
         })
     }
 }
@@ -242,13 +373,20 @@ fn bind_key(ctx: &Ctx<'_>, origin: &str, public_key: &[u8]) -> Result<TlogState,
     }))
 }
 
+/// The bound log key that authored this event: only it signs checkpoints,
+/// witnesses, and records cosignatures.
+fn authoring_log_key<'a>(ctx: &Ctx<'a>) -> Result<&'a LogKey, Refusal> {
+    let author = ctx.body().author;
+    match ctx.read::<Tlog>(&SubjectRef::new(TLOG_KEY, author.to_hex())) {
+        Some(TlogState::Key(key)) => Ok(key),
+        _ => Err(TlogRefusal::LogKeyNotBound(author.to_string()).into()),
+    }
+}
+
 fn checkpoint(ctx: &Ctx<'_>, bytes: &[u8]) -> Result<TlogState, Refusal> {
     let bad = |why: String| Refusal::from(TlogRefusal::BadCheckpoint(why));
     let author = ctx.body().author;
-    let Some(TlogState::Key(key)) = ctx.read::<Tlog>(&SubjectRef::new(TLOG_KEY, author.to_hex()))
-    else {
-        return Err(TlogRefusal::LogKeyNotBound(author.to_string()).into());
-    };
+    let key = authoring_log_key(ctx)?;
     let verifier = key
         .verifier()
         .ok_or_else(|| bad("the bound log key is not an Ed25519 point".into()))?;
@@ -290,7 +428,129 @@ fn checkpoint(ctx: &Ctx<'_>, bytes: &[u8]) -> Result<TlogState, Refusal> {
         note: bytes.to_vec(),
         key: author.to_hex(),
         position: ctx.position,
+        cosignatures: Vec::new(),
     }))
+}
+
+fn bind_peer(
+    ctx: &Ctx<'_>,
+    current: Option<&TlogState>,
+    public_key: &[u8],
+) -> Result<TlogState, Refusal> {
+    let author = ctx.body().author;
+    if author != ctx.party().root_key {
+        return Err(TlogRefusal::NotRootKey(author.to_string()).into());
+    }
+    let party = &ctx.subject().id;
+    if !ctx.recognizes(party) {
+        return Err(TlogRefusal::PeerNotRecognized(party.clone()).into());
+    }
+    let peer = PeerLog {
+        party: party.clone(),
+        public_key: public_key.to_vec(),
+        // A new key for the same log: what was cosigned stays the base.
+        cosigned: match current {
+            Some(TlogState::Peer(p)) => p.cosigned,
+            _ => None,
+        },
+    };
+    if peer.key().is_none() {
+        return Err(TlogRefusal::BadCheckpoint(
+            "the peer's log key is not an Ed25519 key of 32 bytes".into(),
+        )
+        .into());
+    }
+    Ok(TlogState::Peer(peer))
+}
+
+/// The peer subject this event is about.
+fn bound_peer<'a>(ctx: &Ctx<'_>, current: Option<&'a TlogState>) -> Result<&'a PeerLog, Refusal> {
+    match current {
+        Some(TlogState::Peer(p)) => Ok(p),
+        _ => Err(TlogRefusal::PeerNotBound(ctx.subject().id.clone()).into()),
+    }
+}
+
+/// The witness's step, replicated: the request checked against the latest
+/// checkpoint cosigned for this peer, which it then replaces.
+fn cosigned(
+    ctx: &Ctx<'_>,
+    current: Option<&TlogState>,
+    request: &[u8],
+) -> Result<TlogState, Refusal> {
+    authoring_log_key(ctx)?;
+    let peer = bound_peer(ctx, current)?;
+    let (_, latest) = witness_verdict(peer, request).map_err(TlogRefusal::Witness)?;
+    Ok(TlogState::Peer(PeerLog {
+        cosigned: Some(latest),
+        ..peer.clone()
+    }))
+}
+
+/// The tlog-witness verdict on `request` (the body as received) for a
+/// peer's log: the checkpoint and the new latest, or the refusal.
+pub fn witness_verdict(
+    peer: &PeerLog,
+    request: &[u8],
+) -> Result<(Checkpoint, Cosigned), WitnessRefusal> {
+    let request = AddCheckpoint::parse(request)?;
+    let origin = log_origin(&peer.party);
+    add_checkpoint(
+        &request,
+        |o| (o == origin).then(|| peer.log_verifier()).flatten(),
+        |_| peer.cosigned,
+    )
+}
+
+fn cosignature_added(
+    ctx: &Ctx<'_>,
+    current: Option<&TlogState>,
+    witness: &str,
+    line: &str,
+) -> Result<TlogState, Refusal> {
+    let bad = |why: String| Refusal::from(TlogRefusal::BadCosignature(why));
+    authoring_log_key(ctx)?;
+    let Some(TlogState::Checkpoint(cp)) = current else {
+        return Err(Refusal::InvalidSubject {
+            subject: ctx.subject().to_string(),
+            reason: "cosignatures are added to a committed checkpoint".into(),
+        });
+    };
+    let Some(TlogState::Peer(peer)) = ctx.read::<Tlog>(&peer_subject(witness)) else {
+        return Err(TlogRefusal::PeerNotBound(witness.to_string()).into());
+    };
+    let signature = NoteSignature::parse_line(line).map_err(|e| bad(e.to_string()))?;
+    let verifier = peer
+        .witness_verifier()
+        .ok_or_else(|| bad("the witness's key is not an Ed25519 point".into()))?;
+    if signature.name != verifier.name || signature.key_id != verifier.key_id() {
+        return Err(bad(format!(
+            "the line is not signed by {}'s witness key ({})",
+            witness, verifier.name
+        )));
+    }
+    let note = Note::parse(&cp.note).map_err(|e| bad(e.to_string()))?;
+    let cosigned = Note {
+        text: note.text,
+        signatures: vec![signature.clone()],
+    };
+    verifier.verify(&cosigned).map_err(|e| bad(e.to_string()))?;
+    if cp.cosignatures.iter().any(|c| c.witness == witness) {
+        return Err(TlogRefusal::AlreadyCosigned {
+            size: cp.size,
+            witness: witness.to_string(),
+        }
+        .into());
+    }
+    if cp.cosignatures.len() >= MAX_COSIGNATURES {
+        return Err(TlogRefusal::TooManyCosignatures { size: cp.size }.into());
+    }
+    let mut cp = cp.clone();
+    cp.cosignatures.push(Cosignature {
+        witness: witness.to_string(),
+        signature,
+    });
+    Ok(TlogState::Checkpoint(cp))
 }
 
 /// The committed checkpoint of `size`, or the latest when `None`.
@@ -315,6 +575,14 @@ pub fn current_key(tlog: &CapState<Tlog>) -> Option<&LogKey> {
 pub fn key_of<'a>(tlog: &'a CapState<Tlog>, checkpoint: &CheckpointState) -> Option<&'a LogKey> {
     match tlog.subject(&SubjectRef::new(TLOG_KEY, checkpoint.key.clone())) {
         Some(TlogState::Key(k)) => Some(k),
+        _ => None,
+    }
+}
+
+/// A peer's log as bound here.
+pub fn peer_log<'a>(tlog: &'a CapState<Tlog>, party: &str) -> Option<&'a PeerLog> {
+    match tlog.subject(&peer_subject(party)) {
+        Some(TlogState::Peer(p)) => Some(p),
         _ => None,
     }
 }

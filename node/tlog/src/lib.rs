@@ -23,16 +23,19 @@ pub mod tiles;
 pub mod witness;
 
 pub use capability::{
-    CheckpointState, LogKey, Tlog, TlogIndex, TlogRefusal, TlogState, checkpoint_subject,
-    committed_checkpoint, current_key, key_of, log_origin,
+    CheckpointState, Cosignature, LogKey, MAX_COSIGNATURES, PeerLog, Tlog, TlogIndex, TlogRefusal,
+    TlogState, checkpoint_subject, committed_checkpoint, current_key, key_of, log_origin, peer_log,
+    peer_subject, witness_name,
 };
 pub use merkle::{Frontier, Hash, NodeHashes, ProofError, SizeError, TreeError};
 pub use payload::TlogPayload;
 
-/// Subject kinds: the log key (`tlog-key/<key id hex>`) and a checkpoint
-/// (`tlog-checkpoint/<size, 20 digits>`).
+/// Subject kinds: the log key (`tlog-key/<key id hex>`), a checkpoint
+/// (`tlog-checkpoint/<size, 20 digits>`) and a peer party's log this party
+/// witnesses and takes cosignatures from (`tlog-peer/<party>`).
 pub const TLOG_KEY: &str = "tlog-key";
 pub const TLOG_CHECKPOINT: &str = "tlog-checkpoint";
+pub const TLOG_PEER: &str = "tlog-peer";
 
 use sha2::{Digest, Sha256};
 

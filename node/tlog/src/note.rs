@@ -50,7 +50,7 @@ pub enum NoteError {
 }
 
 /// A signature line: who, the key ID and the signature bytes after it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NoteSignature {
     pub name: String,
     pub key_id: [u8; 4],
@@ -58,7 +58,34 @@ pub struct NoteSignature {
 }
 
 impl NoteSignature {
-    fn line(&self) -> String {
+    /// One signature line, without its newline: `— <name> <base64 of key ID ‖ signature>`.
+    pub fn parse_line(line: &str) -> Result<NoteSignature, NoteError> {
+        let rest = line
+            .strip_prefix(SIGNATURE_PREFIX)
+            .ok_or(NoteError::Malformed("a signature line without the em dash"))?;
+        let (name, encoded) = rest
+            .split_once(' ')
+            .ok_or(NoteError::Malformed("a signature line without a signature"))?;
+        if !valid_key_name(name) {
+            return Err(NoteError::Malformed(
+                "a key name empty or with a space or plus",
+            ));
+        }
+        let raw = BASE64
+            .decode(encoded)
+            .map_err(|_| NoteError::Malformed("a signature not in base64"))?;
+        if raw.len() < 5 {
+            return Err(NoteError::Malformed("a signature shorter than its key ID"));
+        }
+        Ok(NoteSignature {
+            name: name.to_string(),
+            key_id: raw[..4].try_into().expect("4 bytes"),
+            signature: raw[4..].to_vec(),
+        })
+    }
+
+    /// The signature line, ending in a newline.
+    pub fn line(&self) -> String {
         let mut raw = self.key_id.to_vec();
         raw.extend_from_slice(&self.signature);
         format!("{SIGNATURE_PREFIX}{} {}\n", self.name, BASE64.encode(raw))
@@ -115,28 +142,7 @@ impl Note {
         }
         let mut signatures = Vec::with_capacity(lines.len());
         for line in lines {
-            let rest = line
-                .strip_prefix(SIGNATURE_PREFIX)
-                .ok_or(NoteError::Malformed("a signature line without the em dash"))?;
-            let (name, encoded) = rest
-                .split_once(' ')
-                .ok_or(NoteError::Malformed("a signature line without a signature"))?;
-            if !valid_key_name(name) {
-                return Err(NoteError::Malformed(
-                    "a key name empty or with a space or plus",
-                ));
-            }
-            let raw = BASE64
-                .decode(encoded)
-                .map_err(|_| NoteError::Malformed("a signature not in base64"))?;
-            if raw.len() < 5 {
-                return Err(NoteError::Malformed("a signature shorter than its key ID"));
-            }
-            signatures.push(NoteSignature {
-                name: name.to_string(),
-                key_id: raw[..4].try_into().expect("4 bytes"),
-                signature: raw[4..].to_vec(),
-            });
+            signatures.push(NoteSignature::parse_line(line)?);
         }
         Ok(Note {
             text: text.to_string(),

@@ -23,7 +23,7 @@ pub struct AddCheckpoint {
 }
 
 /// The latest checkpoint a witness cosigned for a log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cosigned {
     pub size: u64,
     pub root: Hash,
@@ -46,6 +46,18 @@ pub enum WitnessRefusal {
 }
 
 impl WitnessRefusal {
+    /// A machine-readable name.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            WitnessRefusal::Malformed(_) => "WITNESS_MALFORMED",
+            WitnessRefusal::UnknownLog(_) => "WITNESS_UNKNOWN_LOG",
+            WitnessRefusal::Unverified(_) => "WITNESS_UNVERIFIED",
+            WitnessRefusal::OldBeyondSize { .. } => "WITNESS_OLD_BEYOND_SIZE",
+            WitnessRefusal::Conflict { .. } => "WITNESS_CONFLICT",
+            WitnessRefusal::BadProof => "WITNESS_BAD_PROOF",
+        }
+    }
+
     /// The status tlog-witness gives this refusal.
     pub fn http_status(&self) -> u16 {
         match self {

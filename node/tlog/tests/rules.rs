@@ -348,7 +348,182 @@ fn scenario() -> Party {
     // is the log's root at that size, so consistent with every other.
     let below = p.checkpoint(&log_key, &log_key, &origin, 3, p.tree().root(3).unwrap());
     p.accept("a smaller committed size", &[(&below, &log_key)]);
+    witnessing(&mut p, &log_key);
     p
+}
+
+/// The next position in `subject`'s chain.
+fn next_on(p: &Party, mut b: EventBody) -> EventBody {
+    if let Some(e) = p.proj.entry(&b.subject) {
+        b.sequence = e.next_sequence;
+        b.previous = Some(e.last_event);
+    }
+    b
+}
+
+/// A recognized peer's log, witnessed here, and its cosignatures on this
+/// log's checkpoints.
+fn witnessing(p: &mut Party, log_key: &SigningKey) {
+    let root = clone_key(&p.root);
+    let peer_root = SigningKey::generate(Algorithm::Ed25519);
+    let peer_log = SigningKey::generate(Algorithm::Ed25519);
+    let stranger = SigningKey::generate(Algorithm::Ed25519);
+    let peer_origin = log_origin("peer");
+
+    // Only the root binds a peer's log key, only of a recognized party.
+    let bind_peer = body(
+        peer_subject("peer"),
+        root.key_id(),
+        TlogPayload::PeerBound {
+            public_key: peer_log.public_key().bytes().to_vec(),
+        },
+    );
+    p.refuse(
+        "a party not recognized",
+        &[(&bind_peer, &root)],
+        "PEER_NOT_RECOGNIZED",
+    );
+    let recognize = body(
+        SubjectRef::new(PARTY, "peer"),
+        root.key_id(),
+        PartyPayload::Recognized {
+            role: Role::Manufacturer,
+            root_key: peer_root.public_key(),
+        },
+    );
+    p.accept("the peer recognized", &[(&recognize, &root)]);
+    let short = body(
+        peer_subject("peer"),
+        root.key_id(),
+        TlogPayload::PeerBound {
+            public_key: vec![1; 31],
+        },
+    );
+    p.refuse("a key of 31 bytes", &[(&short, &root)], "BAD_CHECKPOINT");
+    p.accept("the peer's log key bound", &[(&bind_peer, &root)]);
+
+    // The peer's tree and its checkpoints; this party's log key cosigns.
+    let mut peer_tree = MemoryTree::new();
+    for leaf in ["a", "b", "c", "d", "e", "f", "g"] {
+        peer_tree.append(leaf_hash(leaf.as_bytes()));
+    }
+    let signed = |signer: &SigningKey, size: u64, root: [u8; 32]| {
+        let text = Checkpoint {
+            origin: peer_origin.clone(),
+            size,
+            root,
+        }
+        .text();
+        note::sign(&peer_origin, ed25519(signer), &text).unwrap()
+    };
+    let at = |size| merkle::root(&peer_tree, size).unwrap();
+    let request = |old, proof: Vec<[u8; 32]>, checkpoint| {
+        witness::AddCheckpoint {
+            old,
+            proof,
+            checkpoint,
+        }
+        .to_bytes()
+    };
+    let cosigned = |p: &Party, req: Vec<u8>| {
+        next_on(
+            p,
+            body(
+                peer_subject("peer"),
+                log_key.key_id(),
+                TlogPayload::Cosigned { request: req },
+            ),
+        )
+    };
+    let first = request(0, vec![[0; 32]], signed(&peer_log, 3, at(3)));
+    let b = cosigned(p, first);
+    p.refuse(
+        "a first checkpoint with a proof",
+        &[(&b, log_key)],
+        "WITNESS_BAD_PROOF",
+    );
+    let b = cosigned(p, request(0, vec![], signed(&stranger, 3, at(3))));
+    p.refuse(
+        "a checkpoint the peer's key did not sign",
+        &[(&b, log_key)],
+        "WITNESS_UNVERIFIED",
+    );
+    let b = cosigned(p, request(0, vec![], signed(&peer_log, 3, at(3))));
+    p.accept("the peer's checkpoint of 3 cosigned", &[(&b, log_key)]);
+    let b = cosigned(p, request(0, vec![], signed(&peer_log, 5, at(5))));
+    p.refuse("a stale old size", &[(&b, log_key)], "WITNESS_CONFLICT");
+    let mut bent = merkle::consistency_proof(&peer_tree, 3, 5).unwrap();
+    bent[0][0] ^= 1;
+    let b = cosigned(p, request(3, bent, signed(&peer_log, 5, at(5))));
+    p.refuse("a bent proof", &[(&b, log_key)], "WITNESS_BAD_PROOF");
+    let proof = merkle::consistency_proof(&peer_tree, 3, 5).unwrap();
+    let b = cosigned(p, request(3, proof, signed(&peer_log, 5, at(5))));
+    p.accept("the peer's checkpoint of 5 cosigned", &[(&b, log_key)]);
+    let tlog = p.proj.capability::<Tlog>();
+    assert_eq!(
+        ics_tlog::peer_log(tlog, "peer")
+            .unwrap()
+            .cosigned
+            .map(|c| c.size),
+        Some(5)
+    );
+
+    // The peer's cosignatures on this log's latest checkpoint.
+    let latest = committed_checkpoint(tlog, None).unwrap().clone();
+    let text = note::Note::parse(&latest.note).unwrap().text;
+    let line = |name: &str, key: &SigningKey| {
+        note::cosign(name, ed25519(key), 1_700_000_000, &text)
+            .unwrap()
+            .line()
+    };
+    let add = |p: &Party, witness: &str, line: String| {
+        next_on(
+            p,
+            body(
+                checkpoint_subject(latest.size),
+                log_key.key_id(),
+                TlogPayload::CosignatureAdded {
+                    witness: witness.into(),
+                    signature_line: line,
+                },
+            ),
+        )
+    };
+    let good = line(&witness_name("peer"), &peer_log);
+    let b = add(p, "nobody", good.clone());
+    p.refuse("a witness not bound", &[(&b, log_key)], "PEER_NOT_BOUND");
+    let b = add(p, "peer", line(&witness_name("peer"), &stranger));
+    p.refuse("another key's line", &[(&b, log_key)], "BAD_COSIGNATURE");
+    let b = add(p, "peer", line(&witness_name("other"), &peer_log));
+    p.refuse("another name's line", &[(&b, log_key)], "BAD_COSIGNATURE");
+    let mut bent = note::Note::parse(format!("x\n\n{good}").as_bytes())
+        .unwrap()
+        .signatures
+        .remove(0);
+    bent.signature[12] ^= 1;
+    let b = add(p, "peer", bent.line());
+    p.refuse("a bent cosignature", &[(&b, log_key)], "BAD_COSIGNATURE");
+    let b = add(p, "peer", good.trim_end().to_string());
+    p.accept("the peer's cosignature", &[(&b, log_key)]);
+    let b = add(p, "peer", good.trim_end().to_string());
+    p.refuse(
+        "the same witness twice",
+        &[(&b, log_key)],
+        "ALREADY_COSIGNED",
+    );
+
+    // Served: the log's signature, then the witness's; both verify.
+    let tlog = p.proj.capability::<Tlog>();
+    let served = committed_checkpoint(tlog, None).unwrap().served_note();
+    let served = note::Note::parse(&served).unwrap();
+    assert_eq!(served.signatures.len(), 2);
+    let peer = ics_tlog::peer_log(tlog, "peer").unwrap();
+    assert_eq!(
+        peer.witness_verifier().unwrap().verify(&served).unwrap(),
+        1_700_000_000
+    );
+    let key = key_of(tlog, committed_checkpoint(tlog, None).unwrap()).unwrap();
+    key.verifier().unwrap().verify(&served).unwrap();
 }
 
 #[test]
@@ -356,7 +531,13 @@ fn the_log_key_and_checkpoints_follow_the_rules() {
     let p = scenario();
     let tlog = p.proj.capability::<Tlog>();
     let latest = committed_checkpoint(tlog, None).expect("a latest checkpoint");
-    assert_eq!(latest.size, p.accepted.len() as u64 - 2);
+    // The latest is the checkpoint accepted just before the one of size 3.
+    let below = p
+        .accepted
+        .iter()
+        .position(|e| e.body.subject == checkpoint_subject(3))
+        .unwrap();
+    assert_eq!(latest.size, below as u64 - 1);
     let key = key_of(tlog, latest).unwrap();
     assert_eq!(key.origin, "ics/acme/log");
     assert_eq!(current_key(tlog), Some(key));
