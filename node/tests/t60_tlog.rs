@@ -27,13 +27,18 @@ fn python_with_pymerkle() -> PathBuf {
     // Tests of this binary run at once: one makes the environment, the
     // others wait for it.
     let lock = venv.with_extension("lock");
+    std::fs::create_dir_all(venv.parent().expect("target/")).expect("create target/");
     let deadline = std::time::Instant::now() + Duration::from_secs(600);
     while !ready() {
-        let mine = std::fs::OpenOptions::new()
+        let mine = match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&lock)
-            .is_ok();
+        {
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) => panic!("create {}: {e}", lock.display()),
+        };
         if !mine {
             assert!(
                 std::time::Instant::now() < deadline,
