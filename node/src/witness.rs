@@ -68,11 +68,6 @@ fn witness_refusal(r: &WitnessRefusal) -> Response {
     }
 }
 
-/// The party whose log `origin` names (`ics/<party>/log`).
-fn party_of_origin(origin: &str) -> Option<&str> {
-    origin.strip_prefix("ics/")?.strip_suffix("/log")
-}
-
 async fn add_checkpoint(
     State(w): State<Arc<Witness>>,
     caller: Option<axum::Extension<Caller>>,
@@ -99,13 +94,8 @@ async fn add_checkpoint(
         Ok(r) => r,
         Err(r) => return witness_refusal(&r),
     };
-    let origin = request
-        .checkpoint
-        .text
-        .split('\n')
-        .next()
-        .unwrap_or_default();
-    let Some(party) = party_of_origin(origin).map(str::to_string) else {
+    let origin = request.origin();
+    let Some(party) = ics_tlog::party_of_log(origin).map(str::to_string) else {
         return witness_refusal(&WitnessRefusal::UnknownLog(origin.to_string()));
     };
     let verdict =

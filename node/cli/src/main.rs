@@ -1990,10 +1990,7 @@ async fn witness_latest(
                     .next()
                     .context("the witness answered no cosignature")?;
                 let signature = NoteSignature::parse_line(line).context("the witness's answer")?;
-                let party = signature
-                    .name
-                    .strip_prefix("ics/")
-                    .and_then(|n| n.strip_suffix("/witness"))
+                let party = ics_tlog::party_of_witness(&signature.name)
                     .with_context(|| format!("{:?} is not a party's witness name", signature.name))?
                     .to_string();
                 let out = c

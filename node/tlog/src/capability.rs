@@ -37,6 +37,16 @@ pub fn log_origin(party: &str) -> String {
     format!("ics/{party}/log")
 }
 
+/// The party whose log `origin` names: the inverse of `log_origin`.
+pub fn party_of_log(origin: &str) -> Option<&str> {
+    origin.strip_prefix("ics/")?.strip_suffix("/log")
+}
+
+/// The party a witness name is of: the inverse of `witness_name`.
+pub fn party_of_witness(name: &str) -> Option<&str> {
+    name.strip_prefix("ics/")?.strip_suffix("/witness")
+}
+
 /// The name a party's log key signs its cosignatures under, as a witness
 /// of other parties' logs. The cosignature/v1 key type and this name give
 /// the key another note key id, and its cosigned message never reads as a

@@ -24,8 +24,8 @@ pub mod witness;
 
 pub use capability::{
     CheckpointState, Cosignature, LogKey, MAX_COSIGNATURES, PeerLog, Tlog, TlogIndex, TlogRefusal,
-    TlogState, checkpoint_subject, committed_checkpoint, current_key, key_of, log_origin, peer_log,
-    peer_subject, witness_name,
+    TlogState, checkpoint_subject, committed_checkpoint, current_key, key_of, log_origin,
+    party_of_log, party_of_witness, peer_log, peer_subject, witness_name,
 };
 pub use merkle::{Frontier, Hash, NodeHashes, ProofError, SizeError, TreeError};
 pub use payload::TlogPayload;

@@ -109,6 +109,11 @@ impl AddCheckpoint {
         })
     }
 
+    /// The checkpoint's first line: the log it claims to be of (unverified).
+    pub fn origin(&self) -> &str {
+        self.checkpoint.text.split('\n').next().unwrap_or_default()
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = format!("old {}\n", self.old);
         for h in &self.proof {
@@ -132,12 +137,7 @@ pub fn add_checkpoint(
 ) -> Result<(Checkpoint, Cosigned), WitnessRefusal> {
     // The origin picks the key; nothing else of the text is trusted before
     // its signature verifies.
-    let origin = request
-        .checkpoint
-        .text
-        .split('\n')
-        .next()
-        .unwrap_or_default();
+    let origin = request.origin();
     let key = log_key(origin).ok_or_else(|| WitnessRefusal::UnknownLog(origin.to_string()))?;
     let text = key
         .verify(&request.checkpoint)
