@@ -298,7 +298,18 @@ async fn forged_snapshots_are_refused_before_install_and_change_nothing() {
     assert_eq!(after.state, "follower");
     // Six alarms; the non-member sender is refused before the snapshot
     // checks, as every Raft message from a non-member is (NOT_A_MEMBER).
-    assert_eq!(metric(&target.http, "ics_snapshots_refused_total").await, 6);
+    let alarms: Vec<String> = target
+        .log()
+        .lines()
+        .filter(|l| l.contains("ALARM"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        metric(&target.http, "ics_snapshots_refused_total").await,
+        6,
+        "alarms raised:\n{}",
+        alarms.join("\n")
+    );
     register_device(&mut c, &author, "SN-after").await;
     let statuses = cluster.wait_converged(Duration::from_secs(30)).await;
     assert_eq!(statuses[0].event_count, before.event_count + 1);
