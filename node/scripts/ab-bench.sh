@@ -10,6 +10,7 @@ set -euo pipefail
 A=${1:?usage: ab-bench.sh BIN_A BIN_B [ROUNDS]}
 B=${2:?usage: ab-bench.sh BIN_A BIN_B [ROUNDS]}
 ROUNDS=${3:-3}
+. "$(dirname "$0")/cluster3.sh"
 WORK=$(mktemp -d)
 PIDS=()
 stop() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
@@ -19,23 +20,7 @@ trap 'stop; rm -rf "$WORK"' EXIT
 measure() {
   local bin=$1 label=$2 dir
   dir=$(mktemp -d "$WORK/run-XXXX")
-  "$bin/icsd" tls init --party maintenance --out "$dir/tls" \
-    --node 1=127.0.0.1 --node 2=127.0.0.1 --node 3=127.0.0.1 >/dev/null
-  for i in 1 2 3; do
-    mkdir -p "$dir/n$i" && cp -r "$dir/tls/node-$i" "$dir/n$i/tls"
-    "$bin/icsd" serve --node-id "$i" --data-dir "$dir/n$i" --listen "127.0.0.1:$((7600 + i))" \
-      --http-listen "127.0.0.1:$((7650 + i))" --peer-listen "127.0.0.1:$((7620 + i))" \
-      --peer "1=127.0.0.1:7621" --peer "2=127.0.0.1:7622" --peer "3=127.0.0.1:7623" \
-      >"$dir/n$i.log" 2>&1 &
-    PIDS+=($!)
-  done
-  ctl() { ICS_TLS_DIR="$dir/tls/operator-admin" "$bin/icsctl" --server 127.0.0.1:7601 "$@"; }
-  for _ in $(seq 120); do
-    [ -f "$dir/n1/root.key" ] && ctl cluster ready >/dev/null 2>&1 && break
-    sleep 0.5
-  done
-  ctl key generate --out "$dir/k.key" >/dev/null
-  ctl author add --signer "$dir/n1/root.key" --key "$dir/k.key" --label bench >/dev/null
+  start_cluster3 "$bin" "$dir" 7600
   # Upkeep (certificate records, log key binding) lands before measuring.
   sleep 2
   echo "{\"build\":\"$label\",\"clients\":1,\"result\":$(ctl bench --signer "$dir/k.key" --clients 1 --requests 1000 --batch 1)}"
