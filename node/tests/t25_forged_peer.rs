@@ -59,14 +59,18 @@ async fn send_snapshot(
     let header = postcard::to_stdvec(&(vote, meta)).unwrap();
     let mut chunks = vec![pb::SnapshotChunk {
         header,
-        data: Vec::new(),
+        ..Default::default()
     }];
     for c in data.chunks(1 << 20) {
         chunks.push(pb::SnapshotChunk {
-            header: Vec::new(),
             data: c.to_vec(),
+            ..Default::default()
         });
     }
+    chunks.push(pb::SnapshotChunk {
+        last: true,
+        ..Default::default()
+    });
     client
         .install_snapshot(futures::stream::iter(chunks))
         .await
@@ -240,6 +244,19 @@ async fn forged_snapshots_are_refused_before_install_and_change_nothing() {
     .expect_err("not a member");
     assert_eq!(reason_of(&err), "NOT_A_MEMBER", "{}", err.message());
 
+    // A stream that ends before its last chunk is a cut transfer, not a
+    // forged snapshot: dropped without an alarm (the leader resends).
+    let header = postcard::to_stdvec(&(vote, meta(last_log_id(term, far)))).unwrap();
+    let cut = as_leader()
+        .install_snapshot(futures::stream::iter(vec![pb::SnapshotChunk {
+            header,
+            data: transfer(b"image", &events),
+            last: false,
+        }]))
+        .await
+        .expect_err("cut short");
+    assert_eq!(reason_of(&cut), "SNAPSHOT_INCOMPLETE", "{}", cut.message());
+
     // Oversized concurrent streams (F7): one stream at a time, and none
     // over the limit, spooled to disk rather than held.
     let big = vec![7u8; 3 << 20];
@@ -251,6 +268,7 @@ async fn forged_snapshots_are_refused_before_install_and_change_nothing() {
             let chunks = futures::stream::iter(vec![pb::SnapshotChunk {
                 header,
                 data: vec![0; 1024],
+                last: false,
             }])
             .chain(futures::stream::pending());
             let _ =

@@ -237,30 +237,40 @@ fn entries_within<T: Serialize>(entries: &[T], budget: usize) -> io::Result<usiz
     Ok(entries.len())
 }
 
-/// The header chunk, then the snapshot's chunks as they are read from disk.
-/// A chunk that cannot be read ends the stream early, and the follower
-/// refuses the snapshot as cut short.
+/// The header chunk, then the snapshot's chunks as they are read from disk,
+/// then a final chunk marked `last`. A chunk that cannot be read ends the
+/// stream early without it, and the follower drops the transfer as cut short.
 fn snapshot_chunks(
     header: Vec<u8>,
     data: super::snapshot::SnapshotData,
 ) -> impl Iterator<Item = SnapshotChunk> + Send + 'static {
     let first = SnapshotChunk {
         header,
-        data: Vec::new(),
+        ..Default::default()
     };
+    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let read_failed = failed.clone();
     let rest = data
         .into_chunks(super::snapshot::SNAPSHOT_CHUNK_BYTES)
-        .map_while(|chunk| match chunk {
+        .map_while(move |chunk| match chunk {
             Ok(data) => Some(SnapshotChunk {
-                header: Vec::new(),
                 data,
+                ..Default::default()
             }),
             Err(e) => {
                 tracing::error!(error = %e, "reading a snapshot to send");
+                read_failed.store(true, std::sync::atomic::Ordering::Relaxed);
                 None
             }
         });
-    std::iter::once(first).chain(rest)
+    let last = std::iter::once_with(move || {
+        (!failed.load(std::sync::atomic::Ordering::Relaxed)).then(|| SnapshotChunk {
+            last: true,
+            ..Default::default()
+        })
+    })
+    .flatten();
+    std::iter::once(first).chain(rest).chain(last)
 }
 
 /// The server side: peers' Raft messages into the local Raft.
@@ -346,17 +356,28 @@ impl RaftService {
     /// Receives a snapshot stream into a spool file, within the size limit.
     async fn spool(
         &self,
-        first: Vec<u8>,
+        first: SnapshotChunk,
         stream: &mut Streaming<SnapshotChunk>,
     ) -> Result<Vec<u8>, Status> {
         use tokio::io::AsyncWriteExt;
         let path = self.spool_dir.join("snapshot-incoming.tmp");
         let io = |e: io::Error| Status::internal(format!("spool snapshot: {e}"));
         let mut file = tokio::fs::File::create(&path).await.map_err(io)?;
-        let mut size = first.len();
-        file.write_all(&first).await.map_err(io)?;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
+        let mut size = first.data.len();
+        file.write_all(&first.data).await.map_err(io)?;
+        let mut complete = first.last;
+        while !complete {
+            let Some(chunk) = stream.next().await else {
+                break;
+            };
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    drop(file);
+                    let _ = tokio::fs::remove_file(&path).await;
+                    return Err(e);
+                }
+            };
             size += chunk.data.len();
             if size > self.limits.max_snapshot_bytes {
                 drop(file);
@@ -371,9 +392,20 @@ impl RaftService {
                 ));
             }
             file.write_all(&chunk.data).await.map_err(io)?;
+            complete = chunk.last;
         }
         file.flush().await.map_err(io)?;
         drop(file);
+        if !complete {
+            // A cut connection, not a forged snapshot: no alarm; the
+            // leader sends it again.
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(rpc_error(
+                tonic::Code::Unavailable,
+                "SNAPSHOT_INCOMPLETE",
+                "the snapshot stream ended before its last chunk",
+            ));
+        }
         let bytes = tokio::fs::read(&path).await.map_err(io)?;
         let _ = tokio::fs::remove_file(&path).await;
         Ok(bytes)
@@ -453,7 +485,7 @@ impl RaftTransport for RaftService {
         self.check_sender(peer.as_ref(), vote.leader_id.node_id, "snapshot")?;
         check_header(&vote, &meta, &super::raft_metrics(&self.raft))
             .map_err(|why| self.refuse_snapshot(why))?;
-        let transfer = self.spool(first.data, &mut stream).await?;
+        let transfer = self.spool(first, &mut stream).await?;
         let (count, hash, root) = {
             let applied = self.shared.read();
             (
