@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "ics/core/v1/raft.proto",
         "ics/identity/v1/identity.proto",
         "ics/pki/v1/pki.proto",
+        "ics/policy/v1/policy.proto",
         "ics/tlog/v1/tlog.proto",
     ];
     for f in files {

@@ -169,6 +169,9 @@ pub async fn run(
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
+        .add_service(ics_proto::policy_v1::policy_server::PolicyServer::new(
+            api.clone(),
+        ))
         .serve_with_incoming_shutdown(grpc_incoming, stopped(stop_rx.clone()));
     // The peer listener: only nodes of this party whose certificate the log
     // has not revoked; each Raft message's sender must be the certificate's node.

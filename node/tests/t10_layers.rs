@@ -75,6 +75,7 @@ fn capabilities_do_not_reach_storage_or_consensus() {
     assert_free_of("ics-identity", &["sled", "openraft", "ics-node"]);
     assert_free_of("ics-pki", &["sled", "openraft", "ics-node", "rustls"]);
     assert_free_of("ics-tlog", &["sled", "openraft", "ics-node", "rustls"]);
+    assert_free_of("ics-policies", &["sled", "openraft", "ics-node", "rustls"]);
 }
 
 /// Top-level modules of a crate's `src/` and the sibling modules each one

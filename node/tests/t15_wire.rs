@@ -147,6 +147,11 @@ fn prost_agrees_on_every_kernel_payload() {
                     version: <ics_pki::Pki as ics_kernel::capability::Capability>::VERSION,
                 },
                 pb::CapabilityVersion {
+                    name: "policy".into(),
+                    version:
+                        <ics_policies::Policies as ics_kernel::capability::Capability>::VERSION,
+                },
+                pb::CapabilityVersion {
                     name: "tlog".into(),
                     version: <ics_tlog::Tlog as ics_kernel::capability::Capability>::VERSION,
                 },

@@ -537,30 +537,6 @@ async fn tile_reads_over_a_callers_budget_are_refused() {
     assert_eq!(again, first);
 }
 
-/// Runs `icsctl --json ARGS` against `node`; its stdout, or its stderr as
-/// the error.
-fn icsctl_at(node: &TestNode, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(icsctl())
-        .arg("--json")
-        .arg("--server")
-        .arg(&node.grpc)
-        .arg("--tls-dir")
-        .arg(&node.client_tls)
-        .args(args)
-        .output()
-        .expect("run icsctl");
-    if out.status.success() {
-        Ok(String::from_utf8(out.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-fn json_of(out: &str) -> serde_json::Value {
-    serde_json::from_str(out.trim().lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
 /// A subject's history is proven event by event against the latest
 /// checkpoint, and a whole downloaded copy recomputes its root; under a key
 /// that is not the log's, both are refused.

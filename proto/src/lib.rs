@@ -23,6 +23,12 @@ pub mod ics {
             tonic::include_proto!("ics.pki.v1");
         }
     }
+    pub mod policy {
+        pub mod v1 {
+            #![allow(clippy::all, clippy::pedantic)]
+            tonic::include_proto!("ics.policy.v1");
+        }
+    }
     pub mod tlog {
         pub mod v1 {
             #![allow(clippy::all, clippy::pedantic)]
@@ -34,4 +40,5 @@ pub mod ics {
 pub use ics::core::v1 as core_v1;
 pub use ics::identity::v1 as identity_v1;
 pub use ics::pki::v1 as pki_v1;
+pub use ics::policy::v1 as policy_v1;
 pub use ics::tlog::v1 as tlog_v1;

@@ -258,6 +258,9 @@ enum Command {
     /// The transparency log: inclusion and consistency proofs, checked here.
     #[command(subcommand)]
     Log(LogCmd),
+    /// The party's policy descriptor: what peers read and what it imports.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// Measure append latency and throughput against the server.
     Bench(BenchArgs),
     /// Measure Verify latency and throughput against the server.
@@ -572,6 +575,48 @@ enum RulesCmd {
         /// A capability to deactivate; repeat.
         #[arg(long = "deactivate")]
         deactivate: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Sign a descriptor (TOML) with the root key and append it: in force
+    /// from its log index on, on every node.
+    Publish {
+        /// The party root key file.
+        #[arg(long)]
+        signer: PathBuf,
+        /// The descriptor's text; it is signed and kept exactly as written.
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// The descriptor in force (or a version of it) and where it was published.
+    Show {
+        /// A version; the one in force when absent.
+        #[arg(long)]
+        version: Option<u64>,
+    },
+    /// The policy's verdict on a peer, a subject and an event kind, and the
+    /// rule that decided it.
+    Explain {
+        /// The peer party.
+        #[arg(long)]
+        peer: String,
+        /// `kind/id`, e.g. `device/<ID>`.
+        #[arg(long)]
+        subject: String,
+        /// The event kind, e.g. `device-status-changed`.
+        #[arg(long)]
+        kind: String,
+        /// What this party imports from the peer, instead of what the peer reads.
+        #[arg(long)]
+        import: bool,
+        /// The party whose record the subject is (default: this party).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Decide at this time (`YYYY-MM-DDTHH:MM:SSZ`) instead of now.
+        #[arg(long)]
+        at: Option<String>,
     },
 }
 
@@ -1704,6 +1749,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Cluster(cmd) => cluster(&mut c, j, cmd).await?,
         Command::Log(cmd) => tlog(&mut c, j, cmd).await?,
+        Command::Policy(cmd) => policy(&mut c, j, cmd).await?,
         Command::Rules(cmd) => rules(&mut c, j, cmd).await?,
         Command::Key(_) => unreachable!("answered without a node above"),
         Command::Bench(args) => bench(&cli.server, &tls, args).await?,
@@ -2092,6 +2138,112 @@ async fn compare_checkpoints(
         }
     }
     Ok((files.len(), sizes))
+}
+
+async fn policy(c: &mut Client, j: bool, cmd: PolicyCmd) -> anyhow::Result<()> {
+    use ics_proto::policy_v1 as ppb;
+    match cmd {
+        PolicyCmd::Publish { signer, file } => {
+            let root = keyfile::read(&signer)?;
+            let document = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            // Checked here for a quick answer naming the fault; the log's
+            // rules check it again, with what only the log knows.
+            let descriptor = ics_policies::Descriptor::parse(&document)
+                .with_context(|| format!("{}", file.display()))?;
+            let subject = ics_policies::policy_subject(descriptor.version);
+            let payload = ics_policies::PolicyPayload::Published { document };
+            let out = c
+                .append(vec![client::signed(
+                    &root,
+                    subject.clone(),
+                    ChainHead::default(),
+                    payload,
+                )])
+                .await?;
+            print_appended(j, "published", &subject, &out)?;
+        }
+        PolicyCmd::Show { version } => {
+            let r = c
+                .policy
+                .show(ppb::ShowRequest {
+                    version: version.unwrap_or(0),
+                })
+                .await?
+                .into_inner();
+            let in_force = if r.version == r.active_version {
+                "in force"
+            } else {
+                "not in force"
+            };
+            emit(
+                j,
+                json!({"version": r.version, "log_index": r.log_index,
+                    "active_version": r.active_version, "document": r.document}),
+                format!(
+                    "# policy version {} published at index {} ({in_force}; version {} is)\n{}",
+                    r.version,
+                    r.log_index,
+                    r.active_version,
+                    r.document.trim_end()
+                ),
+            )?;
+        }
+        PolicyCmd::Explain {
+            peer,
+            subject,
+            kind,
+            import,
+            namespace,
+            at,
+        } => {
+            let at_ms = match at {
+                Some(t) => ics_policies::descriptor::parse_utc(&t)
+                    .map_err(|e| anyhow::anyhow!("--at: {e}"))?,
+                None => 0,
+            };
+            let direction = if import {
+                ppb::Direction::Import
+            } else {
+                ppb::Direction::Read
+            };
+            let r = c
+                .policy
+                .explain(ppb::ExplainRequest {
+                    peer,
+                    subject,
+                    kind,
+                    direction: direction as i32,
+                    namespace: namespace.unwrap_or_default(),
+                    at_ms,
+                })
+                .await?
+                .into_inner();
+            let verdict = if r.allowed {
+                format!("allowed by {}", r.rule)
+            } else {
+                let mut text = "refused (deny by default)".to_string();
+                for reason in &r.reasons {
+                    text.push_str("\n  ");
+                    text.push_str(reason);
+                }
+                text
+            };
+            emit(
+                j,
+                json!({"allowed": r.allowed, "rule": r.rule, "reasons": r.reasons,
+                    "policy_version": r.policy_version, "policy_log_index": r.policy_log_index}),
+                format!(
+                    "{verdict}\n  (policy version {}, published at index {})",
+                    r.policy_version, r.policy_log_index
+                ),
+            )?;
+            if !r.allowed {
+                std::process::exit(2);
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn tlog(c: &mut Client, j: bool, cmd: LogCmd) -> anyhow::Result<()> {

@@ -191,6 +191,7 @@ pub struct Client {
     pub log: EventLogClient<Channel>,
     pub cluster: ClusterClient<Channel>,
     pub tlog: ics_proto::tlog_v1::transparency_log_client::TransparencyLogClient<Channel>,
+    pub policy: ics_proto::policy_v1::policy_client::PolicyClient<Channel>,
 }
 
 /// What a client trusts and shows over TLS: the party CA that must have
@@ -396,7 +397,10 @@ impl Client {
                 .max_decoding_message_size(8 << 20)
                 .max_encoding_message_size(8 << 20),
             cluster: ClusterClient::new(channel.clone()),
-            tlog: ics_proto::tlog_v1::transparency_log_client::TransparencyLogClient::new(channel),
+            tlog: ics_proto::tlog_v1::transparency_log_client::TransparencyLogClient::new(
+                channel.clone(),
+            ),
+            policy: ics_proto::policy_v1::policy_client::PolicyClient::new(channel),
         })
     }
 

@@ -14,6 +14,7 @@ pub fn rules() -> &'static Arc<Rules> {
                 .add::<ics_identity::Identity>()
                 .add::<ics_pki::Pki>()
                 .add::<ics_tlog::Tlog>()
+                .add::<ics_policies::Policies>()
                 .build(),
         )
     })

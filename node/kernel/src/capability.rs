@@ -136,6 +136,11 @@ impl<'a> Ctx<'a> {
             .expect("the kernel refuses capability events before the genesis")
     }
 
+    /// An event kind of the rules in force, by name.
+    pub fn kind(&self, name: &str) -> Option<&'static KindSpec> {
+        self.view.kind(name)
+    }
+
     pub fn key(&self, id: &KeyId) -> Option<&'a KeyState> {
         self.view.key(id)
     }

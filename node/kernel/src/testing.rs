@@ -275,3 +275,101 @@ fn check_scenario(
     );
     kinds_seen
 }
+
+/// A party's projection under a capability's rules tests: each batch is
+/// accepted, or refused with the reason expected and nothing changed, and
+/// recorded as a step for the conformance suite.
+pub struct Scenario {
+    pub proj: Projection,
+    pub steps: Vec<Step>,
+}
+
+impl Scenario {
+    /// A fresh party `name` of `role`, its genesis signed by `root` and
+    /// activating `rules` with default limits, at `time_ms`.
+    pub fn genesis(
+        rules: Arc<Rules>,
+        root: &crate::keys::SigningKey,
+        name: &str,
+        role: crate::roles::Role,
+        time_ms: i64,
+    ) -> Self {
+        let body = crate::envelope::EventBody {
+            schema_version: crate::envelope::SCHEMA_VERSION,
+            subject: crate::envelope::SubjectRef::new(crate::envelope::PARTY, name),
+            sequence: 0,
+            previous: None,
+            author: root.key_id(),
+            time_ms,
+            payload: crate::capability::payload_bytes(&crate::authority::PartyPayload::Genesis {
+                party_name: name.into(),
+                role,
+                root_key: root.public_key(),
+                rules: crate::limits::ActiveRules {
+                    limits: EventLimits::default(),
+                    capabilities: rules.versions(),
+                },
+            }),
+        };
+        let mut s = Scenario {
+            proj: Projection::new(rules),
+            steps: Vec::new(),
+        };
+        let genesis = s.event(&body, &[root]);
+        s.accept("genesis", vec![genesis]);
+        s
+    }
+
+    /// `body` signed by `keys` and parsed under the scenario's rules.
+    pub fn event(
+        &self,
+        body: &crate::envelope::EventBody,
+        keys: &[&crate::keys::SigningKey],
+    ) -> Event {
+        self.proj
+            .rules()
+            .parse(crate::envelope::sign(body, keys), &EventLimits::default())
+            .expect("test event parses")
+    }
+
+    pub fn accept(&mut self, what: &str, batch: Vec<Event>) {
+        self.accept_over(what, batch, &NoTree)
+    }
+
+    /// Accepted, decided over `tree` (the log's tree before the batch).
+    pub fn accept_over(&mut self, what: &str, batch: Vec<Event>, tree: &dyn LogTree) {
+        self.proj
+            .apply_batch_over(&batch, &EventLimits::default(), tree)
+            .unwrap_or_else(|r| panic!("{what}: {r}"));
+        self.steps.push(Step::accepted(
+            what,
+            batch.into_iter().map(|e| e.envelope).collect(),
+        ));
+    }
+
+    pub fn refuse(&mut self, what: &str, batch: Vec<Event>, reason: &'static str) {
+        self.refuse_over(what, batch, reason, &NoTree)
+    }
+
+    /// Refused with `reason`, decided over `tree`, and nothing changed.
+    pub fn refuse_over(
+        &mut self,
+        what: &str,
+        batch: Vec<Event>,
+        reason: &'static str,
+        tree: &dyn LogTree,
+    ) {
+        let before = fingerprint(&self.proj);
+        let refusal = self
+            .proj
+            .apply_batch_over(&batch, &EventLimits::default(), tree)
+            .expect_err(what);
+        assert_eq!(refusal.reason(), reason, "{what}: {refusal}");
+        assert_eq!(fingerprint(&self.proj), before, "{what}: state changed");
+        self.steps.push(Step::refused(
+            what,
+            batch.into_iter().map(|e| e.envelope).collect(),
+            reason,
+        ));
+    }
+}

@@ -6,6 +6,7 @@ pub mod caller;
 mod cluster_service;
 pub mod http;
 mod log_service;
+mod policy_service;
 mod tlog_service;
 
 use std::sync::Arc;

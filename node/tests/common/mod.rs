@@ -656,3 +656,27 @@ pub async fn register_author(
 pub fn data_dir(node: &TestNode) -> &Path {
     &node.dir
 }
+
+/// Runs `icsctl --json ARGS` against `node`; its stdout, or its stderr as
+/// the error.
+pub fn icsctl_at(node: &TestNode, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(icsctl())
+        .arg("--json")
+        .arg("--server")
+        .arg(&node.grpc)
+        .arg("--tls-dir")
+        .arg(&node.client_tls)
+        .args(args)
+        .output()
+        .expect("run icsctl");
+    if out.status.success() {
+        Ok(String::from_utf8(out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+pub fn json_of(out: &str) -> serde_json::Value {
+    serde_json::from_str(out.trim().lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {out}"))
+}
