@@ -86,20 +86,44 @@ pub fn range_hash(store: &impl NodeHashes, start: u64, end: u64) -> Result<Hash,
         start == 0 || start.trailing_zeros() >= 64 - (end - start - 1).leading_zeros(),
         "range [{start}, {end}) is not one RFC 6962 forms"
     );
+    let mut parts: Vec<Hash> = subtree_hashes(store, start, end)?
+        .into_iter()
+        .map(|(_, hash)| hash)
+        .collect();
+    let mut hash = parts.pop().expect("a non-empty range has a part");
+    while let Some(left) = parts.pop() {
+        hash = node_hash(&left, &hash);
+    }
+    Ok(hash)
+}
+
+/// The maximal aligned subtrees `[start, end)` decomposes into, left to
+/// right, as (level, index at that level): what a run of leaves appended
+/// to a tree of `start` leaves contributes to its frontier. At most two per
+/// level, so at most 2·log₂(end − start) of them.
+pub fn aligned_subtrees(start: u64, end: u64) -> Vec<(u8, u64)> {
     let mut parts = Vec::new();
     let mut at = start;
     while at < end {
         let fits = 63 - (end - at).leading_zeros();
         let aligned = if at == 0 { 63 } else { at.trailing_zeros() };
         let level = fits.min(aligned) as u8;
-        parts.push(store.node(level, at >> level)?);
+        parts.push((level, at >> level));
         at += 1 << level;
     }
-    let mut hash = parts.pop().expect("a non-empty range has a part");
-    while let Some(left) = parts.pop() {
-        hash = node_hash(&left, &hash);
-    }
-    Ok(hash)
+    parts
+}
+
+/// The hashes of [`aligned_subtrees`] of `[start, end)`, read from a store.
+pub fn subtree_hashes(
+    store: &impl NodeHashes,
+    start: u64,
+    end: u64,
+) -> Result<Vec<(u8, Hash)>, TreeError> {
+    aligned_subtrees(start, end)
+        .into_iter()
+        .map(|(level, index)| Ok((level, store.node(level, index)?)))
+        .collect()
 }
 
 /// The root of the tree of the first `size` leaves.
@@ -305,6 +329,16 @@ pub struct FinishedNode {
     pub hash: Hash,
 }
 
+/// A subtree that is not a node of the tree it would be appended to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a subtree of 2^{level} leaves does not start at a multiple of its width in a tree of {size} leaves"
+)]
+pub struct SubtreeError {
+    pub size: u64,
+    pub level: u8,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrontierError {
     #[error("a frontier is 8 bytes of size and 32 per peak; got {0} bytes")]
@@ -368,6 +402,33 @@ impl Frontier {
             .expect("a tree holds fewer than 2^64 leaves");
         debug_assert_eq!(self.peaks.len(), self.size.count_ones() as usize);
         finished
+    }
+
+    /// Appends a whole perfect subtree of `2^level` leaves by its hash: the
+    /// tree's size must be a multiple of its width (as [`aligned_subtrees`]
+    /// gives them), or the subtree would not be a node of the tree.
+    pub fn append_subtree(&mut self, level: u8, hash: Hash) -> Result<(), SubtreeError> {
+        if level >= 63 || self.size & ((1u64 << level) - 1) != 0 {
+            return Err(SubtreeError {
+                size: self.size,
+                level,
+            });
+        }
+        let mut hash = hash;
+        let mut level = level;
+        while (self.size >> level) & 1 == 1 {
+            let left = self.peaks.pop().expect("a peak per set bit");
+            hash = node_hash(&left, &hash);
+            self.size -= 1 << level;
+            level += 1;
+        }
+        self.peaks.push(hash);
+        self.size = self.size.checked_add(1 << level).ok_or(SubtreeError {
+            size: self.size,
+            level,
+        })?;
+        debug_assert_eq!(self.peaks.len(), self.size.count_ones() as usize);
+        Ok(())
     }
 
     /// The root of the tree so far.
@@ -455,6 +516,40 @@ impl NodeHashes for MemoryTree {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run of leaves given by its aligned subtrees' hashes grows a
+    /// frontier to the same root as the leaves one by one, from any start
+    /// to any end; a misaligned subtree is refused.
+    #[test]
+    fn subtrees_of_a_run_extend_a_frontier_like_its_leaves() {
+        let mut tree = MemoryTree::new();
+        for i in 0..70u64 {
+            tree.append(leaf_hash(&i.to_be_bytes()));
+        }
+        for start in 0..40u64 {
+            for end in start..=70u64 {
+                let mut by_leaf = Frontier::from_store(&tree, start).unwrap();
+                for i in start..end {
+                    by_leaf.append(tree.node(0, i).unwrap());
+                }
+                let mut by_run = Frontier::from_store(&tree, start).unwrap();
+                let parts = subtree_hashes(&tree, start, end).unwrap();
+                let len = (end - start).max(1);
+                assert!(parts.len() <= 2 * (64 - len.leading_zeros()) as usize);
+                for (level, hash) in parts {
+                    by_run.append_subtree(level, hash).unwrap();
+                }
+                assert_eq!((by_run.size(), by_run.root()), (end, by_leaf.root()));
+                assert_eq!(by_run.root(), root(&tree, end).unwrap());
+            }
+        }
+        let mut odd = Frontier::from_store(&tree, 3).unwrap();
+        assert_eq!(
+            odd.append_subtree(2, [0; 32]),
+            Err(SubtreeError { size: 3, level: 2 })
+        );
+        assert_eq!(odd.size(), 3, "a refused subtree changes nothing");
+    }
 
     /// The leaves of Certificate Transparency's reference tests.
     fn ct_leaves() -> Vec<Vec<u8>> {
