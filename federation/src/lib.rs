@@ -14,14 +14,20 @@
 //!   its stored events and its tree (sans-IO: the host supplies both).
 //! - `verify.rs` — what a puller checks (sans-IO): the messages extend its
 //!   frontier to the checkpoint's root.
+//! - `mirror.rs` — other parties' records kept in their namespaces: a
+//!   kernel projection per party, checked by the same rules, admitted by the
+//!   policy in force; imports about this party's own subjects decided in its
+//!   own projection.
 //! - `tag.rs` — how an imported event is stored: the party whose namespace
 //!   it belongs to, the peer it came from and its position there, before the
 //!   original envelope, bytes unchanged.
 
+pub mod mirror;
 pub mod source;
 pub mod tag;
 pub mod verify;
 
+pub use mirror::{ImportRefusal, Mirror, MirrorChanges, MirrorStage, Mirrors};
 pub use source::{Message, Run, SourceEvent, filtered};
 pub use tag::{ImportTag, TagError};
 pub use verify::{Verified, Verifier, VerifyError};

@@ -11,31 +11,10 @@ use common::*;
 use ics_kernel::{Algorithm, SigningKey, SubjectRef};
 use ics_node::client;
 
-/// A PEM CA certificate of a peer party.
-fn peer_ca_pem(party: &str) -> String {
-    let key = p256::ecdsa::SigningKey::from_slice(&[9u8; 32]).unwrap();
-    let der = ics_pki::cert::issue_ca(party, &key, client::now_ms(), Duration::from_secs(86_400))
-        .unwrap();
-    ics_node::tls::pem(&der)
-}
-
-fn descriptor(version: u64, ca: &str, read_kinds: &str) -> String {
+fn descriptor(version: u64, read_kinds: &str) -> String {
     format!(
         r#"# What maintenance shares with the manufacturer acme, and takes from it.
-party = "{PARTY}"
-version = {version}
-
-[[peer]]
-name = "acme"
-endpoints = ["127.0.0.1:7600"]
-tls_ca = """
-{ca}"""
-
-[[domain]]
-name = "acme-devices"
-subjects = ["device"]
-manufacturer = "acme"
-
+{head}
 [[read]]
 name = "status-reports"
 peer = "acme"
@@ -46,7 +25,8 @@ kinds = [{read_kinds}]
 peer = "acme"
 domain = "acme-devices"
 kinds = ["*"]
-"#
+"#,
+        head = ics_policies::testing::descriptor_head(PARTY, version, "acme", client::now_ms())
     )
 }
 
@@ -73,7 +53,6 @@ async fn a_policy_is_published_shown_explained_and_narrowed() {
     let root = cluster.root_key();
     let mut c = node.client();
     let dir = tempfile::tempdir().unwrap();
-    let ca = peer_ca_pem("acme");
 
     // No policy yet: nothing shown, nothing explained.
     let none = icsctl_at(node, &["policy", "show"]).unwrap_err();
@@ -85,7 +64,7 @@ async fn a_policy_is_published_shown_explained_and_narrowed() {
     // A descriptor naming a party the log does not recognize is refused by
     // the log, naming the peer; nothing is appended.
     let v1 = dir.path().join("v1.toml");
-    let v1_text = descriptor(1, &ca, "\"device-status-changed\"");
+    let v1_text = descriptor(1, "\"device-status-changed\"");
     std::fs::write(&v1, &v1_text).unwrap();
     let before = cluster.event_count(1).await;
     let err = publish(&v1).unwrap_err();
@@ -203,7 +182,7 @@ async fn a_policy_is_published_shown_explained_and_narrowed() {
     // in versions, a document the client did not check, another signer.
     let before = cluster.event_count(1).await;
     let v3 = dir.path().join("v3.toml");
-    std::fs::write(&v3, descriptor(3, &ca, "\"device-status-changed\"")).unwrap();
+    std::fs::write(&v3, descriptor(3, "\"device-status-changed\"")).unwrap();
     let gap = publish(&v3).unwrap_err();
     assert!(gap.contains("version 2 was never published"), "{gap}");
     let raw = |document: &str, signer: &SigningKey, version: u64| {
@@ -223,18 +202,14 @@ async fn a_policy_is_published_shown_explained_and_narrowed() {
     assert_eq!(reason_of(&bad), "BAD_POLICY_DOCUMENT");
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     let by_author = c
-        .append(vec![raw(&descriptor(2, &ca, "\"*\""), &author, 2)])
+        .append(vec![raw(&descriptor(2, "\"*\""), &author, 2)])
         .await
         .expect_err("by an author key");
     // (The kernel refuses an author key not allowed the kind; one allowed
     // it is refused NOT_ROOT_KEY by the rule, tests/rules.rs in policies/.)
     assert_eq!(reason_of(&by_author), "AUTHOR_NOT_ALLOWED");
     let unknown = c
-        .append(vec![raw(
-            &descriptor(2, &ca, "\"device-teleported\""),
-            &root,
-            2,
-        )])
+        .append(vec![raw(&descriptor(2, "\"device-teleported\""), &root, 2)])
         .await
         .expect_err("an unknown kind");
     assert_eq!(reason_of(&unknown), "UNKNOWN_KIND");
@@ -247,7 +222,7 @@ async fn a_policy_is_published_shown_explained_and_narrowed() {
     // Narrowed: version 2 lets acme read only key rotations; from its
     // index on, the status rule no longer holds.
     let v2 = dir.path().join("v2.toml");
-    std::fs::write(&v2, descriptor(2, &ca, "\"key-rotated\"")).unwrap();
+    std::fs::write(&v2, descriptor(2, "\"key-rotated\"")).unwrap();
     let v2_index = json_of(&publish(&v2).unwrap())["index"].as_u64().unwrap();
     let narrowed = explain(&acme_dev, "device-status-changed");
     assert!(narrowed.is_err(), "refused after narrowing: {narrowed:?}");

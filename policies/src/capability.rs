@@ -133,6 +133,30 @@ pub fn active(state: &CapState<Policies>) -> Option<&PolicyState> {
     state.subject(&policy_subject(version))
 }
 
+/// The policy in force on a staged state (batches being decided included):
+/// the latest of the versions, which run from 1 without gaps.
+pub fn active_staged<'a>(staged: &'a ics_kernel::Staged<'_>) -> Option<&'a PolicyState> {
+    let published = |v: u64| staged.read::<Policies>(&policy_subject(v)).is_some();
+    if !published(1) {
+        return None;
+    }
+    let mut high = 2;
+    while published(high) {
+        high *= 2;
+    }
+    // Published up to some version in [high / 2, high).
+    let mut low = high / 2;
+    while high - low > 1 {
+        let mid = low + (high - low) / 2;
+        if published(mid) {
+            low = mid;
+        } else {
+            high = mid;
+        }
+    }
+    staged.read::<Policies>(&policy_subject(low))
+}
+
 /// A version of the policy, if published.
 pub fn version(state: &CapState<Policies>, version: u64) -> Option<&PolicyState> {
     state.subject(&policy_subject(version))

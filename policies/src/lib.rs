@@ -11,10 +11,12 @@
 pub mod capability;
 pub mod descriptor;
 pub mod evaluate;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use capability::{
     POLICY, POLICY_PUBLISHED, Policies, PolicyIndex, PolicyPayload, PolicyRefusal, PolicyState,
-    active, is_authority, policy_subject, version,
+    active, active_staged, is_authority, policy_subject, version,
 };
 pub use descriptor::{Descriptor, DocumentError, Domain, Peer, Quotas, Rule};
 pub use evaluate::{AUTHORITY_SUBJECT_KINDS, Decision, Direction, Facts};

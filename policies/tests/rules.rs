@@ -18,37 +18,12 @@ fn rules() -> &'static Arc<Rules> {
     RULES.get_or_init(|| Arc::new(Rules::builder().add::<Identity>().add::<Policies>().build()))
 }
 
-/// A PEM CA certificate for a peer party's TLS PKI.
-fn ca_pem(party: &str) -> String {
-    let key = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
-    let der = ics_pki::cert::issue_ca(
-        party,
-        &key,
-        T0,
-        std::time::Duration::from_secs(365 * 86_400),
-    )
-    .unwrap();
-    der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, &der).unwrap()
-}
-
-/// The descriptor of party `party`, version `version`, sharing devices made
-/// by acme with the manufacturer `acme` and importing them from it.
+/// The descriptor of party `party`, version `version`, letting the
+/// manufacturer `acme` read status reports of its devices and importing
+/// them from it.
 fn document(party: &str, version: u64, extra: &str) -> String {
     format!(
-        r#"party = "{party}"
-version = {version}
-
-[[peer]]
-name = "acme"
-endpoints = ["127.0.0.1:7600"]
-tls_ca = """
-{ca}"""
-
-[[domain]]
-name = "acme-devices"
-subjects = ["device"]
-manufacturer = "acme"
-
+        r#"{head}
 [[read]]
 name = "status-reports"
 peer = "acme"
@@ -60,7 +35,7 @@ peer = "acme"
 domain = "acme-devices"
 kinds = ["*"]
 {extra}"#,
-        ca = ca_pem("acme")
+        head = ics_policies::testing::descriptor_head(party, version, "acme", T0)
     )
 }
 

@@ -167,8 +167,46 @@ impl<'a> Staged<'a> {
         }
     }
 
+    /// Records an event another projection decided (a record of another
+    /// party's namespace, kept beside this one over the same log): it takes
+    /// its position in the log, its id is known, and the log hash covers it;
+    /// nothing else here changes. A duplicate answers its first position.
+    pub fn stage_external(&mut self, event_id: EventId) -> Appended {
+        if let Some(index) = self.event_index(&event_id) {
+            return Appended {
+                index,
+                event_id,
+                duplicate: true,
+            };
+        }
+        let index = self.next_index();
+        let digest = self.for_commit.then(|| external_digest(&event_id));
+        self.changes.events.push((event_id, digest));
+        Appended {
+            index,
+            event_id,
+            duplicate: false,
+        }
+    }
+
     pub fn into_changes(self) -> Changes {
         self.changes
+    }
+
+    /// A capability's state of a subject, staged changes included.
+    pub fn read<C: Capability>(&self, subject: &SubjectRef) -> Option<&C::Subject> {
+        let slot = self.rules.slot_of_type(TypeId::of::<C>())?;
+        View::cap_subject(self, slot, subject).and_then(|s| s.downcast_ref::<C::Subject>())
+    }
+
+    /// The kernel's entry of a subject (chain, history, grants), staged changes included.
+    pub fn subject_entry(&self, subject: &SubjectRef) -> Option<&SubjectEntry> {
+        View::entry(self, subject)
+    }
+
+    /// The party, staged changes included.
+    pub fn staged_party(&self) -> Option<&PartyState> {
+        View::party(self)
     }
 
     /// Stages a client's batch: all of its events or, on a refusal, none.
@@ -188,6 +226,18 @@ impl<'a> Staged<'a> {
         limits: &EventLimits,
         tree: &dyn LogTree,
     ) -> Result<Vec<Appended>, Refusal> {
+        self.stage_batch_checked(events, limits, tree, |_| Ok(()))
+    }
+
+    /// [`Staged::stage_batch_over`], kept only if `check` passes on the state
+    /// with the batch staged (a host's admission beside the rules).
+    pub fn stage_batch_checked(
+        &mut self,
+        events: &[Event],
+        limits: &EventLimits,
+        tree: &dyn LogTree,
+        check: impl FnOnce(&Staged<'_>) -> Result<(), Refusal>,
+    ) -> Result<Vec<Appended>, Refusal> {
         let replicated = self.party().map(|p| p.rules.limits.clone());
         replicated
             .as_ref()
@@ -199,11 +249,26 @@ impl<'a> Staged<'a> {
             for event in events {
                 out.push(inner.stage_over(event, limits, tree)?);
             }
+            check(&inner)?;
             (out, inner.into_changes())
         };
         self.changes.absorb(changes);
         Ok(out)
     }
+
+    /// The log position of an event, staged or committed.
+    pub fn event_position(&self, event_id: &EventId) -> Option<u64> {
+        View::event_index(self, event_id)
+    }
+}
+
+/// What an external event adds to the state hash: its id, marked as decided
+/// elsewhere (its namespace's projection keeps its own state hash).
+fn external_digest(event_id: &EventId) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"ics-external-event-v1\0");
+    h.update(&event_id.0);
+    *h.finalize().as_bytes()
 }
 
 impl View for Staged<'_> {
