@@ -408,7 +408,7 @@ impl Node {
     }
 
     pub(crate) fn stored_event(&self, index: u64) -> Result<pb::StoredEvent, Status> {
-        let (id, env, salt) = store::stored_event(&self.shared.db, index)
+        let stored = store::stored_event(&self.shared.db, index)
             .map_err(|e| internal("read event", e))?
             .ok_or_else(|| {
                 rpc_error(
@@ -417,11 +417,24 @@ impl Node {
                     format!("no event at index {index}"),
                 )
             })?;
+        let (imported, import_tag) = match stored.imported {
+            Some((tag, bytes)) => (
+                Some(pb::Imported {
+                    namespace: tag.namespace,
+                    via: tag.via,
+                    source_index: tag.source_index,
+                }),
+                bytes,
+            ),
+            None => (None, Vec::new()),
+        };
         Ok(pb::StoredEvent {
             index,
-            event_id: id.0.to_vec(),
-            event: Some(codec::envelope_to_pb(&env)),
-            salt: salt.to_vec(),
+            event_id: stored.id.0.to_vec(),
+            event: Some(codec::envelope_to_pb(&stored.envelope)),
+            salt: stored.salt.to_vec(),
+            imported,
+            import_tag,
         })
     }
 }

@@ -1863,7 +1863,7 @@ async fn covering_checkpoint(
 }
 
 /// The leaf of a stored event, recomputed from what was received: its salt,
-/// then SHA-256 of its envelope's bytes.
+/// then SHA-256 of its import tag (if any) and its envelope's bytes.
 fn leaf_of(e: &pb::StoredEvent) -> anyhow::Result<[u8; ics_tlog::LEAF_ENTRY_BYTES]> {
     Ok(leaf_and_envelope(e)?.0)
 }
@@ -1881,7 +1881,9 @@ fn leaf_and_envelope(
         codec::envelope_from_pb(e.event.clone().context("an event without its envelope")?)
             .map_err(|r| anyhow::anyhow!("event {}: {r}", e.index))?;
     let bytes = codec::envelope_to_bytes(&envelope);
-    Ok((ics_tlog::leaf_entry(salt, &bytes), bytes))
+    // An imported event's leaf covers its import tag before the envelope.
+    let stored = [e.import_tag.as_slice(), &bytes].concat();
+    Ok((ics_tlog::leaf_entry(salt, &stored), bytes))
 }
 
 /// Checks that `e` is leaf `index - 1` of the checkpoint's tree: the node's

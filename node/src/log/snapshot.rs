@@ -12,7 +12,9 @@ use ics_kernel::EventId;
 use ics_kernel::StateImage;
 use serde::{Deserialize, Serialize};
 
-use super::store::{Db, MAX_ENTRY_BYTES, decode, invalid, io_err, split_stored, stored_id};
+use super::store::{
+    Db, MAX_ENTRY_BYTES, decode, invalid, io_err, own_image, split_stored, stored_id,
+};
 use super::{Snapshot, SnapshotMeta};
 
 /// This node's last snapshot: Raft's meta, the number of applied events the
@@ -270,7 +272,8 @@ pub fn check_extends(
     }
     // An image of another build is not read here; the store replays the
     // events instead, and checked they extend ours above.
-    if let Ok((covered, log_hash)) = StateImage::head(image)
+    let (own, _) = own_image(image).map_err(|e| malformed(e.to_string()))?;
+    if let Ok((covered, log_hash)) = StateImage::head(own)
         && (covered != got || log_hash != hash)
     {
         return Err(malformed(format!(

@@ -48,6 +48,7 @@ use super::{
     Entry, LogId, LogResponse, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, Vote,
 };
 use crate::codec;
+use ics_federation::{ImportTag, MirrorStage, Mirrors};
 use ics_kernel::{
     Appended, Envelope, Event, EventId, EventLimits, ImageError, LogTree, Projection, Refusal,
     Staged, StateImage, UnsupportedRules,
@@ -109,6 +110,18 @@ pub fn split_stored(value: &[u8], index: u64) -> io::Result<(&[u8; SALT_BYTES], 
     }
     let (salt, envelope) = value.split_at(SALT_BYTES);
     Ok((salt.try_into().expect("SALT_BYTES"), envelope))
+}
+
+/// A stored event's salt, its import tag (none for this party's own
+/// events) and the envelope bytes as their author signed them.
+pub fn split_tagged(
+    value: &[u8],
+    index: u64,
+) -> io::Result<(&[u8; SALT_BYTES], Option<ImportTag>, &[u8])> {
+    let (salt, stored) = split_stored(value, index)?;
+    let (tag, envelope) =
+        ImportTag::split(stored).map_err(|e| invalid(format!("stored event {index}: {e}")))?;
+    Ok((salt, tag, envelope))
 }
 
 /// The leaf hash of a stored event.
@@ -240,14 +253,6 @@ impl Db {
             .map(|v| v.to_vec()))
     }
 
-    /// Envelope bytes of the applied event at `index`.
-    pub fn event(&self, index: u64) -> io::Result<Option<Vec<u8>>> {
-        let Some(value) = self.stored(index)? else {
-            return Ok(None);
-        };
-        Ok(Some(split_stored(&value, index)?.1.to_vec()))
-    }
-
     pub(super) fn snapshot_path(&self) -> PathBuf {
         self.dir.join(SNAPSHOT_FILE)
     }
@@ -255,7 +260,11 @@ impl Db {
 
 /// State readers share with the state machine.
 pub struct Applied {
+    /// This party's records, and the log-wide count, log hash and id index
+    /// (imported events included).
     pub projection: Projection,
+    /// Other parties' records imported by federation, each in its namespace.
+    pub mirrors: Mirrors,
     /// The transparency log's tree over the applied events.
     pub tree: TiledTree,
     pub last_applied: Option<LogId>,
@@ -318,13 +327,16 @@ impl LogTree for TreeBefore<'_> {
     }
 }
 
+/// Decides one stored event again, at its position, onto the state: this
+/// party's own, or an import (in its namespace, admitted as on apply).
 fn replay(
     projection: &mut Projection,
+    mirrors: &mut Mirrors,
     stored: &[u8],
     index: u64,
     grown: &dyn LogTree,
 ) -> io::Result<()> {
-    let (_, envelope) = split_stored(stored, index)?;
+    let (_, tag, envelope) = split_tagged(stored, index)?;
     let corrupt = |e: Refusal| {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -336,15 +348,33 @@ fn replay(
         grown,
         size: index - 1,
     };
-    let (out, changes) = projection
-        .check_batch_over(std::slice::from_ref(&event), &pre_genesis_limits(), &before)
+    let empty = crate::capabilities::projection();
+    let (appended, changes, mirrored) = {
+        let mut staged = Staged::new(projection);
+        let mut imports = MirrorStage::new(mirrors, &empty);
+        let appended = match &tag {
+            None => staged
+                .stage_batch_over(std::slice::from_ref(&event), &pre_genesis_limits(), &before)
+                .map(|out| out[0]),
+            Some(tag) => imports.stage_import(
+                &mut staged,
+                tag,
+                &event,
+                envelope.len(),
+                &pre_genesis_limits(),
+                &before,
+            ),
+        }
         .map_err(corrupt)?;
+        (appended, staged.into_changes(), imports.into_changes())
+    };
     projection.check_supported(&changes).map_err(unsupported)?;
     projection.commit(changes);
-    if out[0].index != index || out[0].duplicate {
+    mirrors.commit(crate::capabilities::rules(), mirrored);
+    if appended.index != index || appended.duplicate {
         return Err(corrupt(Refusal::Malformed(format!(
             "replayed at index {} instead",
-            out[0].index
+            appended.index
         ))));
     }
     Ok(())
@@ -363,19 +393,59 @@ pub(super) fn invalid(what: String) -> io::Error {
 /// The id of a stored event (no signature checked: ids are checked against
 /// a state image's log hash instead).
 pub(super) fn stored_id(stored: &[u8], index: u64) -> io::Result<EventId> {
-    let (_, bytes) = split_stored(stored, index)?;
+    let (_, _, bytes) = split_tagged(stored, index)?;
     let env = codec::envelope_from_bytes(bytes)
         .map_err(|e| invalid(format!("applied event {index} does not parse: {e}")))?;
     Ok(EventId::of_body(&env.body))
 }
 
-/// The projection a state image holds, over the events it covers.
-/// `Ok(None)`: the image was written by a build with other state formats,
-/// and the caller replays the events instead.
-fn restore(image: &[u8], ids: Vec<EventId>) -> io::Result<Option<Projection>> {
-    let restored = StateImage::decode(image)
-        .and_then(|i| Projection::restore(crate::capabilities::rules().clone(), i, ids));
-    match restored {
+/// A mirror in a state image: its projection's image and the log
+/// positions of its events.
+#[derive(Serialize, Deserialize)]
+struct MirrorImage {
+    party: String,
+    image: Vec<u8>,
+    positions: Vec<u64>,
+}
+
+/// The state image a snapshot holds: this party's projection's image (8
+/// bytes of length, then the image), then the mirrors' (postcard).
+pub(super) fn host_image(projection: &Projection, mirrors: &Mirrors) -> io::Result<Vec<u8>> {
+    let own = projection.image();
+    let mirrored: Vec<MirrorImage> = mirrors
+        .parties
+        .iter()
+        .map(|(party, m)| MirrorImage {
+            party: party.clone(),
+            image: m.projection.image(),
+            positions: m.positions.clone(),
+        })
+        .collect();
+    let mut out = Vec::with_capacity(8 + own.len());
+    out.extend_from_slice(&(own.len() as u64).to_be_bytes());
+    out.extend_from_slice(&own);
+    out.extend_from_slice(&encode(&mirrored)?);
+    Ok(out)
+}
+
+/// This party's projection's image in a host image, and the rest.
+pub(super) fn own_image(host: &[u8]) -> io::Result<(&[u8], &[u8])> {
+    let (len, rest) = host
+        .split_first_chunk::<8>()
+        .ok_or_else(|| invalid("a state image is cut short".into()))?;
+    let len = usize::try_from(u64::from_be_bytes(*len))
+        .ok()
+        .filter(|l| *l <= rest.len())
+        .ok_or_else(|| invalid("a state image is cut short".into()))?;
+    Ok(rest.split_at(len))
+}
+
+/// The state a host image holds, over the events it covers (`ids`, in log
+/// order). `Ok(None)`: the image was written by a build with other state
+/// formats, and the caller replays the events instead.
+fn restore(host: &[u8], ids: Vec<EventId>) -> io::Result<Option<(Projection, Mirrors)>> {
+    let rules = crate::capabilities::rules();
+    let checked = |r: Result<Projection, ImageError>| match r {
         Ok(p) => Ok(Some(p)),
         Err(ImageError::Unsupported(e)) => Err(unsupported(e)),
         Err(e) if e.is_other_build() => {
@@ -383,23 +453,56 @@ fn restore(image: &[u8], ids: Vec<EventId>) -> io::Result<Option<Projection>> {
             Ok(None)
         }
         Err(e) => Err(invalid(e.to_string())),
+    };
+    let (own, rest) = own_image(host)?;
+    let mirrored: Vec<MirrorImage> = decode(rest, "mirrors of a state image")?;
+    let mut mirrors = Mirrors::default();
+    for m in mirrored {
+        let mirror_ids = m
+            .positions
+            .iter()
+            .map(|p| {
+                usize::try_from(*p)
+                    .ok()
+                    .and_then(|p| ids.get(p.checked_sub(1)?))
+                    .copied()
+                    .ok_or_else(|| {
+                        invalid(format!("mirror {}: position {p} is not covered", m.party))
+                    })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let restored = StateImage::decode(&m.image)
+            .and_then(|i| Projection::restore(rules.clone(), i, mirror_ids));
+        let Some(projection) = checked(restored)? else {
+            return Ok(None);
+        };
+        mirrors.parties.insert(
+            m.party,
+            ics_federation::Mirror {
+                projection,
+                positions: m.positions,
+            },
+        );
     }
+    let restored = StateImage::decode(own).and_then(|i| Projection::restore(rules.clone(), i, ids));
+    Ok(checked(restored)?.map(|p| (p, mirrors)))
 }
 
-/// The projection at start: the snapshot's image when there is one it can
-/// use, then the stored events after it, each decided again. Also returns
-/// how many events the image covered.
-fn open_projection(db: &Db, tree: &dyn LogTree) -> io::Result<(Projection, u64)> {
-    let mut projection = None;
+/// The state at start: the snapshot's image when there is one it can use,
+/// then the stored events after it, each decided again. Also returns how
+/// many events the image covered.
+fn open_state(db: &Db, tree: &dyn LogTree) -> io::Result<(Projection, Mirrors, u64)> {
+    let mut state = None;
     if let Some(file) = read_snapshot_file(db)? {
         let mut ids = Vec::with_capacity(file.events as usize);
         for item in db.sm.range(event_key(1)..=event_key(file.events)) {
             let (_, v) = item.map_err(io_err)?;
             ids.push(stored_id(&v, ids.len() as u64 + 1)?);
         }
-        projection = restore(&file.image, ids)?;
+        state = restore(&file.image, ids)?;
     }
-    let mut projection = projection.unwrap_or_else(crate::capabilities::projection);
+    let (mut projection, mut mirrors) =
+        state.unwrap_or_else(|| (crate::capabilities::projection(), Mirrors::default()));
     let from_image = projection.event_count();
     let from = from_image + 1;
     for item in db.sm.range(event_key(from)..) {
@@ -408,9 +511,9 @@ fn open_projection(db: &Db, tree: &dyn LogTree) -> io::Result<(Projection, u64)>
             break;
         }
         let index = projection.event_count() + 1;
-        replay(&mut projection, &v, index, tree)?;
+        replay(&mut projection, &mut mirrors, &v, index, tree)?;
     }
-    Ok((projection, from_image))
+    Ok((projection, mirrors, from_image))
 }
 
 /// The tree of the `events` applied events, from its stored tiles and the
@@ -464,9 +567,9 @@ pub fn open(dir: &Path, cache_bytes: u64) -> anyhow::Result<(LogStore, StateMach
         None => 0,
     };
     let tree = open_tree(&db, stored_events)?;
-    let (projection, from_image) = {
+    let (projection, mirrors, from_image) = {
         let tiles = db.tiles();
-        open_projection(
+        open_state(
             &db,
             &TreeView {
                 tree: &tree,
@@ -487,6 +590,7 @@ pub fn open(dir: &Path, cache_bytes: u64) -> anyhow::Result<(LogStore, StateMach
     let shared = Arc::new(Shared {
         applied: RwLock::new(Applied {
             projection,
+            mirrors,
             tree,
             last_applied: meta.last_applied,
             membership: meta.membership,
@@ -650,22 +754,40 @@ impl StateMachineStore {
         self.shared.clone()
     }
 
-    /// Decides one client batch on top of what is staged: all of its events or none.
+    /// Decides one batch on top of what is staged: a client's, all of its
+    /// events or none; or one imported event, in its namespace.
     fn stage_batch(
         staged: &mut Staged<'_>,
-        envelopes: &[Vec<u8>],
+        imports: &mut MirrorStage<'_>,
+        stored: &[Vec<u8>],
         tree: &dyn LogTree,
     ) -> Result<Vec<Appended>, Refusal> {
-        let events = envelopes
-            .iter()
-            .map(|stored| {
-                // Indexes are not assigned yet; 0 names none in the error.
-                let (_, envelope) =
-                    split_stored(stored, 0).map_err(|e| Refusal::Malformed(e.to_string()))?;
-                parse_stored(envelope)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        staged.stage_batch_over(&events, &pre_genesis_limits(), tree)
+        let mut tagged = Vec::with_capacity(stored.len());
+        for value in stored {
+            // Indexes are not assigned yet; 0 names none in the error.
+            let (_, tag, envelope) =
+                split_tagged(value, 0).map_err(|e| Refusal::Malformed(e.to_string()))?;
+            tagged.push((tag, envelope, parse_stored(envelope)?));
+        }
+        match tagged.as_slice() {
+            [(Some(tag), envelope, event)] => imports
+                .stage_import(
+                    staged,
+                    tag,
+                    event,
+                    envelope.len(),
+                    &pre_genesis_limits(),
+                    tree,
+                )
+                .map(|appended| vec![appended]),
+            _ if tagged.iter().any(|(tag, _, _)| tag.is_some()) => Err(Refusal::Malformed(
+                "an imported event is a batch of its own".into(),
+            )),
+            _ => {
+                let events: Vec<Event> = tagged.into_iter().map(|(_, _, e)| e).collect();
+                staged.stage_batch_over(&events, &pre_genesis_limits(), tree)
+            }
+        }
     }
 }
 
@@ -681,7 +803,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                     last_membership: applied.membership.clone(),
                 },
                 events: applied.projection.event_count(),
-                image: applied.projection.image(),
+                image: host_image(&applied.projection, &applied.mirrors)?,
             }
         };
         write_snapshot_file(
@@ -721,12 +843,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // Readers go on meanwhile.
         let mut writes = sled::Batch::default();
         let mut tree;
-        let (verdicts, changes) = {
+        let (verdicts, changes, mirrored) = {
             let applied = self.shared.read();
             tree = applied.tree.clone();
             let stored_tiles = self.db.tiles();
             let mut pending = HashMap::new();
+            let empty = crate::capabilities::projection();
             let mut staged = Staged::new(&applied.projection);
+            let mut imports = MirrorStage::new(&applied.mirrors, &empty);
             let mut verdicts: Vec<Vec<Result<Vec<Appended>, Refusal>>> =
                 Vec::with_capacity(entries.len());
             for (entry, _) in &entries {
@@ -743,7 +867,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                             pending: &pending,
                         },
                     };
-                    let r = Self::stage_batch(&mut staged, batch, &view);
+                    let r = Self::stage_batch(&mut staged, &mut imports, batch, &view);
                     match &r {
                         Ok(out) => {
                             for (appended, bytes) in out.iter().zip(batch) {
@@ -767,11 +891,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 verdicts.push(results);
             }
             let changes = staged.into_changes();
+            let mirrored = imports.into_changes();
             applied
                 .projection
                 .check_supported(&changes)
                 .map_err(unsupported)?;
-            (verdicts, changes)
+            (verdicts, changes, mirrored)
         };
         // Write the accepted events, the tiles and the applied id, then
         // commit, under the write lock: readers never see a projection ahead
@@ -803,6 +928,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let before = applied.projection.event_count();
             let accepted = changes.event_count() as u64;
             applied.projection.commit(changes);
+            applied
+                .mirrors
+                .commit(crate::capabilities::rules(), mirrored);
             applied.tree = tree;
             assert_eq!(
                 applied.projection.event_count(),
@@ -860,10 +988,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             Some(&mut tiles),
             events.iter().enumerate().map(|(i, b)| (i as u64 + 1, *b)),
         )?;
-        let (projection, image) = match restore(image, ids)? {
-            Some(p) => (p, std::borrow::Cow::Borrowed(image)),
+        let (projection, mirrors, image) = match restore(image, ids)? {
+            Some((p, m)) => (p, m, std::borrow::Cow::Borrowed(image)),
             None => {
                 let mut p = crate::capabilities::projection();
+                let mut m = Mirrors::default();
                 let none = NoTiles;
                 let grown = TreeView {
                     tree: &tree,
@@ -873,10 +1002,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     },
                 };
                 for (i, bytes) in events.iter().enumerate() {
-                    replay(&mut p, bytes, i as u64 + 1, &grown)?;
+                    replay(&mut p, &mut m, bytes, i as u64 + 1, &grown)?;
                 }
-                let image = p.image();
-                (p, std::borrow::Cow::Owned(image))
+                let image = host_image(&p, &m)?;
+                (p, m, std::borrow::Cow::Owned(image))
             }
         };
         drop(tiles);
@@ -896,6 +1025,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             self.db.sm.apply_batch(writes).map_err(io_err)?;
             *applied = Applied {
                 projection,
+                mirrors,
                 tree,
                 last_applied: meta.last_log_id,
                 membership: meta.last_membership.clone(),
@@ -914,21 +1044,191 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 }
 
-/// Reads an applied event by index and id check, for the query edge.
-/// A stored event: its id, its envelope and its leaf's salt.
-pub fn stored_event(
-    db: &Db,
-    index: u64,
-) -> io::Result<Option<(EventId, Envelope, [u8; SALT_BYTES])>> {
+/// An applied event as the query edge serves it.
+pub struct StoredEvent {
+    pub id: EventId,
+    pub envelope: Envelope,
+    pub salt: [u8; SALT_BYTES],
+    /// For an imported event: its tag, and the tag's bytes as stored.
+    pub imported: Option<(ImportTag, Vec<u8>)>,
+}
+
+/// Reads an applied event by index, for the query edge.
+pub fn stored_event(db: &Db, index: u64) -> io::Result<Option<StoredEvent>> {
     let Some(value) = db.stored(index)? else {
         return Ok(None);
     };
-    let (salt, bytes) = split_stored(&value, index)?;
+    let (salt, stored) = split_stored(&value, index)?;
+    let (_, tag, bytes) = split_tagged(&value, index)?;
     let env = codec::envelope_from_bytes(bytes).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("stored event {index}: {e}"),
         )
     })?;
-    Ok(Some((EventId::of_body(&env.body), env, *salt)))
+    let tag_bytes = stored[..stored.len() - bytes.len()].to_vec();
+    Ok(Some(StoredEvent {
+        id: EventId::of_body(&env.body),
+        envelope: env,
+        salt: *salt,
+        imported: tag.map(|t| (t, tag_bytes)),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{self, ChainHead};
+    use ics_identity::payload::DeviceStatus;
+    use ics_kernel::authority::{PARTY, PartyPayload};
+    use ics_kernel::{Algorithm, Role, SigningKey, SubjectRef};
+
+    fn genesis(root: &SigningKey, party: &str, role: Role) -> Envelope {
+        client::signed(
+            root,
+            SubjectRef::new(PARTY, party),
+            ChainHead::default(),
+            PartyPayload::Genesis {
+                party_name: party.into(),
+                role,
+                root_key: root.public_key(),
+                rules: crate::capabilities::genesis_rules(EventLimits::default()),
+            },
+        )
+    }
+
+    /// A maintenance log holding its own events and acme's, imported: on
+    /// open each is decided again in its namespace, and a state image with
+    /// the mirror restores the same state.
+    #[test]
+    fn imported_events_replay_in_their_namespace_and_restore_from_an_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let maint_root = SigningKey::generate(Algorithm::Ed25519);
+        let acme_root = SigningKey::generate(Algorithm::Ed25519);
+        let factory = SigningKey::generate(Algorithm::Ed25519);
+        let device = SigningKey::generate(Algorithm::Ed25519).public_key();
+        let thermo = SubjectRef::new(ics_identity::DEVICE, device.id().to_hex());
+        let policy = format!(
+            "{}\n[[import]]\npeer = \"acme\"\ndomain = \"acme-devices\"\nkinds = [\"*\"]\n",
+            ics_policies::testing::descriptor_head("maint", 1, "acme", client::now_ms())
+        );
+        let own = [
+            genesis(&maint_root, "maint", Role::Maintenance),
+            client::signed(
+                &maint_root,
+                SubjectRef::new(PARTY, "acme"),
+                ChainHead::default(),
+                PartyPayload::Recognized {
+                    role: Role::Manufacturer,
+                    root_key: acme_root.public_key(),
+                },
+            ),
+            client::signed(
+                &maint_root,
+                ics_policies::policy_subject(1),
+                ChainHead::default(),
+                ics_policies::PolicyPayload::Published { document: policy },
+            ),
+        ];
+        let registration = client::register_device(
+            &factory,
+            "SN-1",
+            &device,
+            vec![("manu".into(), "acme".into())],
+        );
+        let in_use = client::change_status(
+            &factory,
+            &thermo.id,
+            ChainHead {
+                sequence: 1,
+                previous: Some(EventId::of_body(&registration.body)),
+            },
+            DeviceStatus::InUse,
+            "sold",
+        );
+        let imported = [
+            genesis(&acme_root, "acme", Role::Manufacturer),
+            client::register_author(
+                &acme_root,
+                &factory.public_key(),
+                "factory",
+                [
+                    "device-registered".to_string(),
+                    "device-status-changed".to_string(),
+                ]
+                .into(),
+                client::now_ms() + 86_400_000,
+            ),
+            registration,
+            in_use,
+        ];
+        let mut stored = Vec::new();
+        for env in &own {
+            stored.push(stored_value(
+                &[1; SALT_BYTES],
+                &codec::envelope_to_bytes(env),
+            ));
+        }
+        for (i, env) in imported.iter().enumerate() {
+            let tag = ImportTag {
+                namespace: "acme".into(),
+                via: "acme".into(),
+                source_index: i as u64 + 1,
+            };
+            stored.push(stored_value(
+                &[2; SALT_BYTES],
+                &tag.wrap(&codec::envelope_to_bytes(env)),
+            ));
+        }
+        {
+            let db = Db::open(dir.path(), 1 << 20).unwrap();
+            for (i, v) in stored.iter().enumerate() {
+                db.sm.insert(event_key(i as u64 + 1), v.as_slice()).unwrap();
+            }
+            db.sm.flush().unwrap();
+        }
+        let (_log, sm) = open(dir.path(), 1 << 20).expect("the store opens");
+        let shared = sm.shared();
+        let applied = shared.read();
+        assert_eq!(
+            applied.projection.event_count(),
+            7,
+            "every event has its position"
+        );
+        assert_eq!(applied.tree.size(), 7);
+        let mirror = applied
+            .mirrors
+            .get("acme")
+            .expect("acme's records mirrored");
+        assert_eq!(mirror.positions, vec![4, 5, 6, 7]);
+        let status = mirror
+            .projection
+            .capability::<ics_identity::Identity>()
+            .subject(&thermo)
+            .and_then(|s| s.status());
+        assert_eq!(status, Some("in-use"));
+        assert!(
+            applied
+                .projection
+                .capability::<ics_identity::Identity>()
+                .subject(&thermo)
+                .is_none(),
+            "not one of maint's own records"
+        );
+        let read = stored_event(&shared.db, 6).unwrap().unwrap();
+        assert_eq!(read.id, EventId::of_body(&imported[2].body));
+        assert_eq!(read.imported.as_ref().map(|(t, _)| t.source_index), Some(3));
+
+        let image = host_image(&applied.projection, &applied.mirrors).unwrap();
+        let ids = stored
+            .iter()
+            .enumerate()
+            .map(|(i, v)| stored_id(v, i as u64 + 1).unwrap())
+            .collect();
+        let (projection, mirrors) = restore(&image, ids).unwrap().expect("this build's image");
+        assert!(projection.same_state(&applied.projection));
+        let back = mirrors.get("acme").unwrap();
+        assert!(back.projection.same_state(&mirror.projection));
+        assert_eq!(back.positions, mirror.positions);
+    }
 }
