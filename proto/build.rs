@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "ics/identity/v1/identity.proto",
         "ics/pki/v1/pki.proto",
         "ics/policy/v1/policy.proto",
+        "ics/federation/v1/federation.proto",
         "ics/tlog/v1/tlog.proto",
     ];
     for f in files {

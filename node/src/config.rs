@@ -219,6 +219,10 @@ pub struct Config {
     /// The same HTTP side without TLS, for stock tools that cannot be given
     /// the party CA (plain `hkp://`) and local scrapers; loopback only.
     pub http_plain_listen: Option<SocketAddr>,
+    /// gRPC over mutual TLS with other parties' nodes (the `Federation`
+    /// service): the address peers' policies name as this party's endpoint.
+    /// No federation listener when absent.
+    pub federation_listen: Option<SocketAddr>,
     pub bootstrap: Bootstrap,
     pub peers: Vec<Peer>,
     pub raft: RaftTuning,
@@ -264,6 +268,7 @@ impl Default for Config {
             advertise_peer: None,
             http_listen: "127.0.0.1:7480".parse().expect("literal address"),
             http_plain_listen: None,
+            federation_listen: None,
             bootstrap: Bootstrap::Auto,
             peers: Vec::new(),
             raft: RaftTuning::default(),
@@ -307,6 +312,7 @@ impl Config {
             advertise_peer,
             http_listen: _,
             http_plain_listen,
+            federation_listen: _,
             bootstrap: _,
             peers,
             raft,

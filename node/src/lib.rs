@@ -12,6 +12,7 @@ pub use ics_client::{capabilities, codec, keyfile};
 pub mod config;
 pub mod edge;
 pub mod errors;
+pub mod federation;
 pub mod forward;
 pub mod hkp;
 pub mod host;

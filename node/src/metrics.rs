@@ -29,6 +29,7 @@ pub struct Metrics {
     tls_ca_cert_expiry: Gauge,
     checkpoints_signed: Counter,
     checkpoints_cosigned: Counter,
+    federation_segments_served: Family<[(&'static str, String); 1], Counter>,
     checkpoint_size: Gauge<u64, AtomicU64>,
 }
 
@@ -53,6 +54,7 @@ impl Default for Metrics {
             tls_ca_cert_expiry: Gauge::default(),
             checkpoints_signed: Counter::default(),
             checkpoints_cosigned: Counter::default(),
+            federation_segments_served: Family::default(),
             checkpoint_size: Gauge::default(),
         };
         let r = &mut m.registry;
@@ -141,6 +143,11 @@ impl Default for Metrics {
             m.checkpoints_cosigned.clone(),
         );
         r.register(
+            "federation_segments_served",
+            "Pull segments (events after a cursor up to a checkpoint) served, per peer party",
+            m.federation_segments_served.clone(),
+        );
+        r.register(
             "tlog_checkpoint_size",
             "Tree size of the latest checkpoint committed to the log",
             m.checkpoint_size.clone(),
@@ -181,6 +188,13 @@ impl Metrics {
 
     pub fn checkpoint_cosigned(&self) {
         self.checkpoints_cosigned.inc();
+    }
+
+    /// `segments` pull segments served to `peer`.
+    pub fn federation_served(&self, peer: &str, segments: usize) {
+        self.federation_segments_served
+            .get_or_create(&[("peer", peer.to_string())])
+            .inc_by(segments as u64);
     }
 
     pub fn checkpoint_signed(&self) {

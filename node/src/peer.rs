@@ -168,6 +168,16 @@ impl NodeTls {
             ClientCerts::Optional => builder.allow_unauthenticated().build(),
         }
         .context("client certificate verifier")?;
+        self.config_with_client_verifier(verifier, alpn)
+    }
+
+    /// A listener's TLS 1.3 config with this node's current certificate and
+    /// `verifier` for client certificates.
+    pub fn config_with_client_verifier(
+        self: &Arc<Self>,
+        verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+        alpn: &[u8],
+    ) -> anyhow::Result<Arc<ServerConfig>> {
         let mut config = ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .context("TLS 1.3")?
@@ -184,13 +194,23 @@ impl NodeTls {
             tls: self.clone(),
             expected,
         };
+        self.client_config_with_verifier(Arc::new(verifier), b"h2")
+    }
+
+    /// A client's TLS 1.3 config presenting this node's certificate, the
+    /// server checked by `verifier`.
+    pub fn client_config_with_verifier(
+        self: &Arc<Self>,
+        verifier: Arc<dyn ServerCertVerifier>,
+        alpn: &[u8],
+    ) -> anyhow::Result<Arc<ClientConfig>> {
         let mut config = ClientConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .context("TLS 1.3")?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_custom_certificate_verifier(verifier)
             .with_client_cert_resolver(Arc::new(Current(self.clone())));
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        config.alpn_protocols = vec![alpn.to_vec()];
         Ok(Arc::new(config))
     }
 
@@ -200,10 +220,17 @@ impl NodeTls {
         expected: u64,
         address: &str,
     ) -> anyhow::Result<PeerConnector> {
-        Ok(PeerConnector {
-            tls: TlsConnector::from(self.client_config(expected)?),
+        Ok(PeerConnector::new(self.client_config(expected)?, address))
+    }
+}
+
+impl PeerConnector {
+    /// Dials `address` with `config`.
+    pub fn new(config: Arc<ClientConfig>, address: &str) -> Self {
+        PeerConnector {
+            tls: TlsConnector::from(config),
             address: address.to_string(),
-        })
+        }
     }
 }
 
@@ -245,28 +272,18 @@ impl ServerCertVerifier for ExpectedNode {
         _ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let bad = |e: String| {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
-                Arc::new(io::Error::other(e)),
-            )))
-        };
-        let anchor = webpki::anchor_from_trusted_cert(&self.tls.ca)
-            .map_err(|e| bad(format!("the party CA: {e}")))?;
-        let cert = webpki::EndEntityCert::try_from(end_entity)
-            .map_err(|e| bad(format!("peer certificate: {e}")))?;
-        cert.verify_for_usage(
-            self.tls.provider.signature_verification_algorithms.all,
-            &[anchor],
+        let peer = verify_node_cert(
+            &self.tls.provider,
+            &self.tls.party,
+            &self.tls.ca,
+            end_entity,
             intermediates,
             now,
             webpki::KeyUsage::server_auth(),
-            None,
-            None,
         )
-        .map_err(|e| bad(format!("peer certificate: {e}")))?;
-        let peer = identity_of(end_entity, &self.tls.party).map_err(bad)?;
+        .map_err(bad_certificate)?;
         if peer.node_id != self.expected {
-            return Err(bad(format!(
+            return Err(bad_certificate(format!(
                 "dialed node {} but reached node {}",
                 self.expected, peer.node_id
             )));
@@ -280,7 +297,7 @@ impl ServerCertVerifier for ExpectedNode {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("TLS 1.2 is not offered".into()))
+        no_tls12()
     }
 
     fn verify_tls13_signature(
@@ -289,20 +306,71 @@ impl ServerCertVerifier for ExpectedNode {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.tls.provider.signature_verification_algorithms,
-        )
+        tls13_signature(&self.tls.provider, message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.tls
-            .provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        signature_schemes(&self.tls.provider)
     }
+}
+
+/// A certificate rustls refuses, with the reason.
+pub(crate) fn bad_certificate(e: impl Into<String>) -> rustls::Error {
+    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+        Arc::new(io::Error::other(e.into())),
+    )))
+}
+
+/// Verifies `cert` under the CA `ca` for `usage`, and reads it as a node
+/// certificate of `party`.
+pub(crate) fn verify_node_cert(
+    provider: &CryptoProvider,
+    party: &str,
+    ca: &[u8],
+    cert: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+    usage: webpki::KeyUsage,
+) -> Result<PeerIdentity, String> {
+    let ca = CertificateDer::from(ca);
+    let anchor = webpki::anchor_from_trusted_cert(&ca).map_err(|e| format!("{party}'s CA: {e}"))?;
+    let end = webpki::EndEntityCert::try_from(cert).map_err(|e| format!("certificate: {e}"))?;
+    end.verify_for_usage(
+        provider.signature_verification_algorithms.all,
+        &[anchor],
+        intermediates,
+        now,
+        usage,
+        None,
+        None,
+    )
+    .map_err(|e| format!("not a certificate under {party}'s CA: {e}"))?;
+    identity_of(cert, party)
+}
+
+/// TLS 1.2 is never offered; a verifier refuses its signatures.
+pub(crate) fn no_tls12() -> Result<HandshakeSignatureValid, rustls::Error> {
+    Err(rustls::Error::General("TLS 1.2 is not offered".into()))
+}
+
+pub(crate) fn tls13_signature(
+    provider: &CryptoProvider,
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    rustls::crypto::verify_tls13_signature(
+        message,
+        cert,
+        dss,
+        &provider.signature_verification_algorithms,
+    )
+}
+
+pub(crate) fn signature_schemes(provider: &CryptoProvider) -> Vec<SignatureScheme> {
+    provider
+        .signature_verification_algorithms
+        .supported_schemes()
 }
 
 /// Dials one peer over TLS; tonic calls it for every (re)connection.

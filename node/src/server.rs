@@ -96,6 +96,14 @@ pub async fn run(
     let http_listener = TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("bind HTTP on {}", config.http_listen))?;
+    let federation_listener = match config.federation_listen {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("bind the federation listener on {a}"))?,
+        ),
+        None => None,
+    };
     let http_plain_listener = match config.http_plain_listen {
         Some(a) => Some(
             TcpListener::bind(a)
@@ -111,6 +119,7 @@ pub async fn run(
         peer = %config.peer_listen,
         http = %config.http_listen,
         http_plain = ?config.http_plain_listen,
+        federation = ?config.federation_listen,
         clients = ?config.tls.clients,
         data_dir = %config.data_dir.display(),
         "icsd serving"
@@ -245,6 +254,7 @@ pub async fn run(
         header_timeout,
         stopped(stop_rx.clone()),
     );
+    let federation_stop = stop_rx.clone();
     let http_plain = async {
         if let Some(listener) = http_plain_listener {
             let incoming = crate::listener::accept_plain(
@@ -257,9 +267,40 @@ pub async fn run(
         }
     };
 
-    let (g, p, (), ()) = tokio::join!(grpc, peer_grpc, http, http_plain);
+    // Other parties' nodes: mutual TLS under the peer CAs of the policy in
+    // force, the Federation service only.
+    let federation = async {
+        let Some(listener) = federation_listener else {
+            return Ok(());
+        };
+        let incoming = crate::federation::accept(
+            listener,
+            &node_tls,
+            node.shared.clone(),
+            config.limits.max_peer_connections,
+            node.metrics.clone(),
+        )?;
+        tonic::transport::Server::builder()
+            .timeout(Duration::from_millis(config.limits.request_timeout_ms))
+            .max_concurrent_streams(config.limits.max_concurrent_streams)
+            .http2_keepalive_interval(Some(crate::listener::PEER_KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(crate::listener::PEER_KEEPALIVE_TIMEOUT))
+            .add_service(
+                ics_proto::federation_v1::federation_server::FederationServer::new(Api {
+                    node: node.clone(),
+                })
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+            )
+            .serve_with_incoming_shutdown(incoming, stopped(federation_stop))
+            .await
+            .context("federation gRPC server")
+    };
+
+    let (g, p, f, (), ()) = tokio::join!(grpc, peer_grpc, federation, http, http_plain);
     g.context("gRPC server")?;
     p.context("peer gRPC server")?;
+    f?;
     fatal.abort();
     wrong_party.abort();
     tls_upkeep.abort();

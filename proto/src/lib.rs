@@ -23,6 +23,12 @@ pub mod ics {
             tonic::include_proto!("ics.pki.v1");
         }
     }
+    pub mod federation {
+        pub mod v1 {
+            #![allow(clippy::all, clippy::pedantic)]
+            tonic::include_proto!("ics.federation.v1");
+        }
+    }
     pub mod policy {
         pub mod v1 {
             #![allow(clippy::all, clippy::pedantic)]
@@ -38,6 +44,7 @@ pub mod ics {
 }
 
 pub use ics::core::v1 as core_v1;
+pub use ics::federation::v1 as federation_v1;
 pub use ics::identity::v1 as identity_v1;
 pub use ics::pki::v1 as pki_v1;
 pub use ics::policy::v1 as policy_v1;

@@ -211,6 +211,10 @@ struct ServeArgs {
     /// tools that cannot be given the party CA, e.g. gpg's hkp://).
     #[arg(long)]
     http_plain_listen: Option<SocketAddr>,
+    /// gRPC listen address for other parties' nodes (federation, mutual TLS
+    /// under the peer CAs the policy in force names).
+    #[arg(long)]
+    federation_listen: Option<SocketAddr>,
     /// Who may read: open (anyone) or required (a certificate of the party CA).
     #[arg(long, value_enum)]
     clients: Option<ics_node::config::ClientAccess>,
@@ -264,6 +268,9 @@ fn config_from(args: ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(v) = args.http_plain_listen {
         c.http_plain_listen = Some(v);
+    }
+    if let Some(v) = args.federation_listen {
+        c.federation_listen = Some(v);
     }
     if let Some(v) = args.clients {
         c.tls.clients = v;

@@ -4,6 +4,7 @@
 
 pub mod caller;
 mod cluster_service;
+mod federation_service;
 pub mod http;
 mod log_service;
 mod policy_service;

@@ -1,0 +1,290 @@
+//! Federation over mutual TLS between two real parties on loopback: a
+//! manufacturer's node serves a maintenance node's pulls on its federation
+//! listener, filtered by its policy and proven complete against its signed
+//! checkpoints; a node of a party its policy does not name, or a
+//! certificate naming the peer under another CA, is turned away.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ics_federation::{Message, Run, SourceEvent, Verifier};
+use ics_kernel::authority::PartyPayload;
+use ics_kernel::{Algorithm, SigningKey, SubjectRef};
+use ics_node::client;
+use ics_proto::federation_v1 as fpb;
+use ics_tlog::merkle::Frontier;
+use ics_tlog::note::{Checkpoint, Note, NoteVerifier};
+
+/// Connections the federation listener refused.
+async fn refused_federation(http: &str) -> u64 {
+    let text = http_get(http, "/metrics").await;
+    text.lines()
+        .find_map(|l| l.strip_prefix("ics_connections_refused_total{listener=\"federation\"} "))
+        .map_or(0, |v| v.trim().parse().expect("a count"))
+}
+
+/// A call that failed below gRPC (the server answered nothing).
+fn refused_by_transport(err: &tonic::Status) -> bool {
+    std::error::Error::source(err).is_some()
+}
+
+fn read_ca(dir: &std::path::Path) -> Vec<u8> {
+    ics_node::tls::read_cert(&dir.join("ca.crt")).expect("the party CA")
+}
+
+/// A Federation client as node 1 of the party whose TLS directory is `tls_dir`.
+fn puller(
+    tls_dir: &std::path::Path,
+    party: &str,
+    source: &str,
+    source_ca: &[u8],
+    address: &str,
+) -> fpb::federation_client::FederationClient<tonic::transport::Channel> {
+    let tls = ics_node::peer::NodeTls::load(tls_dir, party, 1).expect("node TLS material");
+    let channel =
+        ics_node::federation::channel(&tls, source, source_ca, address, Duration::from_secs(5))
+            .expect("a channel");
+    fpb::federation_client::FederationClient::new(channel)
+}
+
+fn message(item: fpb::PulledItem) -> Message {
+    match item.item.expect("an item") {
+        fpb::pulled_item::Item::Event(e) => Message::Event(SourceEvent {
+            index: e.index,
+            salt: e.salt.try_into().expect("16-byte salt"),
+            stored: e.stored,
+        }),
+        fpb::pulled_item::Item::Hidden(r) => Message::Hidden(Run {
+            start: r.start,
+            end: r.end,
+            subtrees: r
+                .subtrees
+                .into_iter()
+                .map(|s| (s.level as u8, s.hash.try_into().expect("32-byte hash")))
+                .collect(),
+        }),
+    }
+}
+
+/// Pulls from `frontier` and proves every segment against its checkpoint
+/// (signed by `log`); returns the events read and the new frontier.
+async fn pull_verified(
+    client: &mut fpb::federation_client::FederationClient<tonic::transport::Channel>,
+    log: &NoteVerifier,
+    mut frontier: Frontier,
+) -> Result<(Vec<SourceEvent>, Frontier), tonic::Status> {
+    let mut stream = client
+        .pull(fpb::PullRequest {
+            from_size: frontier.size(),
+            max_leaves: 0,
+        })
+        .await?
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(segment) = stream.message().await? {
+        let note = Note::parse(&segment.checkpoint).expect("a signed note");
+        log.verify(&note).expect("signed by the source's log key");
+        let checkpoint = Checkpoint::parse(&note.text).expect("a checkpoint");
+        let mut v = Verifier::new(frontier);
+        for item in segment.items {
+            v.feed(message(item)).expect("in order");
+        }
+        let verified = v
+            .finish(checkpoint.size, &checkpoint.root)
+            .expect("the segment is complete");
+        events.extend(verified.events);
+        frontier = verified.frontier;
+    }
+    Ok((events, frontier))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_pulls_what_the_policy_shares_proven_complete() {
+    let federation = format!("127.0.0.1:{}", free_port());
+    let acme = start_party(
+        "acme",
+        &format!(
+            "role = \"manufacturer\"\nfederation_listen = \"{federation}\"\n[tlog]\ncheckpoint_interval_ms = 100\n"
+        ),
+    );
+    let maint = start_cluster(1, "");
+    let globex = start_party("globex", "");
+    for c in [&acme, &maint, &globex] {
+        c.wait_ready(Duration::from_secs(60)).await;
+    }
+    let acme_tls = acme.node(1).dir.join("data/tls");
+    let maint_tls = maint.node(1).dir.join("data/tls");
+    let globex_tls = globex.node(1).dir.join("data/tls");
+    let acme_ca = read_ca(&acme_tls);
+
+    // acme recognizes maint, registers two devices, and shares its own
+    // make's with maint.
+    let root = acme.root_key();
+    let mut c = acme.node(1).client();
+    c.append(vec![client::signed(
+        &root,
+        SubjectRef::new(ics_kernel::authority::PARTY, PARTY),
+        client::ChainHead::default(),
+        PartyPayload::Recognized {
+            role: ics_kernel::Role::Maintenance,
+            root_key: maint.root_key().public_key(),
+        },
+    )])
+    .await
+    .expect("recognize maint");
+    let factory = register_author(&mut c, &root, device_kinds()).await;
+    let device = |serial: &str, manu: &str| {
+        let key = SigningKey::generate(Algorithm::Ed25519).public_key();
+        client::register_device(
+            &factory,
+            serial,
+            &key,
+            vec![("manu".to_string(), manu.to_string())],
+        )
+    };
+    let shared = device("SN-1", "acme");
+    let private = device("SN-2", "globex");
+    c.append(vec![shared.clone(), private.clone()])
+        .await
+        .expect("register");
+    let maint_ca_pem = ics_node::tls::pem(&read_ca(&maint_tls));
+    let policy = format!(
+        r#"party = "acme"
+version = 1
+
+[[peer]]
+name = "{PARTY}"
+endpoints = ["127.0.0.1:7600"]
+tls_ca = """
+{maint_ca_pem}"""
+
+[[domain]]
+name = "acme-devices"
+subjects = ["device"]
+manufacturer = "acme"
+
+[[read]]
+peer = "{PARTY}"
+domain = "acme-devices"
+kinds = ["*"]
+"#
+    );
+    c.append(vec![client::signed(
+        &root,
+        ics_policies::policy_subject(1),
+        client::ChainHead::default(),
+        ics_policies::PolicyPayload::Published { document: policy },
+    )])
+    .await
+    .expect("publish the policy");
+
+    // The source's log key, as a client reads it from its checkpoint.
+    let mut vkey = String::new();
+    wait_until(
+        "a checkpoint covering the policy",
+        Duration::from_secs(30),
+        || {
+            let r = icsctl_at(acme.node(1), &["log", "checkpoint"]);
+            let ok = r.as_ref().is_ok_and(|out| {
+                let v = json_of(out);
+                vkey = v["vkey"].as_str().unwrap_or_default().to_string();
+                v["size"].as_u64().unwrap_or(0) >= 9
+            });
+            async move { ok }
+        },
+    )
+    .await;
+    let log = NoteVerifier::from_vkey(&vkey).expect("a vkey");
+
+    let mut pulling = puller(&maint_tls, PARTY, "acme", &acme_ca, &federation);
+    let (events, frontier) = pull_verified(&mut pulling, &log, Frontier::new())
+        .await
+        .expect("maint pulls");
+    let ids: Vec<ics_kernel::EventId> = events
+        .iter()
+        .map(|e| {
+            let (_, env) = ics_federation::ImportTag::split(&e.stored).unwrap();
+            ics_kernel::EventId::of_body(&client::codec::envelope_from_bytes(env).unwrap().body)
+        })
+        .collect();
+    let id = |env: &ics_kernel::Envelope| ics_kernel::EventId::of_body(&env.body);
+    assert!(ids.contains(&id(&shared)), "the shared device crossed");
+    assert!(
+        !ids.contains(&id(&private)),
+        "the other make's device did not"
+    );
+    assert!(
+        events.len() >= 3,
+        "acme's authority came along: {}",
+        events.len()
+    );
+    assert!(frontier.size() >= 9);
+
+    // Caught up: nothing more until acme appends; then only what is new.
+    let (again, same) = pull_verified(&mut pulling, &log, frontier.clone())
+        .await
+        .expect("pull again");
+    assert!(again.is_empty() || same.size() > frontier.size());
+    let newer = device("SN-3", "acme");
+    c.append(vec![newer.clone()]).await.expect("register");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut cursor = same;
+    let mut fresh = Vec::new();
+    while !fresh.iter().any(|e: &SourceEvent| {
+        e.stored
+            .ends_with(&client::codec::envelope_to_bytes(&newer))
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new device never came"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (got, next) = pull_verified(&mut pulling, &log, cursor.clone())
+            .await
+            .expect("pull from the cursor");
+        fresh.extend(got);
+        cursor = next;
+    }
+    assert!(
+        fresh.iter().all(|e| e.index > frontier.size()),
+        "only what came after the cursor"
+    );
+
+    // A party the policy does not name is turned away at the handshake.
+    let before = refused_federation(&acme.node(1).http).await;
+    let mut stranger = puller(&globex_tls, "globex", "acme", &acme_ca, &federation);
+    let err = pull_verified(&mut stranger, &log, Frontier::new())
+        .await
+        .expect_err("globex is no peer");
+    // Refused in the handshake: no gRPC answer, the transport fails (the
+    // client sees the alert, a reset or a closed connection, as timing has it).
+    assert!(refused_by_transport(&err), "{err:?}");
+    assert_eq!(refused_federation(&acme.node(1).http).await, before + 1);
+    // A certificate naming maint under another CA (maint's name, globex's
+    // authority) is turned away too.
+    let forged_dir = tempfile::tempdir().unwrap();
+    ics_node::tls::init_party(
+        PARTY,
+        forged_dir.path(),
+        &[(1, loopback_names())],
+        &[],
+        client::now_ms(),
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    let mut forged = puller(
+        &forged_dir.path().join("node-1"),
+        PARTY,
+        "acme",
+        &acme_ca,
+        &federation,
+    );
+    let err = pull_verified(&mut forged, &log, Frontier::new())
+        .await
+        .expect_err("maint's name under another CA");
+    assert!(refused_by_transport(&err), "{err:?}");
+    let after = refused_federation(&acme.node(1).http).await;
+    assert!(after >= before + 2, "refusals counted: {before} -> {after}");
+}
