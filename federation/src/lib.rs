@@ -18,15 +18,22 @@
 //!   kernel projection per party, checked by the same rules, admitted by the
 //!   policy in force; imports about this party's own subjects decided in its
 //!   own projection.
+//! - `capability.rs` — the cursor in each peer's log as replicated state
+//!   (`federation-synced`: a checkpoint signed by the peer's bound log key
+//!   and the frontier reaching its root, never backwards).
 //! - `tag.rs` — how an imported event is stored: the party whose namespace
 //!   it belongs to, the peer it came from and its position there, before the
 //!   original envelope, bytes unchanged.
 
+pub mod capability;
 pub mod mirror;
 pub mod source;
 pub mod tag;
 pub mod verify;
 
+pub use capability::{
+    FEDERATION_PEER, Federation, PeerCursor, SYNC_KINDS, SyncRefusal, SyncedPayload, cursor_subject,
+};
 pub use mirror::{ImportRefusal, Mirror, MirrorChanges, MirrorStage, Mirrors};
 pub use source::{Message, Run, SourceEvent, filtered};
 pub use tag::{ImportTag, TagError};

@@ -634,7 +634,11 @@ pub fn log_key_binding(
             PartyPayload::AuthorKeyRegistered {
                 key: key.public_key(),
                 label: "party transparency log".into(),
-                allowed_kinds: LOG_KEY_KINDS.iter().map(|k| k.to_string()).collect(),
+                allowed_kinds: LOG_KEY_KINDS
+                    .iter()
+                    .chain(&ics_federation::SYNC_KINDS)
+                    .map(|k| k.to_string())
+                    .collect(),
                 not_after_ms,
             },
         ));

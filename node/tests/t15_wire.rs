@@ -134,6 +134,11 @@ fn prost_agrees_on_every_kernel_payload() {
             }),
             capabilities: vec![
                 pb::CapabilityVersion {
+                    name: "federation".into(),
+                    version:
+                        <ics_federation::Federation as ics_kernel::capability::Capability>::VERSION,
+                },
+                pb::CapabilityVersion {
                     name: "identity".into(),
                     version:
                         <ics_identity::Identity as ics_kernel::capability::Capability>::VERSION,

@@ -6,7 +6,6 @@ use std::sync::{Arc, OnceLock};
 
 use ics_identity::Identity;
 use ics_kernel::authority::{AUTHOR_KEY, PARTY, PartyPayload};
-use ics_kernel::capability::payload_bytes;
 use ics_kernel::testing::{Scenario, check_scenarios};
 use ics_kernel::*;
 use ics_policies::*;
@@ -40,15 +39,7 @@ kinds = ["*"]
 }
 
 fn body(subject: SubjectRef, author: KeyId, payload: impl Payload) -> EventBody {
-    EventBody {
-        schema_version: SCHEMA_VERSION,
-        subject,
-        sequence: 0,
-        previous: None,
-        author,
-        time_ms: T0 + 1_000,
-        payload: payload_bytes(&payload),
-    }
+    ics_kernel::testing::opening_body(subject, author, T0 + 1_000, payload)
 }
 
 fn publish(author: &SigningKey, version: u64, document: String) -> EventBody {

@@ -15,6 +15,7 @@ pub fn rules() -> &'static Arc<Rules> {
                 .add::<ics_pki::Pki>()
                 .add::<ics_tlog::Tlog>()
                 .add::<ics_policies::Policies>()
+                .add::<ics_federation::Federation>()
                 .build(),
         )
     })

@@ -373,3 +373,21 @@ impl Scenario {
         ));
     }
 }
+
+/// The body of an event opening `subject` (sequence 0) by `author` at `time_ms`.
+pub fn opening_body(
+    subject: crate::envelope::SubjectRef,
+    author: crate::keys::KeyId,
+    time_ms: i64,
+    payload: impl crate::capability::Payload,
+) -> crate::envelope::EventBody {
+    crate::envelope::EventBody {
+        schema_version: crate::envelope::SCHEMA_VERSION,
+        subject,
+        sequence: 0,
+        previous: None,
+        author,
+        time_ms,
+        payload: crate::capability::payload_bytes(&payload),
+    }
+}

@@ -1130,6 +1130,21 @@ mod tests {
                 ics_policies::PolicyPayload::Published { document: policy },
             ),
         ];
+        // Each signed before the events it authorizes (the kernel checks
+        // the times).
+        let acme_genesis = genesis(&acme_root, "acme", Role::Manufacturer);
+        let factory_key = client::register_author(
+            &acme_root,
+            &factory.public_key(),
+            "factory",
+            [
+                "device-registered".to_string(),
+                "device-status-changed".to_string(),
+            ]
+            .into(),
+            client::now_ms() + 86_400_000,
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
         let registration = client::register_device(
             &factory,
             "SN-1",
@@ -1146,22 +1161,7 @@ mod tests {
             DeviceStatus::InUse,
             "sold",
         );
-        let imported = [
-            genesis(&acme_root, "acme", Role::Manufacturer),
-            client::register_author(
-                &acme_root,
-                &factory.public_key(),
-                "factory",
-                [
-                    "device-registered".to_string(),
-                    "device-status-changed".to_string(),
-                ]
-                .into(),
-                client::now_ms() + 86_400_000,
-            ),
-            registration,
-            in_use,
-        ];
+        let imported = [acme_genesis, factory_key, registration, in_use];
         let mut stored = Vec::new();
         for env in &own {
             stored.push(stored_value(

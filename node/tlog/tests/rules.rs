@@ -5,7 +5,6 @@
 use std::sync::{Arc, OnceLock};
 
 use ics_kernel::authority::{AUTHOR_KEY, PARTY, PartyPayload};
-use ics_kernel::capability::payload_bytes;
 use ics_kernel::testing::{Step, check_scenarios_over};
 use ics_kernel::*;
 use ics_tlog::merkle::{self, MemoryTree, leaf_hash};
@@ -43,15 +42,7 @@ fn tree_of(events: &[Event]) -> TestTree {
 }
 
 fn body(subject: SubjectRef, author: KeyId, payload: impl Payload) -> EventBody {
-    EventBody {
-        schema_version: SCHEMA_VERSION,
-        subject,
-        sequence: 0,
-        previous: None,
-        author,
-        time_ms: T0 + 1_000,
-        payload: payload_bytes(&payload),
-    }
+    ics_kernel::testing::opening_body(subject, author, T0 + 1_000, payload)
 }
 
 fn ed25519(key: &SigningKey) -> &ed25519_dalek::SigningKey {
