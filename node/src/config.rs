@@ -229,6 +229,26 @@ pub struct Config {
     pub limits: Limits,
     pub tls: TlsSettings,
     pub tlog: TlogSettings,
+    pub federation: FederationSettings,
+}
+
+/// How often the leader pulls from each peer the policy names (with an
+/// endpoint and a bound log key). Per node: when to ask is not a rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederationSettings {
+    pub pull_interval_ms: u64,
+    /// How long one pull may take before it is abandoned and retried.
+    pub pull_timeout_ms: u64,
+}
+
+impl Default for FederationSettings {
+    fn default() -> Self {
+        FederationSettings {
+            pull_interval_ms: 1000,
+            pull_timeout_ms: 30_000,
+        }
+    }
 }
 
 /// When the leader signs a checkpoint of the transparency log: once this
@@ -245,6 +265,9 @@ pub struct TlogSettings {
 /// The shortest checkpoint interval a node takes: each checkpoint is a
 /// Raft write.
 pub const MIN_CHECKPOINT_INTERVAL_MS: u64 = 50;
+
+/// The shortest interval between a leader's pulls from one peer.
+pub const MIN_PULL_INTERVAL_MS: u64 = 50;
 
 impl Default for TlogSettings {
     fn default() -> Self {
@@ -275,6 +298,7 @@ impl Default for Config {
             limits: Limits::default(),
             tls: TlsSettings::default(),
             tlog: TlogSettings::default(),
+            federation: FederationSettings::default(),
         }
     }
 }
@@ -319,6 +343,7 @@ impl Config {
             limits,
             tls,
             tlog,
+            federation,
         } = self;
         if party.is_empty()
             || party.len() > 64
@@ -437,6 +462,11 @@ impl Config {
         {
             bail!(
                 "tlog.checkpoint_max_events must be positive and tlog.checkpoint_interval_ms at least {MIN_CHECKPOINT_INTERVAL_MS}"
+            );
+        }
+        if federation.pull_interval_ms < MIN_PULL_INTERVAL_MS || federation.pull_timeout_ms == 0 {
+            bail!(
+                "federation.pull_interval_ms must be at least {MIN_PULL_INTERVAL_MS} and federation.pull_timeout_ms positive"
             );
         }
         Ok(())

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod peer;
 pub mod rate_limit;
 pub mod server;
+pub mod sync;
 pub mod tiles;
 pub mod tls;
 pub mod witness;

@@ -30,6 +30,10 @@ pub struct Metrics {
     checkpoints_signed: Counter,
     checkpoints_cosigned: Counter,
     federation_segments_served: Family<[(&'static str, String); 1], Counter>,
+    federation_imported: Family<[(&'static str, String); 1], Counter>,
+    federation_import_refused: Family<[(&'static str, String); 1], Counter>,
+    federation_pull_failures: Family<[(&'static str, String); 1], Counter>,
+    federation_cursor: Family<[(&'static str, String); 1], Gauge>,
     checkpoint_size: Gauge<u64, AtomicU64>,
 }
 
@@ -55,6 +59,10 @@ impl Default for Metrics {
             checkpoints_signed: Counter::default(),
             checkpoints_cosigned: Counter::default(),
             federation_segments_served: Family::default(),
+            federation_imported: Family::default(),
+            federation_import_refused: Family::default(),
+            federation_pull_failures: Family::default(),
+            federation_cursor: Family::default(),
             checkpoint_size: Gauge::default(),
         };
         let r = &mut m.registry;
@@ -148,6 +156,26 @@ impl Default for Metrics {
             m.federation_segments_served.clone(),
         );
         r.register(
+            "federation_imported",
+            "Events pulled from a peer party and accepted into this log, per peer",
+            m.federation_imported.clone(),
+        );
+        r.register(
+            "federation_import_refused",
+            "Events pulled from a peer party that the rules or the policy refused (nothing appended), per peer",
+            m.federation_import_refused.clone(),
+        );
+        r.register(
+            "federation_pull_failures",
+            "Pulls from a peer party that failed (unreachable, not proven complete, timed out), per peer",
+            m.federation_pull_failures.clone(),
+        );
+        r.register(
+            "federation_cursor_size",
+            "Leaves of each peer's log this party has proven and imported up to",
+            m.federation_cursor.clone(),
+        );
+        r.register(
             "tlog_checkpoint_size",
             "Tree size of the latest checkpoint committed to the log",
             m.checkpoint_size.clone(),
@@ -195,6 +223,27 @@ impl Metrics {
         self.federation_segments_served
             .get_or_create(&[("peer", peer.to_string())])
             .inc_by(segments as u64);
+    }
+
+    /// A pull from `peer` that imported and refused so many events and
+    /// left the cursor at `size`.
+    pub fn federation_pulled(&self, peer: &str, imported: u64, refused: u64, size: u64) {
+        let label = [("peer", peer.to_string())];
+        self.federation_imported
+            .get_or_create(&label)
+            .inc_by(imported);
+        self.federation_import_refused
+            .get_or_create(&label)
+            .inc_by(refused);
+        self.federation_cursor
+            .get_or_create(&label)
+            .set(i64::try_from(size).unwrap_or(i64::MAX));
+    }
+
+    pub fn federation_failed(&self, peer: &str) {
+        self.federation_pull_failures
+            .get_or_create(&[("peer", peer.to_string())])
+            .inc();
     }
 
     pub fn checkpoint_signed(&self) {

@@ -86,6 +86,7 @@ pub async fn run(
     crate::bootstrap::bootstrap(&node).await?;
     let tls_upkeep = tokio::spawn(crate::tls::maintain(node.clone()));
     let tlog_upkeep = tokio::spawn(crate::checkpoints::run(node.clone()));
+    let federation_pulls = tokio::spawn(crate::sync::run(node.clone()));
 
     let grpc_listener = TcpListener::bind(config.listen)
         .await
@@ -305,6 +306,7 @@ pub async fn run(
     wrong_party.abort();
     tls_upkeep.abort();
     tlog_upkeep.abort();
+    federation_pulls.abort();
     if let Ok(Some(e)) = fatal.await {
         anyhow::bail!("raft stopped on a fatal error: {e}");
     }

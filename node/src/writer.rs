@@ -149,7 +149,7 @@ pub async fn run_writer(node: Writer, mut rx: mpsc::Receiver<WriteJob>) {
 }
 
 /// A fresh random salt for an event's transparency-log leaf.
-fn leaf_salt() -> [u8; ics_tlog::SALT_BYTES] {
+pub(crate) fn leaf_salt() -> [u8; ics_tlog::SALT_BYTES] {
     let mut salt = [0u8; ics_tlog::SALT_BYTES];
     getrandom::fill(&mut salt).expect("the operating system's random source");
     salt

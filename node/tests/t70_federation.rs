@@ -182,6 +182,7 @@ kinds = ["*"]
 
     // The source's log key, as a client reads it from its checkpoint.
     let mut vkey = String::new();
+    let published = acme.event_count(1).await;
     wait_until(
         "a checkpoint covering the policy",
         Duration::from_secs(30),
@@ -190,7 +191,7 @@ kinds = ["*"]
             let ok = r.as_ref().is_ok_and(|out| {
                 let v = json_of(out);
                 vkey = v["vkey"].as_str().unwrap_or_default().to_string();
-                v["size"].as_u64().unwrap_or(0) >= 9
+                v["size"].as_u64().unwrap_or(0) >= published
             });
             async move { ok }
         },
@@ -220,7 +221,7 @@ kinds = ["*"]
         "acme's authority came along: {}",
         events.len()
     );
-    assert!(frontier.size() >= 9);
+    assert!(frontier.size() >= published);
 
     // Caught up: nothing more until acme appends; then only what is new.
     let (again, same) = pull_verified(&mut pulling, &log, frontier.clone())
@@ -287,4 +288,208 @@ kinds = ["*"]
     assert!(refused_by_transport(&err), "{err:?}");
     let after = refused_federation(&acme.node(1).http).await;
     assert!(after >= before + 2, "refusals counted: {before} -> {after}");
+}
+
+/// The events of `node`'s log that were imported, as (namespace, event id).
+async fn imported(node: &TestNode) -> Vec<(String, Vec<u8>)> {
+    let mut c = node.client();
+    let count = node.status().await.expect("status").event_count;
+    let mut stream = c
+        .log
+        .watch(ics_proto::core_v1::WatchRequest { from_index: 1 })
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let e = stream.message().await.expect("an event").expect("the log");
+        if let Some(i) = e.imported {
+            out.push((i.namespace, e.event_id));
+        }
+    }
+    out
+}
+
+/// A maintenance party pulls from a manufacturer on its own (the leader's
+/// loop): what acme's policy shares and maint's imports lands in maint's log
+/// in acme's namespace, nothing else does, and after a restart the pull
+/// resumes from the replicated cursor without importing anything twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_imports_what_both_policies_allow_and_resumes_after_a_restart() {
+    let federation = format!("127.0.0.1:{}", free_port());
+    let acme = start_party(
+        "acme",
+        &format!(
+            "role = \"manufacturer\"\nfederation_listen = \"{federation}\"\n[tlog]\ncheckpoint_interval_ms = 100\n"
+        ),
+    );
+    let mut maint = start_cluster(
+        1,
+        "[tlog]\ncheckpoint_interval_ms = 100\n[federation]\npull_interval_ms = 100\n",
+    );
+    for c in [&acme, &maint] {
+        c.wait_ready(Duration::from_secs(60)).await;
+    }
+    let acme_tls = acme.node(1).dir.join("data/tls");
+    let maint_tls = maint.node(1).dir.join("data/tls");
+    let recognize = |c: &Cluster, other: &Cluster, name: &str, role| {
+        client::signed(
+            &c.root_key(),
+            SubjectRef::new(ics_kernel::authority::PARTY, name),
+            client::ChainHead::default(),
+            PartyPayload::Recognized {
+                role,
+                root_key: other.root_key().public_key(),
+            },
+        )
+    };
+    let publish = |c: &Cluster, document: String| {
+        client::signed(
+            &c.root_key(),
+            ics_policies::policy_subject(1),
+            client::ChainHead::default(),
+            ics_policies::PolicyPayload::Published { document },
+        )
+    };
+    let policy = |party: &str, peer: &str, ca: &std::path::Path, endpoint: &str, rule: &str| {
+        format!(
+            "party = \"{party}\"\nversion = 1\n\n[[peer]]\nname = \"{peer}\"\nendpoints = [{endpoint}]\ntls_ca = \"\"\"\n{}\"\"\"\n\n[[domain]]\nname = \"acme-devices\"\nsubjects = [\"device\"]\nmanufacturer = \"acme\"\n\n[[{rule}]]\npeer = \"{peer}\"\ndomain = \"acme-devices\"\nkinds = [\"*\"]\n",
+            ics_node::tls::pem(&read_ca(ca))
+        )
+    };
+    let mut a = acme.node(1).client();
+    a.append(vec![recognize(
+        &acme,
+        &maint,
+        PARTY,
+        ics_kernel::Role::Maintenance,
+    )])
+    .await
+    .expect("acme recognizes maint");
+    a.append(vec![publish(
+        &acme,
+        policy("acme", PARTY, &maint_tls, "", "read"),
+    )])
+    .await
+    .expect("acme's policy");
+    let mut m = maint.node(1).client();
+    m.append(vec![recognize(
+        &maint,
+        &acme,
+        "acme",
+        ics_kernel::Role::Manufacturer,
+    )])
+    .await
+    .expect("maint recognizes acme");
+    let vkey =
+        json_of(&icsctl_at(acme.node(1), &["log", "checkpoint"]).expect("a checkpoint"))["vkey"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let root_file = maint.node(1).dir.join("data/root.key");
+    icsctl_at(
+        maint.node(1),
+        &[
+            "log",
+            "peer",
+            "--signer",
+            root_file.to_str().unwrap(),
+            "--party",
+            "acme",
+            "--vkey",
+            &vkey,
+        ],
+    )
+    .expect("maint binds acme's log key");
+    m.append(vec![publish(
+        &maint,
+        policy(
+            PARTY,
+            "acme",
+            &acme_tls,
+            &format!("\"{federation}\""),
+            "import",
+        ),
+    )])
+    .await
+    .expect("maint's policy");
+
+    let factory = register_author(&mut a, &acme.root_key(), device_kinds()).await;
+    let device = |serial: &str, manu: &str| {
+        let key = SigningKey::generate(Algorithm::Ed25519).public_key();
+        client::register_device(&factory, serial, &key, vec![("manu".into(), manu.into())])
+    };
+    let shared = device("SN-1", "acme");
+    let private = device("SN-2", "globex");
+    a.append(vec![shared.clone(), private.clone()])
+        .await
+        .expect("register");
+    let id = |env: &ics_kernel::Envelope| ics_kernel::EventId::of_body(&env.body).0.to_vec();
+
+    let mut got = Vec::new();
+    for _ in 0..300 {
+        got = imported(maint.node(1)).await;
+        if got.iter().any(|(_, e)| *e == id(&shared)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        got.iter().any(|(_, e)| *e == id(&shared)),
+        "SN-1 imported: {got:?}"
+    );
+    assert!(
+        !got.iter().any(|(_, e)| *e == id(&private)),
+        "SN-2 is not shared"
+    );
+    assert!(
+        got.iter().all(|(ns, _)| ns == "acme"),
+        "in acme's namespace"
+    );
+    let cursor = m
+        .log
+        .get_subject(ics_proto::core_v1::GetSubjectRequest {
+            subject: Some(ics_proto::core_v1::Subject {
+                kind: ics_federation::FEDERATION_PEER.into(),
+                id: "acme".into(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("maint's cursor in acme's log")
+        .into_inner();
+    assert!(
+        cursor.summary.starts_with("synced with acme up to size"),
+        "{}",
+        cursor.summary
+    );
+
+    // Restart maint, register another device: the pull resumes and nothing
+    // is imported twice.
+    maint.node_mut(1).kill();
+    maint.node_mut(1).start();
+    maint.wait_ready(Duration::from_secs(60)).await;
+    let newer = device("SN-3", "acme");
+    a.append(vec![newer.clone()]).await.expect("register");
+    for _ in 0..300 {
+        got = imported(maint.node(1)).await;
+        if got.iter().any(|(_, e)| *e == id(&newer)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        got.iter().any(|(_, e)| *e == id(&newer)),
+        "SN-3 imported after the restart"
+    );
+    let mut ids: Vec<&Vec<u8>> = got.iter().map(|(_, e)| e).collect();
+    let all = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "no event imported twice");
+    let refused = http_get(&maint.node(1).http, "/metrics").await;
+    assert!(
+        refused.contains("ics_federation_cursor_size{peer=\"acme\"}"),
+        "the cursor is a metric"
+    );
 }
