@@ -415,11 +415,18 @@ async fn a_leader_imports_what_both_policies_allow_and_resumes_after_a_restart()
     .expect("maint's policy");
 
     let factory = register_author(&mut a, &acme.root_key(), device_kinds()).await;
-    let device = |serial: &str, manu: &str| {
-        let key = SigningKey::generate(Algorithm::Ed25519).public_key();
-        client::register_device(&factory, serial, &key, vec![("manu".into(), manu.into())])
+    let device_with = |serial: &str, manu: &str, key: &ics_kernel::PublicKey| {
+        client::register_device(&factory, serial, key, vec![("manu".into(), manu.into())])
     };
-    let shared = device("SN-1", "acme");
+    let device = |serial: &str, manu: &str| {
+        device_with(
+            serial,
+            manu,
+            &SigningKey::generate(Algorithm::Ed25519).public_key(),
+        )
+    };
+    let shared_key = SigningKey::generate(Algorithm::Ed25519).public_key();
+    let shared = device_with("SN-1", "acme", &shared_key);
     let private = device("SN-2", "globex");
     a.append(vec![shared.clone(), private.clone()])
         .await
@@ -463,6 +470,24 @@ async fn a_leader_imports_what_both_policies_allow_and_resumes_after_a_restart()
         "{}",
         cursor.summary
     );
+    // maint's Verify knows acme's device, as acme's record.
+    let verdict = m
+        .log
+        .verify(ics_proto::core_v1::VerifyRequest {
+            what: Some(ics_proto::core_v1::verify_request::What::PublicKey(
+                ics_proto::core_v1::PublicKey {
+                    algorithm: ics_proto::core_v1::SignatureAlgorithm::Ed25519 as i32,
+                    key: shared_key.bytes().to_vec(),
+                },
+            )),
+            ..Default::default()
+        })
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(verdict.trusted, "{}", verdict.reason);
+    assert_eq!(verdict.party, "acme");
+    assert!(verdict.registered_at_index > 0);
 
     // Restart maint, register another device: the pull resumes and nothing
     // is imported twice.

@@ -234,7 +234,7 @@ impl EventLog for Api {
         };
         forward_read!(self, r, r.consistency, from_follower, verify);
         let applied = self.node.shared.read();
-        let t = query::verify(&applied.projection, &target, crate::client::now_ms());
+        let t = verify_everywhere(&applied, &target, crate::client::now_ms());
         Ok(Response::new(pb::VerifyResponse {
             trusted: t.trusted,
             reason: t.reason,
@@ -427,4 +427,33 @@ fn search_query(by: Option<pb::search_request::By>) -> Result<SearchQuery, Statu
             By::KeyId(f) => SearchQuery::KeyId(KeyId(digest(&f, "key_id")?)),
         },
     )
+}
+
+/// `Verify` over this party's records, then over the records it imported,
+/// party by party in name order: the first that knows the key or digest
+/// answers (an imported record's position mapped to this log's).
+fn verify_everywhere(
+    applied: &crate::log::store::Applied,
+    target: &query::VerifyTarget,
+    now_ms: i64,
+) -> query::Trust {
+    let own = query::verify(&applied.projection, target, now_ms);
+    if own.subject.is_some() || own.trusted {
+        return own;
+    }
+    for mirror in applied.mirrors.parties.values() {
+        let mut t = query::verify(&mirror.projection, target, now_ms);
+        if t.subject.is_some() {
+            t.registered_at = t
+                .registered_at
+                .and_then(|p| {
+                    mirror
+                        .positions
+                        .get(usize::try_from(p).ok()?.checked_sub(1)?)
+                })
+                .copied();
+            return t;
+        }
+    }
+    own
 }
