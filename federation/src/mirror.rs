@@ -13,7 +13,9 @@
 //!
 //! Admission, beside the rules: the peer is named by the policy in force,
 //! the policy imports that kind of that subject from that peer, and the
-//! quotas hold. A mirror follows a subject's chain in order: a link the peer
+//! quotas hold. An event this party's own client signed for another party's
+//! subject (a report under a grant that party gave; tag `via` this party)
+//! needs only the rules of that namespace: no peer sent it. A mirror follows a subject's chain in order: a link the peer
 //! did not share stops it there (later events of that subject are refused).
 
 use std::collections::BTreeMap;
@@ -187,7 +189,14 @@ impl<'a> MirrorStage<'a> {
             .ok_or_else(|| Refusal::Malformed("an import before the genesis".into()))?;
         let policy = ics_policies::active_staged(own).ok_or(ImportRefusal::NoPolicy)?;
         let descriptor = &policy.descriptor;
-        if descriptor.peer(&tag.via).is_none() {
+        // Authored here, for another party's records: no peer sent it.
+        let local = tag.via == party;
+        if local && tag.namespace == party {
+            return Err(Refusal::Malformed(
+                "an event of this party's own is not tagged".into(),
+            ));
+        }
+        if !local && descriptor.peer(&tag.via).is_none() {
             return Err(ImportRefusal::NotAPeer(tag.via.clone()).into());
         }
         let max = descriptor.quotas.max_event_bytes;
@@ -249,6 +258,9 @@ impl<'a> MirrorStage<'a> {
                         namespace: tag.namespace.clone(),
                     }
                     .into());
+                }
+                if local {
+                    return Ok(());
                 }
                 admit(descriptor, tag, staged, &subject, event).map_err(Refusal::from)
             })?;

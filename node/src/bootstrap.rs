@@ -162,6 +162,7 @@ impl Node {
         );
         let req = pb::AppendRequest {
             events: vec![codec::envelope_to_pb(&env)],
+            ..Default::default()
         };
         self.append(req, crate::host::Origin::Bootstrap, "").await?;
         tracing::info!(party = %self.config.party, "party genesis appended");

@@ -220,11 +220,40 @@ impl Node {
     pub async fn append_upkeep(&self, events: Vec<ics_kernel::Envelope>) -> anyhow::Result<()> {
         let req = pb::AppendRequest {
             events: events.iter().map(crate::codec::envelope_to_pb).collect(),
+            ..Default::default()
         };
         self.append(req, Origin::Upkeep, "")
             .await
             .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
         Ok(())
+    }
+
+    /// The tag of an append into another party's namespace: one event,
+    /// authored here (`via` this party), decided in that party's namespace.
+    fn namespace_tag(
+        &self,
+        req: &pb::AppendRequest,
+        events: usize,
+    ) -> Result<Option<ics_federation::ImportTag>, Status> {
+        if req.namespace.is_empty() || req.namespace == self.config.party {
+            return Ok(None);
+        }
+        if !ics_federation::ImportTag::is_valid_name(&req.namespace) || events != 1 {
+            self.metrics.refused();
+            return Err(rpc_error(
+                Code::InvalidArgument,
+                "BAD_NAMESPACE_APPEND",
+                format!(
+                    "an append into the namespace {:?} carries one event ({events} given) and a party name",
+                    req.namespace
+                ),
+            ));
+        }
+        Ok(Some(ics_federation::ImportTag {
+            namespace: req.namespace.clone(),
+            via: self.config.party.clone(),
+            source_index: 0,
+        }))
     }
 
     /// The next position in `subject`'s chain, as applied here.
@@ -250,6 +279,7 @@ impl Node {
     ) -> Result<pb::AppendResponse, Status> {
         let req = pb::AppendRequest {
             events: vec![crate::codec::envelope_to_pb(&event)],
+            ..Default::default()
         };
         self.append(req, Origin::Client, caller).await
     }
@@ -284,6 +314,7 @@ impl Node {
                 "a party genesis is appended only by the node's own bootstrap, never through the API",
             ));
         }
+        let tag = self.namespace_tag(&req, events.len())?;
         self.charge_append(origin, caller)?;
         if !self.raft.is_leader() {
             let leader = self.leader();
@@ -300,6 +331,7 @@ impl Node {
         self.writer
             .try_send(WriteJob {
                 events,
+                tag,
                 bytes,
                 reply: tx,
             })

@@ -22,6 +22,8 @@ pub enum WriteError {
 
 pub struct WriteJob {
     pub events: Vec<Event>,
+    /// For an event about another party's subject: its namespace (one event).
+    pub tag: Option<ics_federation::ImportTag>,
     pub bytes: usize,
     pub reply: oneshot::Sender<Result<Vec<Appended>, WriteError>>,
 }
@@ -45,8 +47,18 @@ fn precheck(node: &Writer, jobs: &[WriteJob], limits: &EventLimits) -> Vec<Optio
         tiles: &tiles,
     };
     let mut staged = Staged::precheck(&applied.projection);
+    let empty = crate::capabilities::projection();
+    let mut imports = ics_federation::MirrorStage::precheck(&applied.mirrors, &empty);
     jobs.iter()
-        .map(|job| staged.stage_batch_over(&job.events, limits, &tree).err())
+        .map(|job| match (&job.tag, job.events.as_slice()) {
+            (None, events) => staged.stage_batch_over(events, limits, &tree).err(),
+            (Some(tag), [event]) => imports
+                .stage_import(&mut staged, tag, event, job.bytes, limits, &tree)
+                .err(),
+            (Some(_), _) => Some(Refusal::Malformed(
+                "one event per append into another party's namespace".into(),
+            )),
+        })
         .collect()
 }
 
@@ -112,10 +124,12 @@ pub async fn run_writer(node: Writer, mut rx: mpsc::Receiver<WriteJob>) {
                     j.events
                         .iter()
                         .map(|e| {
-                            crate::log::store::stored_value(
-                                &leaf_salt(),
-                                &codec::envelope_to_bytes(&e.envelope),
-                            )
+                            let envelope = codec::envelope_to_bytes(&e.envelope);
+                            let stored = match &j.tag {
+                                Some(tag) => tag.wrap(&envelope),
+                                None => envelope,
+                            };
+                            crate::log::store::stored_value(&leaf_salt(), &stored)
                         })
                         .collect()
                 })

@@ -32,7 +32,10 @@ async fn refused(
     let before = event_count(c).await;
     let err = c
         .log
-        .append(pb::AppendRequest { events })
+        .append(pb::AppendRequest {
+            events,
+            ..Default::default()
+        })
         .await
         .expect_err("append must be refused");
     assert_eq!(err.code(), code, "{}", err.message());

@@ -332,25 +332,6 @@ async fn a_leader_imports_what_both_policies_allow_and_resumes_after_a_restart()
     }
     let acme_tls = acme.node(1).dir.join("data/tls");
     let maint_tls = maint.node(1).dir.join("data/tls");
-    let recognize = |c: &Cluster, other: &Cluster, name: &str, role| {
-        client::signed(
-            &c.root_key(),
-            SubjectRef::new(ics_kernel::authority::PARTY, name),
-            client::ChainHead::default(),
-            PartyPayload::Recognized {
-                role,
-                root_key: other.root_key().public_key(),
-            },
-        )
-    };
-    let publish = |c: &Cluster, document: String| {
-        client::signed(
-            &c.root_key(),
-            ics_policies::policy_subject(1),
-            client::ChainHead::default(),
-            ics_policies::PolicyPayload::Published { document },
-        )
-    };
     let policy = |party: &str, peer: &str, ca: &std::path::Path, endpoint: &str, rule: &str| {
         format!(
             "party = \"{party}\"\nversion = 1\n\n[[peer]]\nname = \"{peer}\"\nendpoints = [{endpoint}]\ntls_ca = \"\"\"\n{}\"\"\"\n\n[[domain]]\nname = \"acme-devices\"\nsubjects = [\"device\"]\nmanufacturer = \"acme\"\n\n[[{rule}]]\npeer = \"{peer}\"\ndomain = \"acme-devices\"\nkinds = [\"*\"]\n",
@@ -358,7 +339,7 @@ async fn a_leader_imports_what_both_policies_allow_and_resumes_after_a_restart()
         )
     };
     let mut a = acme.node(1).client();
-    a.append(vec![recognize(
+    a.append(vec![recognition(
         &acme,
         &maint,
         PARTY,
@@ -373,7 +354,7 @@ async fn a_leader_imports_what_both_policies_allow_and_resumes_after_a_restart()
     .await
     .expect("acme's policy");
     let mut m = maint.node(1).client();
-    m.append(vec![recognize(
+    m.append(vec![recognition(
         &maint,
         &acme,
         "acme",
@@ -471,20 +452,7 @@ async fn a_leader_imports_what_both_policies_allow_and_resumes_after_a_restart()
         cursor.summary
     );
     // maint's Verify knows acme's device, as acme's record.
-    let verdict = m
-        .log
-        .verify(ics_proto::core_v1::VerifyRequest {
-            what: Some(ics_proto::core_v1::verify_request::What::PublicKey(
-                ics_proto::core_v1::PublicKey {
-                    algorithm: ics_proto::core_v1::SignatureAlgorithm::Ed25519 as i32,
-                    key: shared_key.bytes().to_vec(),
-                },
-            )),
-            ..Default::default()
-        })
-        .await
-        .expect("verify")
-        .into_inner();
+    let verdict = verify_key(&mut m, &shared_key).await;
     assert!(verdict.trusted, "{}", verdict.reason);
     assert_eq!(verdict.party, "acme");
     assert!(verdict.registered_at_index > 0);
@@ -517,4 +485,228 @@ async fn a_leader_imports_what_both_policies_allow_and_resumes_after_a_restart()
         refused.contains("ics_federation_cursor_size{peer=\"acme\"}"),
         "the cursor is a metric"
     );
+}
+
+/// `c`'s root key recognizing `other` as party `name` of `role`.
+fn recognition(
+    c: &Cluster,
+    other: &Cluster,
+    name: &str,
+    role: ics_kernel::Role,
+) -> ics_kernel::Envelope {
+    client::signed(
+        &c.root_key(),
+        SubjectRef::new(ics_kernel::authority::PARTY, name),
+        client::ChainHead::default(),
+        PartyPayload::Recognized {
+            role,
+            root_key: other.root_key().public_key(),
+        },
+    )
+}
+
+/// `c`'s first policy descriptor, signed by its root key.
+fn publish(c: &Cluster, document: String) -> ics_kernel::Envelope {
+    client::signed(
+        &c.root_key(),
+        ics_policies::policy_subject(1),
+        client::ChainHead::default(),
+        ics_policies::PolicyPayload::Published { document },
+    )
+}
+
+/// `c`'s Verify of an Ed25519 key.
+async fn verify_key(
+    c: &mut client::Client,
+    key: &ics_kernel::PublicKey,
+) -> ics_proto::core_v1::VerifyResponse {
+    c.log
+        .verify(ics_proto::core_v1::VerifyRequest {
+            what: Some(ics_proto::core_v1::verify_request::What::PublicKey(
+                ics_proto::core_v1::PublicKey {
+                    algorithm: ics_proto::core_v1::SignatureAlgorithm::Ed25519 as i32,
+                    key: key.bytes().to_vec(),
+                },
+            )),
+            ..Default::default()
+        })
+        .await
+        .expect("verify")
+        .into_inner()
+}
+
+/// The ICS flow of a stolen device: the manufacturer shares its device with
+/// the maintainer and grants it status reports; the maintainer reports it
+/// stolen in the manufacturer's namespace, from its own API; its own Verify
+/// says so at once, and the manufacturer's Verify says so once it pulled
+/// the report back, decided under the grant in its own records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stolen_report_at_the_maintainer_reaches_the_manufacturers_verify() {
+    let acme_fed = format!("127.0.0.1:{}", free_port());
+    let maint_fed = format!("127.0.0.1:{}", free_port());
+    let fast = "[tlog]\ncheckpoint_interval_ms = 100\n[federation]\npull_interval_ms = 100\n";
+    let acme = start_party(
+        "acme",
+        &format!("role = \"manufacturer\"\nfederation_listen = \"{acme_fed}\"\n{fast}"),
+    );
+    let maint = start_cluster(1, &format!("federation_listen = \"{maint_fed}\"\n{fast}"));
+    for c in [&acme, &maint] {
+        c.wait_ready(Duration::from_secs(60)).await;
+    }
+    let ca = |c: &Cluster| ics_node::tls::pem(&read_ca(&c.node(1).dir.join("data/tls")));
+    let vkey = |c: &Cluster| {
+        json_of(&icsctl_at(c.node(1), &["log", "checkpoint"]).expect("a checkpoint"))["vkey"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let mut a = acme.node(1).client();
+    let mut m = maint.node(1).client();
+    // Each recognizes the other and binds its log key.
+    for (me, client, other, name, role) in [
+        (&acme, &mut a, &maint, PARTY, ics_kernel::Role::Maintenance),
+        (
+            &maint,
+            &mut m,
+            &acme,
+            "acme",
+            ics_kernel::Role::Manufacturer,
+        ),
+    ] {
+        client
+            .append(vec![recognition(me, other, name, role)])
+            .await
+            .expect("recognize");
+        let root_file = me.node(1).dir.join("data/root.key");
+        icsctl_at(
+            me.node(1),
+            &[
+                "log",
+                "peer",
+                "--signer",
+                root_file.to_str().unwrap(),
+                "--party",
+                name,
+                "--vkey",
+                &vkey(other),
+            ],
+        )
+        .expect("bind the peer's log key");
+    }
+    let policy = |party: &str, peer: &str, ca: String, endpoint: &str, read: &str, import: &str| {
+        format!(
+            "party = \"{party}\"\nversion = 1\n\n[[peer]]\nname = \"{peer}\"\nendpoints = [\"{endpoint}\"]\ntls_ca = \"\"\"\n{ca}\"\"\"\n\n[[domain]]\nname = \"acme-devices\"\nsubjects = [\"device\"]\nmanufacturer = \"acme\"\n\n[[read]]\npeer = \"{peer}\"\ndomain = \"acme-devices\"\nkinds = [{read}]\n\n[[import]]\npeer = \"{peer}\"\ndomain = \"acme-devices\"\nkinds = [{import}]\n"
+        )
+    };
+    // acme shares its devices and takes status reports on them; maint
+    // takes acme's devices and shares its reports on them.
+    a.append(vec![publish(
+        &acme,
+        policy(
+            "acme",
+            PARTY,
+            ca(&maint),
+            &maint_fed,
+            "\"*\"",
+            "\"device-status-changed\"",
+        ),
+    )])
+    .await
+    .expect("acme's policy");
+    m.append(vec![publish(
+        &maint,
+        policy(
+            PARTY,
+            "acme",
+            ca(&acme),
+            &acme_fed,
+            "\"device-status-changed\"",
+            "\"*\"",
+        ),
+    )])
+    .await
+    .expect("maint's policy");
+
+    let factory = register_author(&mut a, &acme.root_key(), device_kinds()).await;
+    let key = SigningKey::generate(Algorithm::Ed25519).public_key();
+    let thermo = SubjectRef::new(ics_identity::DEVICE, key.id().to_hex());
+    let registration =
+        client::register_device(&factory, "SN-1", &key, vec![("manu".into(), "acme".into())]);
+    a.append(vec![registration.clone()])
+        .await
+        .expect("register");
+    let grant = client::signed(
+        &acme.root_key(),
+        thermo.clone(),
+        client::ChainHead {
+            sequence: 1,
+            previous: Some(ics_kernel::EventId::of_body(&registration.body)),
+        },
+        PartyPayload::AccessGranted {
+            party: PARTY.into(),
+            kinds: ["device-status-changed".to_string()].into(),
+        },
+    );
+    a.append(vec![grant.clone()])
+        .await
+        .expect("grant maint status reports");
+
+    // maint learns the device, as acme's record.
+    let mut verdict = verify_key(&mut m, &key).await;
+    for _ in 0..300 {
+        if verdict.trusted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        verdict = verify_key(&mut m, &key).await;
+    }
+    assert!(verdict.trusted && verdict.party == "acme", "{verdict:?}");
+
+    // The grant must have crossed too before maint can report under it.
+    let report = client::change_status(
+        &maint.root_key(),
+        &thermo.id,
+        client::ChainHead {
+            sequence: 2,
+            previous: Some(ics_kernel::EventId::of_body(&grant.body)),
+        },
+        ics_identity::payload::DeviceStatus::Stolen,
+        "van broken into",
+    );
+    let mut appended = m.append_in("acme", vec![report.clone()]).await;
+    for _ in 0..100 {
+        if appended.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        appended = m.append_in("acme", vec![report.clone()]).await;
+    }
+    appended.expect("maint reports acme's device stolen in acme's namespace");
+    let at_maint = verify_key(&mut m, &key).await;
+    assert!(
+        !at_maint.trusted,
+        "maint's Verify says stolen at once: {at_maint:?}"
+    );
+    assert_eq!(at_maint.status, "stolen");
+
+    let mut at_acme = verify_key(&mut a, &key).await;
+    for _ in 0..300 {
+        if !at_acme.trusted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        at_acme = verify_key(&mut a, &key).await;
+    }
+    assert!(!at_acme.trusted, "acme's Verify says stolen: {at_acme:?}");
+    assert_eq!(
+        (at_acme.status.as_str(), at_acme.party.as_str()),
+        ("stolen", "acme")
+    );
+
+    // Reports into a namespace carry one event, and only a party name.
+    let two = m
+        .append_in("acme", vec![report.clone(), report.clone()])
+        .await
+        .expect_err("two events");
+    assert_eq!(reason_of(&two), "BAD_NAMESPACE_APPEND");
 }

@@ -408,8 +408,20 @@ impl Client {
         &mut self,
         events: Vec<Envelope>,
     ) -> Result<Vec<pb::AppendedEvent>, Status> {
+        self.append_in("", events).await
+    }
+
+    /// Appends into `namespace`: another party's records this party
+    /// imports (one event, about that party's subject, under its grant);
+    /// empty for this party's own.
+    pub async fn append_in(
+        &mut self,
+        namespace: &str,
+        events: Vec<Envelope>,
+    ) -> Result<Vec<pb::AppendedEvent>, Status> {
         let req = pb::AppendRequest {
             events: events.iter().map(codec::envelope_to_pb).collect(),
+            namespace: namespace.to_string(),
         };
         Ok(self.log.append(req).await?.into_inner().events)
     }
