@@ -214,10 +214,13 @@ impl<'a> MirrorStage<'a> {
         }
         let subject = event.body.subject.clone();
         if tag.namespace == party {
-            let descriptor = descriptor.clone();
+            // The policy read again on the inner state (the same one): the
+            // outer borrow of `own` cannot live across its staging.
             let appended =
                 own.stage_batch_checked(std::slice::from_ref(event), limits, tree, |staged| {
-                    admit(&descriptor, tag, staged, &subject, event).map_err(Refusal::from)
+                    let policy =
+                        ics_policies::active_staged(staged).ok_or(ImportRefusal::NoPolicy)?;
+                    admit(&policy.descriptor, tag, staged, &subject, event).map_err(Refusal::from)
                 })?;
             return Ok(appended[0]);
         }

@@ -48,7 +48,7 @@ use super::{
     Entry, LogId, LogResponse, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, Vote,
 };
 use crate::codec;
-use ics_federation::{ImportTag, MirrorStage, Mirrors};
+use ics_federation::{ImportTag, MirrorChanges, MirrorStage, Mirrors};
 use ics_kernel::{
     Appended, Envelope, Event, EventId, EventLimits, ImageError, LogTree, Projection, Refusal,
     Staged, StateImage, UnsupportedRules,
@@ -348,25 +348,33 @@ fn replay(
         grown,
         size: index - 1,
     };
-    let empty = crate::capabilities::projection();
     let (appended, changes, mirrored) = {
         let mut staged = Staged::new(projection);
-        let mut imports = MirrorStage::new(mirrors, &empty);
-        let appended = match &tag {
-            None => staged
-                .stage_batch_over(std::slice::from_ref(&event), &pre_genesis_limits(), &before)
-                .map(|out| out[0]),
-            Some(tag) => imports.stage_import(
-                &mut staged,
-                tag,
-                &event,
-                envelope.len(),
-                &pre_genesis_limits(),
-                &before,
-            ),
+        match &tag {
+            None => {
+                let out = staged
+                    .stage_batch_over(std::slice::from_ref(&event), &pre_genesis_limits(), &before)
+                    .map_err(corrupt)?;
+                (out[0], staged.into_changes(), MirrorChanges::default())
+            }
+            Some(tag) => {
+                // Only an import needs the mirrors, and an empty projection
+                // for a namespace not mirrored yet.
+                let empty = crate::capabilities::projection();
+                let mut imports = MirrorStage::new(mirrors, &empty);
+                let appended = imports
+                    .stage_import(
+                        &mut staged,
+                        tag,
+                        &event,
+                        envelope.len(),
+                        &pre_genesis_limits(),
+                        &before,
+                    )
+                    .map_err(corrupt)?;
+                (appended, staged.into_changes(), imports.into_changes())
+            }
         }
-        .map_err(corrupt)?;
-        (appended, staged.into_changes(), imports.into_changes())
     };
     projection.check_supported(&changes).map_err(unsupported)?;
     projection.commit(changes);
