@@ -48,6 +48,8 @@ pub struct SyncedPayload {
     pub first: bool,
     pub checkpoint: Vec<u8>,
     pub frontier: Vec<u8>,
+    /// The policies the cursor was reached under (the peer's, this party's).
+    pub policies: (u64, u64),
 }
 
 impl Payload for SyncedPayload {
@@ -64,6 +66,8 @@ impl Payload for SyncedPayload {
         pb::Synced {
             checkpoint: self.checkpoint.clone(),
             frontier: self.frontier.clone(),
+            source_policy_version: self.policies.0,
+            own_policy_version: self.policies.1,
         }
         .encode_to_vec()
     }
@@ -77,6 +81,13 @@ impl Payload for SyncedPayload {
             (
                 "frontier_bytes",
                 Field::text(self.frontier.len().to_string()),
+            ),
+            (
+                "policies",
+                Field::text(format!(
+                    "peer's version {}, this party's version {}",
+                    self.policies.0, self.policies.1
+                )),
             ),
         ]
     }
@@ -97,6 +108,9 @@ pub struct PeerCursor {
     pub position: u64,
     /// The record's time: when this party last proved a pull from the peer.
     pub synced_ms: i64,
+    /// The peer's policy version and this party's the cursor was reached
+    /// under; a newer one re-pulls from the start.
+    pub policies: (u64, u64),
 }
 
 impl PeerCursor {
@@ -185,6 +199,7 @@ impl Capability for Federation {
             first: std::ptr::eq(kind, &FEDERATION_FIRST_SYNCED),
             checkpoint: m.checkpoint,
             frontier: m.frontier,
+            policies: (m.source_policy_version, m.own_policy_version),
         })
     }
 
@@ -237,6 +252,7 @@ impl Capability for Federation {
                 checkpoint: payload.checkpoint.clone(),
                 position: ctx.position,
                 synced_ms: ctx.time_ms(),
+                policies: payload.policies,
             },
             claims: Vec::new(),
         })

@@ -21,11 +21,14 @@
 //! - `capability.rs` — the cursor in each peer's log as replicated state
 //!   (`federation-synced`: a checkpoint signed by the peer's bound log key
 //!   and the frontier reaching its root, never backwards).
+//! - `freshness.rs` — how old the last proven contact with the peers a
+//!   namespace comes from is; past the policy's staleness, "unknown".
 //! - `tag.rs` — how an imported event is stored: the party whose namespace
 //!   it belongs to, the peer it came from and its position there, before the
 //!   original envelope, bytes unchanged.
 
 pub mod capability;
+pub mod freshness;
 pub mod mirror;
 pub mod source;
 pub mod tag;
@@ -34,6 +37,7 @@ pub mod verify;
 pub use capability::{
     FEDERATION_PEER, Federation, PeerCursor, SYNC_KINDS, SyncRefusal, SyncedPayload, cursor_subject,
 };
+pub use freshness::{Freshness, freshness};
 pub use mirror::{ImportRefusal, Mirror, MirrorChanges, MirrorStage, Mirrors};
 pub use source::{Message, Run, SourceEvent, filtered};
 pub use tag::{ImportTag, TagError};

@@ -55,6 +55,7 @@ fn synced(first: bool, cp: Vec<u8>, f: &Frontier) -> SyncedPayload {
         first,
         checkpoint: cp,
         frontier: f.to_bytes(),
+        policies: (1, 1),
     }
 }
 

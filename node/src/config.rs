@@ -240,6 +240,10 @@ pub struct FederationSettings {
     pub pull_interval_ms: u64,
     /// How long one pull may take before it is abandoned and retried.
     pub pull_timeout_ms: u64,
+    /// When a peer has nothing new, how often the leader still records the
+    /// contact (a `federation-synced` at the same size), so every replica
+    /// knows how fresh the peer's records are (`max_staleness_seconds`).
+    pub contact_interval_ms: u64,
 }
 
 impl Default for FederationSettings {
@@ -247,6 +251,7 @@ impl Default for FederationSettings {
         FederationSettings {
             pull_interval_ms: 1000,
             pull_timeout_ms: 30_000,
+            contact_interval_ms: 60_000,
         }
     }
 }
@@ -468,6 +473,9 @@ impl Config {
             bail!(
                 "federation.pull_interval_ms must be at least {MIN_PULL_INTERVAL_MS} and federation.pull_timeout_ms positive"
             );
+        }
+        if federation.contact_interval_ms < federation.pull_interval_ms {
+            bail!("federation.contact_interval_ms must be at least federation.pull_interval_ms");
         }
         Ok(())
     }

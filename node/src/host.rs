@@ -44,6 +44,8 @@ pub struct Node {
     /// The party's transparency log key, where this node holds it: it signs
     /// checkpoints, cosignatures as a witness, and the events recording them.
     pub log_key: Option<ics_kernel::SigningKey>,
+    /// The leader's pulls from each peer, as `federation status` shows them.
+    pub federation: crate::sync_board::SyncBoard,
 }
 
 impl Node {
@@ -97,6 +99,7 @@ impl Node {
             peer_append_rate,
             watchers,
             log_key,
+            federation: Default::default(),
         });
         tokio::spawn(run_writer(
             Writer {

@@ -23,6 +23,7 @@ pub mod peer;
 pub mod rate_limit;
 pub mod server;
 pub mod sync;
+pub mod sync_board;
 pub mod tiles;
 pub mod tls;
 pub mod witness;

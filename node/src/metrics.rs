@@ -30,6 +30,7 @@ pub struct Metrics {
     checkpoints_signed: Counter,
     checkpoints_cosigned: Counter,
     federation_segments_served: Family<[(&'static str, String); 1], Counter>,
+    federation_bytes_served: Family<[(&'static str, String); 1], Counter>,
     federation_imported: Family<[(&'static str, String); 1], Counter>,
     federation_import_refused: Family<[(&'static str, String); 1], Counter>,
     federation_pull_failures: Family<[(&'static str, String); 1], Counter>,
@@ -59,6 +60,7 @@ impl Default for Metrics {
             checkpoints_signed: Counter::default(),
             checkpoints_cosigned: Counter::default(),
             federation_segments_served: Family::default(),
+            federation_bytes_served: Family::default(),
             federation_imported: Family::default(),
             federation_import_refused: Family::default(),
             federation_pull_failures: Family::default(),
@@ -156,6 +158,11 @@ impl Default for Metrics {
             m.federation_segments_served.clone(),
         );
         r.register(
+            "federation_bytes_served",
+            "Bytes of pull segments (protobuf encoded) served, per peer party",
+            m.federation_bytes_served.clone(),
+        );
+        r.register(
             "federation_imported",
             "Events pulled from a peer party and accepted into this log, per peer",
             m.federation_imported.clone(),
@@ -218,11 +225,15 @@ impl Metrics {
         self.checkpoints_cosigned.inc();
     }
 
-    /// `segments` pull segments served to `peer`.
-    pub fn federation_served(&self, peer: &str, segments: usize) {
+    /// `segments` pull segments of `bytes` served to `peer`.
+    pub fn federation_served(&self, peer: &str, segments: usize, bytes: usize) {
+        let label = [("peer", peer.to_string())];
         self.federation_segments_served
-            .get_or_create(&[("peer", peer.to_string())])
+            .get_or_create(&label)
             .inc_by(segments as u64);
+        self.federation_bytes_served
+            .get_or_create(&label)
+            .inc_by(bytes as u64);
     }
 
     /// A pull from `peer` that imported and refused so many events and

@@ -145,6 +145,52 @@ impl ReadBudget {
     }
 }
 
+/// A budget of events per minute that a batch may overdraw: the batch that
+/// finds tokens goes through whole, and the debt delays the next one, so the
+/// rate holds over time without splitting a proven segment.
+pub(crate) struct EventBudget {
+    per_minute: u64,
+    bucket: Bucket,
+}
+
+impl EventBudget {
+    pub(crate) fn new(per_minute: u64) -> Self {
+        EventBudget {
+            per_minute,
+            bucket: Bucket::full(per_minute as f64, Instant::now()),
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        self.per_minute as f64 / 60.0
+    }
+
+    /// Follows a new quota; the tokens saved stay, up to the new burst.
+    pub(crate) fn set_per_minute(&mut self, per_minute: u64) {
+        if per_minute != self.per_minute {
+            self.bucket = Bucket {
+                tokens: self.available().min(per_minute as f64),
+                at: Instant::now(),
+            };
+            self.per_minute = per_minute;
+        }
+    }
+
+    /// Whole events that may go now (0 while in debt).
+    pub(crate) fn available(&self) -> f64 {
+        let burst = self.per_minute as f64;
+        self.bucket.refilled(self.rate(), burst, Instant::now())
+    }
+
+    /// Spends `n` events, into debt if need be.
+    pub(crate) fn spend(&mut self, n: u64) {
+        let now = Instant::now();
+        let burst = self.per_minute as f64;
+        self.bucket.tokens = self.bucket.refilled(self.rate(), burst, now) - n as f64;
+        self.bucket.at = now;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +202,18 @@ mod tests {
         assert!(!limit.try_take("ip:10.0.0.1"), "over its burst");
         assert!((0..3).all(|_| limit.try_take("cert:ab")), "another caller");
         assert!(!limit.try_take("cert:ab"));
+    }
+
+    #[test]
+    fn a_batch_may_overdraw_and_the_debt_holds_back_the_next() {
+        let mut budget = EventBudget::new(60);
+        assert!(budget.available() >= 59.0, "starts full");
+        budget.spend(150);
+        assert!(budget.available() < 0.0, "in debt after overdrawing");
+        budget.set_per_minute(600);
+        assert!(
+            budget.available() < 0.0,
+            "a new quota does not forgive debt"
+        );
     }
 }

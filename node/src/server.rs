@@ -182,6 +182,11 @@ pub async fn run(
         .add_service(ics_proto::policy_v1::policy_server::PolicyServer::new(
             api.clone(),
         ))
+        .add_service(
+            ics_proto::federation_v1::federation_status_server::FederationStatusServer::new(
+                api.clone(),
+            ),
+        )
         .serve_with_incoming_shutdown(grpc_incoming, stopped(stop_rx.clone()));
     // The peer listener: only nodes of this party whose certificate the log
     // has not revoked; each Raft message's sender must be the certificate's node.

@@ -28,6 +28,7 @@ use ics_tlog::{Tlog, peer_log};
 use crate::host::Node;
 use crate::log::LogRequest;
 use crate::log::store::{MAX_ENTRY_BYTES, stored_value};
+use crate::rate_limit::EventBudget;
 
 /// A peer to pull from, as the policy in force and the log name it.
 struct PeerTarget {
@@ -35,6 +36,9 @@ struct PeerTarget {
     endpoints: Vec<String>,
     ca: Vec<u8>,
     log: NoteVerifier,
+    events_per_minute: u64,
+    /// This party's policy version in force.
+    own_policy: u64,
 }
 
 /// What one pull did.
@@ -44,53 +48,126 @@ pub struct PullStats {
     pub duplicates: u64,
     pub refused: u64,
     pub size: u64,
+    /// The source's latest checkpoint size it reported.
+    pub latest: u64,
+    /// The peer's policy changed: pull again from the beginning.
+    pub restart: bool,
 }
 
+impl PullStats {
+    fn received(&self) -> u64 {
+        self.imported + self.duplicates + self.refused
+    }
+}
+
+/// On the leader, one task per peer the policy pulls from, so a slow or
+/// flooding peer delays only its own pulls; each ends when its peer leaves
+/// the policy or this node stops leading.
 pub async fn run(node: Arc<Node>) {
+    if node.log_key.is_none() {
+        return;
+    }
+    let interval = Duration::from_millis(node.config.federation.pull_interval_ms);
+    let mut tasks: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    loop {
+        tokio::time::sleep(interval).await;
+        tasks.retain(|_, t| !t.is_finished());
+        if !node.raft.is_leader() {
+            continue;
+        }
+        for peer in targets(&node) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = tasks.entry(peer.party) {
+                let party = slot.key().clone();
+                slot.insert(tokio::spawn(peer_loop(node.clone(), party)));
+            }
+        }
+    }
+}
+
+async fn peer_loop(node: Arc<Node>, party: String) {
     let Some(log_key) = node.log_key.as_ref() else {
         return;
     };
     let interval = Duration::from_millis(node.config.federation.pull_interval_ms);
     let timeout = Duration::from_millis(node.config.federation.pull_timeout_ms);
-    let mut channels: HashMap<(String, String), tonic::transport::Channel> = HashMap::new();
-    let mut failures: HashMap<String, u32> = HashMap::new();
+    let mut channels: HashMap<String, tonic::transport::Channel> = HashMap::new();
+    let mut endpoint_at = 0usize;
+    let mut failures = 0u32;
+    let mut budget: Option<EventBudget> = None;
     loop {
-        tokio::time::sleep(interval).await;
         if !node.raft.is_leader() {
+            return;
+        }
+        let Some(peer) = targets(&node).into_iter().find(|p| p.party == party) else {
+            return;
+        };
+        let budget = budget.get_or_insert_with(|| EventBudget::new(peer.events_per_minute));
+        budget.set_per_minute(peer.events_per_minute);
+        // A peer that keeps failing is asked less often (up to 32
+        // intervals), with jitter, so a dead peer costs little.
+        if failures > 0 && !backoff_elapsed(failures) {
+            tokio::time::sleep(interval).await;
             continue;
         }
-        for peer in targets(&node) {
-            // A peer that keeps failing is asked less often (up to 32
-            // intervals), with jitter, so a dead peer costs little.
-            let failed = failures.get(&peer.party).copied().unwrap_or(0);
-            if failed > 0 && !backoff_elapsed(failed) {
-                continue;
-            }
-            let pulled = tokio::time::timeout(timeout, pull(&node, log_key, &peer, &mut channels))
-                .await
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out after {timeout:?}")));
-            match pulled {
-                Ok(stats) => {
-                    failures.remove(&peer.party);
-                    node.metrics.federation_pulled(
-                        &peer.party,
-                        stats.imported,
-                        stats.refused,
-                        stats.size,
-                    );
-                    if stats.imported + stats.refused > 0 {
-                        tracing::info!(peer = %peer.party, imported = stats.imported,
-                            duplicates = stats.duplicates, refused = stats.refused,
-                            size = stats.size, "pulled from a peer");
-                    }
+        let available = budget.available();
+        if available < 1.0 {
+            node.federation.update(&party, |r| r.deferred_by_quota += 1);
+            tokio::time::sleep(interval).await;
+            continue;
+        }
+        let endpoint = peer.endpoints[endpoint_at % peer.endpoints.len()].clone();
+        node.federation.update(&party, |r| {
+            r.endpoint = endpoint.clone();
+            r.last_attempt_ms = crate::client::now_ms();
+        });
+        let limit = available as u64;
+        let pulled = tokio::time::timeout(
+            timeout,
+            pull(&node, log_key, &peer, &endpoint, &mut channels, limit),
+        )
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out after {timeout:?}")));
+        let mut more = false;
+        match pulled {
+            Ok(stats) => {
+                failures = 0;
+                budget.spend(stats.received());
+                more = stats.restart || stats.size < stats.latest;
+                node.metrics
+                    .federation_pulled(&party, stats.imported, stats.refused, stats.size);
+                node.federation.update(&party, |r| {
+                    r.last_success_ms = crate::client::now_ms();
+                    r.last_error.clear();
+                    r.consecutive_failures = 0;
+                    r.source_size = stats.latest.max(stats.size);
+                    r.cursor_size = stats.size;
+                    r.imported += stats.imported;
+                    r.duplicates += stats.duplicates;
+                    r.refused += stats.refused;
+                });
+                if stats.received() > 0 {
+                    tracing::info!(peer = %party, imported = stats.imported,
+                        duplicates = stats.duplicates, refused = stats.refused,
+                        size = stats.size, "pulled from a peer");
                 }
-                Err(e) => {
-                    *failures.entry(peer.party.clone()).or_insert(0) += 1;
-                    channels.retain(|(p, _), _| *p != peer.party);
-                    node.metrics.federation_failed(&peer.party);
-                    tracing::warn!(peer = %peer.party, error = %format!("{e:#}"), "pull from a peer failed");
-                }
             }
+            Err(e) => {
+                failures += 1;
+                // The next attempt tries the peer's next endpoint.
+                channels.remove(&endpoint);
+                endpoint_at += 1;
+                node.metrics.federation_failed(&party);
+                let error = format!("{e:#}");
+                node.federation.update(&party, |r| {
+                    r.last_error = error.clone();
+                    r.consecutive_failures = failures;
+                });
+                tracing::warn!(peer = %party, %endpoint, error = %error, "pull from a peer failed");
+            }
+        }
+        // A peer with more to send is asked again at once, its quota allowing.
+        if !more {
+            tokio::time::sleep(interval).await;
         }
     }
 }
@@ -111,15 +188,11 @@ fn targets(node: &Node) -> Vec<PeerTarget> {
         return Vec::new();
     };
     let tlog = applied.projection.capability::<Tlog>();
-    policy
-        .descriptor
+    let descriptor = &policy.descriptor;
+    descriptor
         .peers
         .iter()
-        .filter(|p| !p.endpoints.is_empty())
-        .filter(|p| {
-            // Pull only from a peer something is imported from.
-            policy.descriptor.imports.iter().any(|r| r.peer == p.name)
-        })
+        .filter(|p| is_pulled(descriptor, p))
         .filter_map(|p| {
             let log = peer_log(tlog, &p.name)?.log_verifier()?;
             let ca = ics_policies::descriptor::pem_certificate(&p.tls_ca).ok()?;
@@ -128,42 +201,70 @@ fn targets(node: &Node) -> Vec<PeerTarget> {
                 endpoints: p.endpoints.clone(),
                 ca,
                 log,
+                events_per_minute: descriptor.events_per_minute(p),
+                own_policy: descriptor.version,
             })
         })
         .collect()
 }
 
+/// Whether the policy pulls from `peer`: it has an endpoint and something
+/// is imported from it.
+pub fn is_pulled(
+    descriptor: &ics_policies::Descriptor,
+    peer: &ics_policies::descriptor::Peer,
+) -> bool {
+    !peer.endpoints.is_empty() && descriptor.imports.iter().any(|r| r.peer == peer.name)
+}
+
+/// One pull from `peer`: each segment proven against its signed checkpoint,
+/// its events appended (tagged) and, at or past the cursor, the new cursor.
+/// When either party's policy grew since the cursor was recorded, the pull
+/// starts over from the beginning (`PeerCursor::policies`).
 async fn pull(
     node: &Node,
     log_key: &SigningKey,
     peer: &PeerTarget,
-    channels: &mut HashMap<(String, String), tonic::transport::Channel>,
+    endpoint: &str,
+    channels: &mut HashMap<String, tonic::transport::Channel>,
+    limit: u64,
 ) -> anyhow::Result<PullStats> {
     let subject = cursor_subject(&peer.party);
-    let (mut frontier, mut head) = {
+    let (cursor, mut head) = {
         let applied = node.shared.read();
         let cursor = applied
             .projection
             .capability::<Federation>()
             .subject(&subject)
-            .map(|c| c.frontier());
-        (
-            cursor.unwrap_or_default(),
-            Node::chain_head(&applied.projection, &subject),
-        )
+            .cloned();
+        (cursor, Node::chain_head(&applied.projection, &subject))
     };
-    let endpoint = peer.endpoints[0].clone();
-    let channel = match channels.get(&(peer.party.clone(), endpoint.clone())) {
+    let source_policy_seen = node
+        .federation
+        .report(&peer.party)
+        .map_or(0, |r| r.source_policy);
+    let repull = cursor
+        .as_ref()
+        .is_some_and(|c| c.policies.1 < peer.own_policy || c.policies.0 < source_policy_seen);
+    // What the cursor records: its size, the policies, and when.
+    let mut recorded = cursor.as_ref().map(|c| (c.size, c.policies, c.synced_ms));
+    let mut frontier = match (&cursor, repull) {
+        (Some(c), false) => c.frontier(),
+        _ => Default::default(),
+    };
+    let contact_interval =
+        i64::try_from(node.config.federation.contact_interval_ms).unwrap_or(i64::MAX);
+    let channel = match channels.get(endpoint) {
         Some(c) => c.clone(),
         None => {
             let c = crate::federation::channel(
                 &node.node_tls,
                 &peer.party,
                 &peer.ca,
-                &endpoint,
+                endpoint,
                 Duration::from_secs(5),
             )?;
-            channels.insert((peer.party.clone(), endpoint.clone()), c.clone());
+            channels.insert(endpoint.to_string(), c.clone());
             c
         }
     };
@@ -172,16 +273,38 @@ async fn pull(
     let mut stream = client
         .pull(pb::PullRequest {
             from_size: frontier.size(),
-            max_leaves: 0,
+            max_leaves: u32::try_from(limit).unwrap_or(u32::MAX).max(1),
         })
         .await
         .with_context(|| format!("pull from {} at {endpoint}", peer.party))?
         .into_inner();
     let mut stats = PullStats {
         size: frontier.size(),
+        latest: frontier.size(),
         ..PullStats::default()
     };
-    while let Some(segment) = stream.message().await? {
+    let mut pulled_under: Option<u64> = None;
+    while stats.received() < limit
+        && let Some(segment) = stream.message().await?
+    {
+        stats.latest = stats.latest.max(segment.latest_size);
+        let policies = (segment.policy_version, peer.own_policy);
+        node.federation.update(&peer.party, |r| {
+            r.source_policy = r.source_policy.max(segment.policy_version)
+        });
+        // Filtered under an older policy of the peer than this segment: the
+        // part already pulled may lack what the new one shares. Start over
+        // (the caller asks again at once).
+        let under = pulled_under.unwrap_or(if repull {
+            segment.policy_version
+        } else {
+            recorded.map_or(segment.policy_version, |(_, p, _)| p.0)
+        });
+        if under < segment.policy_version {
+            stats.restart = true;
+            return Ok(stats);
+        }
+        pulled_under = Some(segment.policy_version);
         let note = Note::parse(&segment.checkpoint).context("the segment's checkpoint")?;
         peer.log
             .verify(&note)
@@ -210,24 +333,49 @@ async fn pull(
                 &tag.wrap(envelope),
             )]);
         }
-        let record = crate::client::signed(
-            log_key,
-            cursor_subject(&peer.party),
-            head,
-            SyncedPayload {
-                first: head.previous.is_none(),
-                checkpoint: segment.checkpoint.clone(),
-                frontier: verified.frontier.to_bytes(),
-            },
-        );
-        let record_id = ics_kernel::EventId::of_body(&record.body);
-        batches.push(vec![stored_value(
-            &crate::writer::leaf_salt(),
-            &crate::codec::envelope_to_bytes(&record),
-        )]);
-        let results = write(node, batches).await?;
-        let (record_result, imports) = results.split_last().expect("the cursor's batch");
-        for r in imports {
+        let size = verified.frontier.size();
+        let now = crate::client::now_ms();
+        // A cursor record when the cursor moves on, the policies changed,
+        // or the last record of contact is getting old (so every replica
+        // knows how fresh the peer's records are); never below the cursor.
+        let record = match recorded {
+            None => true,
+            Some((at, p, synced_ms)) => {
+                size >= at && (size > at || p != policies || now - synced_ms >= contact_interval)
+            }
+        };
+        let record_id = if record {
+            let envelope = crate::client::signed(
+                log_key,
+                cursor_subject(&peer.party),
+                head,
+                SyncedPayload {
+                    first: head.previous.is_none(),
+                    checkpoint: segment.checkpoint.clone(),
+                    frontier: verified.frontier.to_bytes(),
+                    policies,
+                },
+            );
+            batches.push(vec![stored_value(
+                &crate::writer::leaf_salt(),
+                &crate::codec::envelope_to_bytes(&envelope),
+            )]);
+            Some(ics_kernel::EventId::of_body(&envelope.body))
+        } else {
+            None
+        };
+        let mut results = write(node, batches).await?;
+        if let Some(id) = record_id {
+            if let Some(Err(r)) = results.pop() {
+                bail!("the cursor in {}'s log was not recorded: {r}", peer.party);
+            }
+            head = crate::client::ChainHead {
+                sequence: head.sequence + 1,
+                previous: Some(id),
+            };
+            recorded = Some((size, policies, now));
+        }
+        for r in &results {
             match r {
                 Ok(out) if out.first().is_some_and(|a| a.duplicate) => stats.duplicates += 1,
                 Ok(_) => stats.imported += 1,
@@ -237,15 +385,8 @@ async fn pull(
                 }
             }
         }
-        if let Err(r) = record_result {
-            bail!("the cursor in {}'s log was not recorded: {r}", peer.party);
-        }
-        head = crate::client::ChainHead {
-            sequence: head.sequence + 1,
-            previous: Some(record_id),
-        };
         frontier = verified.frontier;
-        stats.size = frontier.size();
+        stats.size = size;
     }
     Ok(stats)
 }

@@ -27,6 +27,8 @@ pub const MAX_DOMAIN_ATTRIBUTES: usize = 16;
 pub const MAX_NAME_BYTES: usize = 128;
 /// A peer's TLS CA certificate in PEM.
 pub const MAX_TLS_CA_BYTES: usize = 8 * 1024;
+/// The longest staleness a peer may be given: a year.
+pub const MAX_STALENESS_SECONDS: u64 = 366 * 24 * 3600;
 
 /// The subject kinds a domain may select: the records parties exchange.
 pub const DOMAIN_SUBJECT_KINDS: [&str; 3] = ["device", "service", "code"];
@@ -75,6 +77,11 @@ pub struct Peer {
     /// Overrides `quotas.events_per_minute` for this peer.
     #[serde(default)]
     pub events_per_minute: Option<u64>,
+    /// How old the last proven contact with this peer may be before what
+    /// came from it answers "unknown" rather than a stale verdict; no limit
+    /// when absent.
+    #[serde(default)]
+    pub max_staleness_seconds: Option<u64>,
 }
 
 /// A group of subjects, the unit of a grant. Every condition given must
@@ -264,6 +271,14 @@ impl Descriptor {
                     peer.name
                 )));
             }
+            if let Some(s) = peer.max_staleness_seconds
+                && !(1..=MAX_STALENESS_SECONDS).contains(&s)
+            {
+                return Err(bad(format!(
+                    "peer {:?}: max_staleness_seconds must be 1 to {MAX_STALENESS_SECONDS}",
+                    peer.name
+                )));
+            }
         }
         let mut domains = BTreeSet::new();
         let mut listed = 0;
@@ -339,6 +354,12 @@ impl Descriptor {
     pub fn events_per_minute(&self, peer: &Peer) -> u64 {
         peer.events_per_minute
             .unwrap_or(self.quotas.events_per_minute)
+    }
+
+    /// How old the last contact with `peer` may be, in milliseconds.
+    pub fn max_staleness_ms(&self, peer: &str) -> Option<i64> {
+        let seconds = self.peer(peer)?.max_staleness_seconds?;
+        i64::try_from(seconds).ok()?.checked_mul(1000)
     }
 
     /// Every kind name the rules name (to check against the log's kinds).

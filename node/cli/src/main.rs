@@ -261,6 +261,9 @@ enum Command {
     /// The party's policy descriptor: what peers read and what it imports.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Sync with other parties: peers, cursors, lag, staleness, last error.
+    #[command(subcommand)]
+    Federation(FederationCmd),
     /// Measure append latency and throughput against the server.
     Bench(BenchArgs),
     /// Measure Verify latency and throughput against the server.
@@ -576,6 +579,15 @@ enum RulesCmd {
         #[arg(long = "deactivate")]
         deactivate: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum FederationCmd {
+    /// Each peer of the policy in force: its cursor and when it was last
+    /// proven (replicated), whether its records are past the policy's
+    /// staleness, and the leader's pulls (endpoint, lag, counts, last
+    /// error). Ask the leader for the pull figures.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -1538,7 +1550,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 j,
                 json!({"trusted": v.trusted, "reason": v.reason, "subject": subject, "status": v.status,
                         "registered_by": hex::encode(&v.registered_by), "party": v.party,
-                        "registered_at_index": v.registered_at_index, "as_of_index": v.as_of_index}),
+                        "registered_at_index": v.registered_at_index, "as_of_index": v.as_of_index,
+                        "synced_via": v.synced_via, "synced_ms": v.synced_ms,
+                        "synced_size": v.synced_size, "stale": v.stale}),
                 format!(
                     "{}: {} (party {}, as of event {})",
                     if v.trusted { "trusted" } else { "NOT trusted" },
@@ -1750,6 +1764,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(cmd) => cluster(&mut c, j, cmd).await?,
         Command::Log(cmd) => tlog(&mut c, j, cmd).await?,
         Command::Policy(cmd) => policy(&mut c, j, cmd).await?,
+        Command::Federation(FederationCmd::Status) => federation_status(&mut c, j).await?,
         Command::Rules(cmd) => rules(&mut c, j, cmd).await?,
         Command::Key(_) => unreachable!("answered without a node above"),
         Command::Bench(args) => bench(&cli.server, &tls, args).await?,
@@ -2140,6 +2155,89 @@ async fn compare_checkpoints(
         }
     }
     Ok((files.len(), sizes))
+}
+
+async fn federation_status(c: &mut Client, j: bool) -> anyhow::Result<()> {
+    use ics_proto::federation_v1 as fpb;
+    let r = c
+        .federation
+        .status(fpb::StatusRequest {})
+        .await?
+        .into_inner();
+    let now = client::now_ms();
+    let ago = |ms: i64| {
+        if ms == 0 {
+            "never".to_string()
+        } else {
+            format!("{:.1}s ago", now.saturating_sub(ms) as f64 / 1000.0)
+        }
+    };
+    let peers: Vec<serde_json::Value> = r
+        .peers
+        .iter()
+        .map(|p| {
+            json!({"party": p.party, "endpoints": p.endpoints, "pulled": p.pulled,
+                "log_key_bound": p.log_key_bound, "cursor_size": p.cursor_size,
+                "synced_ms": p.synced_ms, "cursor_position": p.cursor_position,
+                "max_staleness_seconds": p.max_staleness_seconds, "stale": p.stale,
+                "events_per_minute": p.events_per_minute, "endpoint": p.endpoint,
+                "source_size": p.source_size, "lag": p.lag,
+                "last_attempt_ms": p.last_attempt_ms, "last_success_ms": p.last_success_ms,
+                "last_error": p.last_error, "consecutive_failures": p.consecutive_failures,
+                "imported": p.imported, "duplicates": p.duplicates, "refused": p.refused,
+                "deferred_by_quota": p.deferred_by_quota})
+        })
+        .collect();
+    let mut text = if r.policy_version == 0 {
+        "no policy in force: nothing is exchanged".to_string()
+    } else {
+        format!(
+            "policy version {}; node {} ({}; leader {})",
+            r.policy_version,
+            r.node_id,
+            if r.leader {
+                "runs the pulls"
+            } else {
+                "follower: pull figures are the leader's"
+            },
+            r.leader_id
+        )
+    };
+    for p in &r.peers {
+        text.push_str(&format!(
+            "\n{}: {}cursor {} (synced {}){}",
+            p.party,
+            if p.pulled { "" } else { "not pulled; " },
+            p.cursor_size,
+            ago(p.synced_ms),
+            if p.stale { ", STALE" } else { "" }
+        ));
+        if r.leader && p.pulled {
+            text.push_str(&format!(
+                "\n  via {} lag {} (source at {}), imported {} duplicates {} refused {}, last pull {}",
+                p.endpoint,
+                p.lag,
+                p.source_size,
+                p.imported,
+                p.duplicates,
+                p.refused,
+                ago(p.last_attempt_ms)
+            ));
+            if !p.last_error.is_empty() {
+                text.push_str(&format!(
+                    "\n  last error ({} in a row): {}",
+                    p.consecutive_failures, p.last_error
+                ));
+            }
+        }
+    }
+    emit(
+        j,
+        json!({"node_id": r.node_id, "leader": r.leader, "leader_id": r.leader_id,
+            "policy_version": r.policy_version, "peers": peers}),
+        text,
+    )?;
+    Ok(())
 }
 
 async fn policy(c: &mut Client, j: bool, cmd: PolicyCmd) -> anyhow::Result<()> {

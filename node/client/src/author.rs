@@ -192,6 +192,8 @@ pub struct Client {
     pub cluster: ClusterClient<Channel>,
     pub tlog: ics_proto::tlog_v1::transparency_log_client::TransparencyLogClient<Channel>,
     pub policy: ics_proto::policy_v1::policy_client::PolicyClient<Channel>,
+    pub federation:
+        ics_proto::federation_v1::federation_status_client::FederationStatusClient<Channel>,
 }
 
 /// What a client trusts and shows over TLS: the party CA that must have
@@ -400,7 +402,11 @@ impl Client {
             tlog: ics_proto::tlog_v1::transparency_log_client::TransparencyLogClient::new(
                 channel.clone(),
             ),
-            policy: ics_proto::policy_v1::policy_client::PolicyClient::new(channel),
+            policy: ics_proto::policy_v1::policy_client::PolicyClient::new(channel.clone()),
+            federation:
+                ics_proto::federation_v1::federation_status_client::FederationStatusClient::new(
+                    channel,
+                ),
         })
     }
 

@@ -21,6 +21,10 @@ use crate::log::store::{Applied, split_stored};
 /// Segments one pull answers at most; the puller asks again from where it got.
 pub const MAX_SEGMENTS_PER_PULL: usize = 64;
 
+/// The stored bytes one segment reads at most (beyond its first checkpoint's
+/// span), so a segment stays well under the gRPC message limit.
+pub const MAX_SEGMENT_BYTES: usize = 2 * 1024 * 1024;
+
 type SegmentStream =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::PullSegment, Status>> + Send>>;
 
@@ -43,31 +47,77 @@ impl Federation for Api {
         let req = req.into_inner();
         let mut from = req.from_size;
         let mut segments = Vec::new();
+        let per_minute = self.served_per_minute(&peer.party);
         while segments.len() < MAX_SEGMENTS_PER_PULL {
-            match self.segment(&peer, from, req.max_leaves)? {
-                Some((segment, end)) => {
+            // The peer's quota of events per minute, spent by what it is
+            // sent; a pull that finds it spent is refused, not queued.
+            let available = self
+                .node
+                .federation
+                .serve_budget(&peer.party, per_minute, 0);
+            if available < 1.0 {
+                if segments.is_empty() {
+                    return Err(rpc_error(
+                        Code::ResourceExhausted,
+                        "PULL_QUOTA",
+                        format!(
+                            "{} pulled its events per minute; ask again later",
+                            peer.party
+                        ),
+                    ));
+                }
+                break;
+            }
+            let max_leaves = match req.max_leaves {
+                0 => available as u64,
+                n => u64::from(n).min(available as u64),
+            };
+            match self.segment(&peer, from, max_leaves)? {
+                Some((segment, end, sent)) => {
+                    self.node
+                        .federation
+                        .serve_budget(&peer.party, per_minute, sent);
                     segments.push(Ok(segment));
+                    if end == from {
+                        break;
+                    }
                     from = end;
                 }
                 None => break,
             }
         }
+        let bytes: usize = segments
+            .iter()
+            .map(|s| s.as_ref().map_or(0, prost::Message::encoded_len))
+            .sum();
         self.node
             .metrics
-            .federation_served(&peer.party, segments.len());
+            .federation_served(&peer.party, segments.len(), bytes);
         Ok(Response::new(Box::pin(futures::stream::iter(segments))))
     }
 }
 
 impl Api {
-    /// The segment after `from` for `peer`, and where it ends; `None` when
-    /// `from` is the latest committed checkpoint.
+    /// The events per minute the policy in force lets `party` pull (the
+    /// default quota when it names no such peer: `segment` refuses it).
+    fn served_per_minute(&self, party: &str) -> u64 {
+        let applied = self.node.shared.read();
+        ics_policies::active(applied.projection.capability::<Policies>())
+            .and_then(|p| {
+                let d = &p.descriptor;
+                d.peer(party).map(|peer| d.events_per_minute(peer))
+            })
+            .unwrap_or(ics_policies::descriptor::DEFAULT_EVENTS_PER_MINUTE)
+    }
+
+    /// The segment after `from` for `peer`, where it ends and the events it
+    /// carries; `None` when `from` is the latest committed checkpoint.
     fn segment(
         &self,
         peer: &FederationPeer,
         from: u64,
-        max_leaves: u32,
-    ) -> Result<Option<(pb::PullSegment, u64)>, Status> {
+        max_leaves: u64,
+    ) -> Result<Option<(pb::PullSegment, u64, u64)>, Status> {
         let shared = &self.node.shared;
         let applied = shared.read();
         let policy =
@@ -98,15 +148,47 @@ impl Api {
                 ),
             ));
         }
-        if from >= latest {
+        if from > latest {
             return Ok(None);
         }
-        let cap = match max_leaves {
-            0 => descriptor.quotas.max_events_per_pull,
-            n => u64::from(n).min(descriptor.quotas.max_events_per_pull),
+        if from == latest {
+            // Nothing new: the latest checkpoint alone proves the puller
+            // current (its frontier already reaches the root), and carries
+            // the policy version it is read under.
+            let Some(ics_tlog::TlogState::Checkpoint(cp)) =
+                tlog.subject(&checkpoint_subject(latest))
+            else {
+                return Ok(None);
+            };
+            return Ok(Some((
+                pb::PullSegment {
+                    items: Vec::new(),
+                    checkpoint: cp.served_note(),
+                    latest_size: latest,
+                    policy_version: descriptor.version,
+                },
+                latest,
+                0,
+            )));
+        }
+        let cap = max_leaves.clamp(1, descriptor.quotas.max_events_per_pull);
+        let read = |index: u64| {
+            let stored = shared
+                .db
+                .stored(index)?
+                .ok_or_else(|| std::io::Error::other(format!("event {index} is missing")))?;
+            let (salt, tagged) = split_stored(&stored, index)?;
+            Ok::<_, std::io::Error>(SourceEvent {
+                index,
+                salt: *salt,
+                stored: tagged.to_vec(),
+            })
         };
-        // The furthest checkpoint within `cap` leaves, or the first after `from`.
+        // The furthest checkpoint within `cap` leaves and MAX_SEGMENT_BYTES,
+        // or the first after `from`.
         let mut end = None;
+        let mut events = Vec::new();
+        let mut bytes = 0;
         for (_, state) in tlog.subjects_after(Some(&checkpoint_subject(from))) {
             let ics_tlog::TlogState::Checkpoint(cp) = state else {
                 break;
@@ -114,6 +196,17 @@ impl Api {
             if end.is_some() && cp.size > from + cap {
                 break;
             }
+            let start = from + events.len() as u64 + 1;
+            let span = (start..=cp.size)
+                .map(read)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| internal("federation segment", e))?;
+            let span_bytes: usize = span.iter().map(|e| e.stored.len()).sum();
+            if end.is_some() && bytes + span_bytes > MAX_SEGMENT_BYTES {
+                break;
+            }
+            bytes += span_bytes;
+            events.extend(span);
             end = Some(cp);
         }
         let Some(checkpoint) = end else {
@@ -126,18 +219,6 @@ impl Api {
             .party()
             .map(|p| p.name.clone())
             .unwrap_or_default();
-        let events = (from + 1..=to).map(|index| {
-            let stored = shared
-                .db
-                .stored(index)?
-                .ok_or_else(|| std::io::Error::other(format!("event {index} is missing")))?;
-            let (salt, tagged) = split_stored(&stored, index)?;
-            Ok::<_, std::io::Error>(SourceEvent {
-                index,
-                salt: *salt,
-                stored: tagged.to_vec(),
-            })
-        });
         let visible = |e: &SourceEvent| {
             readable(&applied, &party, e, |facts, kind| {
                 descriptor
@@ -147,15 +228,28 @@ impl Api {
         };
         let tiles = shared.db.tiles();
         let nodes = applied.tree.nodes(&tiles);
-        let messages = ics_federation::filtered(from, to, events, visible, &nodes)
-            .map_err(|e| internal("federation segment", e))?;
+        let messages = ics_federation::filtered(
+            from,
+            to,
+            events.into_iter().map(Ok::<_, std::io::Error>),
+            visible,
+            &nodes,
+        )
+        .map_err(|e| internal("federation segment", e))?;
+        let sent = messages
+            .iter()
+            .filter(|m| matches!(m, Message::Event(_)))
+            .count() as u64;
         let items = messages.into_iter().map(item).collect();
         Ok(Some((
             pb::PullSegment {
                 items,
                 checkpoint: checkpoint.served_note(),
+                latest_size: latest,
+                policy_version: descriptor.version,
             },
             to,
+            sent,
         )))
     }
 }

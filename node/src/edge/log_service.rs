@@ -6,6 +6,7 @@ use ics_identity::Identity;
 use ics_identity::query::{self, SearchQuery, VerifyTarget};
 use ics_kernel::projection::SubjectView;
 use ics_kernel::{EventId, KeyId, SubjectRef};
+use ics_policies::Policies;
 use ics_proto::core_v1 as pb;
 use ics_proto::core_v1::event_log_server::EventLog;
 use tokio::sync::mpsc;
@@ -234,8 +235,14 @@ impl EventLog for Api {
         };
         forward_read!(self, r, r.consistency, from_follower, verify);
         let applied = self.node.shared.read();
-        let t = verify_everywhere(&applied, &target, crate::client::now_ms());
+        let now = crate::client::now_ms();
+        let (t, freshness) = verify_everywhere(&applied, &target, now);
+        let latest = freshness.as_ref().and_then(|f| f.latest());
         Ok(Response::new(pb::VerifyResponse {
+            stale: freshness.as_ref().is_some_and(|f| f.stale(now).is_some()),
+            synced_via: latest.map(|l| l.0.to_string()).unwrap_or_default(),
+            synced_ms: latest.map_or(0, |l| l.1),
+            synced_size: latest.map_or(0, |l| l.2),
             trusted: t.trusted,
             reason: t.reason,
             subject: t.subject.as_ref().map(codec::subject_to_pb),
@@ -436,12 +443,12 @@ fn verify_everywhere(
     applied: &crate::log::store::Applied,
     target: &query::VerifyTarget,
     now_ms: i64,
-) -> query::Trust {
+) -> (query::Trust, Option<ics_federation::Freshness>) {
     let own = query::verify(&applied.projection, target, now_ms);
     if own.subject.is_some() || own.trusted {
-        return own;
+        return (own, None);
     }
-    for mirror in applied.mirrors.parties.values() {
+    for (namespace, mirror) in &applied.mirrors.parties {
         let mut t = query::verify(&mirror.projection, target, now_ms);
         if t.subject.is_some() {
             t.registered_at = t
@@ -452,8 +459,25 @@ fn verify_everywhere(
                         .get(usize::try_from(p).ok()?.checked_sub(1)?)
                 })
                 .copied();
-            return t;
+            let freshness = ics_policies::active(applied.projection.capability::<Policies>())
+                .map(|policy| {
+                    let cursors = applied
+                        .projection
+                        .capability::<ics_federation::Federation>();
+                    ics_federation::freshness(&policy.descriptor, namespace, |peer| {
+                        cursors.subject(&ics_federation::cursor_subject(peer))
+                    })
+                })
+                .unwrap_or_default();
+            if let Some(why) = freshness.stale(now_ms) {
+                // Past the policy's staleness a verdict may be outdated
+                // either way: neither trusted nor revoked, unknown.
+                t.trusted = false;
+                t.status = Some("unknown");
+                t.reason = format!("{why}; was: {}", t.reason);
+            }
+            return (t, Some(freshness));
         }
     }
-    own
+    (own, None)
 }

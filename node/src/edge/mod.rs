@@ -5,6 +5,7 @@
 pub mod caller;
 mod cluster_service;
 mod federation_service;
+mod federation_status;
 pub mod http;
 mod log_service;
 mod policy_service;
