@@ -8,6 +8,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::federation::*;
 use common::*;
 use ics_federation::{Message, Run, SourceEvent, Verifier};
 use ics_kernel::authority::PartyPayload;
@@ -290,26 +291,6 @@ kinds = ["*"]
     assert!(after >= before + 2, "refusals counted: {before} -> {after}");
 }
 
-/// The events of `node`'s log that were imported, as (namespace, event id).
-async fn imported(node: &TestNode) -> Vec<(String, Vec<u8>)> {
-    let mut c = node.client();
-    let count = node.status().await.expect("status").event_count;
-    let mut stream = c
-        .log
-        .watch(ics_proto::core_v1::WatchRequest { from_index: 1 })
-        .await
-        .expect("watch")
-        .into_inner();
-    let mut out = Vec::new();
-    for _ in 0..count {
-        let e = stream.message().await.expect("an event").expect("the log");
-        if let Some(i) = e.imported {
-            out.push((i.namespace, e.event_id));
-        }
-    }
-    out
-}
-
 /// A maintenance party pulls from a manufacturer on its own (the leader's
 /// loop): what acme's policy shares and maint's imports lands in maint's log
 /// in acme's namespace, nothing else does, and after a restart the pull
@@ -349,6 +330,7 @@ async fn a_leader_imports_what_both_policies_allow_and_resumes_after_a_restart()
     .expect("acme recognizes maint");
     a.append(vec![publish(
         &acme,
+        1,
         policy("acme", PARTY, &maint_tls, "", "read"),
     )])
     .await
@@ -384,6 +366,7 @@ async fn a_leader_imports_what_both_policies_allow_and_resumes_after_a_restart()
     .expect("maint binds acme's log key");
     m.append(vec![publish(
         &maint,
+        1,
         policy(
             PARTY,
             "acme",
@@ -487,54 +470,6 @@ async fn a_leader_imports_what_both_policies_allow_and_resumes_after_a_restart()
     );
 }
 
-/// `c`'s root key recognizing `other` as party `name` of `role`.
-fn recognition(
-    c: &Cluster,
-    other: &Cluster,
-    name: &str,
-    role: ics_kernel::Role,
-) -> ics_kernel::Envelope {
-    client::signed(
-        &c.root_key(),
-        SubjectRef::new(ics_kernel::authority::PARTY, name),
-        client::ChainHead::default(),
-        PartyPayload::Recognized {
-            role,
-            root_key: other.root_key().public_key(),
-        },
-    )
-}
-
-/// `c`'s first policy descriptor, signed by its root key.
-fn publish(c: &Cluster, document: String) -> ics_kernel::Envelope {
-    client::signed(
-        &c.root_key(),
-        ics_policies::policy_subject(1),
-        client::ChainHead::default(),
-        ics_policies::PolicyPayload::Published { document },
-    )
-}
-
-/// `c`'s Verify of an Ed25519 key.
-async fn verify_key(
-    c: &mut client::Client,
-    key: &ics_kernel::PublicKey,
-) -> ics_proto::core_v1::VerifyResponse {
-    c.log
-        .verify(ics_proto::core_v1::VerifyRequest {
-            what: Some(ics_proto::core_v1::verify_request::What::PublicKey(
-                ics_proto::core_v1::PublicKey {
-                    algorithm: ics_proto::core_v1::SignatureAlgorithm::Ed25519 as i32,
-                    key: key.bytes().to_vec(),
-                },
-            )),
-            ..Default::default()
-        })
-        .await
-        .expect("verify")
-        .into_inner()
-}
-
 /// The ICS flow of a stolen device: the manufacturer shares its device with
 /// the maintainer and grants it status reports; the maintainer reports it
 /// stolen in the manufacturer's namespace, from its own API; its own Verify
@@ -602,6 +537,7 @@ async fn a_stolen_report_at_the_maintainer_reaches_the_manufacturers_verify() {
     // takes acme's devices and shares its reports on them.
     a.append(vec![publish(
         &acme,
+        1,
         policy(
             "acme",
             PARTY,
@@ -615,6 +551,7 @@ async fn a_stolen_report_at_the_maintainer_reaches_the_manufacturers_verify() {
     .expect("acme's policy");
     m.append(vec![publish(
         &maint,
+        1,
         policy(
             PARTY,
             "acme",

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod federation;
+
 use ics_kernel::{Algorithm, SigningKey, SubjectRef};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
