@@ -264,8 +264,13 @@ pub fn channel(
         .context("federation client TLS")?;
     let connector = crate::peer::PeerConnector::new(config, address);
     Ok(
+        // Keepalives find a dead link (a partition between the parties) in
+        // seconds, instead of at the pull's timeout.
         tonic::transport::Endpoint::from_static("http://ics-peer.invalid")
             .connect_timeout(connect_timeout)
+            .http2_keep_alive_interval(crate::listener::PEER_KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(crate::listener::PEER_KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
             .connect_with_connector_lazy(connector),
     )
 }

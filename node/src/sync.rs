@@ -243,9 +243,19 @@ async fn pull(
         .federation
         .report(&peer.party)
         .map_or(0, |r| r.source_policy);
-    let repull = cursor
+    let own_changed = cursor
         .as_ref()
-        .is_some_and(|c| c.policies.1 < peer.own_policy || c.policies.0 < source_policy_seen);
+        .is_some_and(|c| c.policies.1 < peer.own_policy);
+    let repull = own_changed
+        || cursor
+            .as_ref()
+            .is_some_and(|c| c.policies.0 < source_policy_seen);
+    // Only the source's policy changed: what this party imported under the
+    // old one stays as it was, so the source sends only what is newly read.
+    let known = match (&cursor, repull && !own_changed) {
+        (Some(c), true) => (c.size, c.policies.0),
+        _ => (0, 0),
+    };
     // What the cursor records: its size, the policies, and when.
     let mut recorded = cursor.as_ref().map(|c| (c.size, c.policies, c.synced_ms));
     let mut frontier = match (&cursor, repull) {
@@ -274,6 +284,8 @@ async fn pull(
         .pull(pb::PullRequest {
             from_size: frontier.size(),
             max_leaves: u32::try_from(limit).unwrap_or(u32::MAX).max(1),
+            known_size: known.0,
+            known_policy_version: known.1,
         })
         .await
         .with_context(|| format!("pull from {} at {endpoint}", peer.party))?

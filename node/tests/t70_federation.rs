@@ -74,12 +74,25 @@ fn message(item: fpb::PulledItem) -> Message {
 async fn pull_verified(
     client: &mut fpb::federation_client::FederationClient<tonic::transport::Channel>,
     log: &NoteVerifier,
+    frontier: Frontier,
+) -> Result<(Vec<SourceEvent>, Frontier), tonic::Status> {
+    pull_knowing(client, log, frontier, (0, 0)).await
+}
+
+/// `pull_verified`, saying the puller holds what the source's policy
+/// version `known.1` let it read of the first `known.0` leaves.
+async fn pull_knowing(
+    client: &mut fpb::federation_client::FederationClient<tonic::transport::Channel>,
+    log: &NoteVerifier,
     mut frontier: Frontier,
+    known: (u64, u64),
 ) -> Result<(Vec<SourceEvent>, Frontier), tonic::Status> {
     let mut stream = client
         .pull(fpb::PullRequest {
             from_size: frontier.size(),
             max_leaves: 0,
+            known_size: known.0,
+            known_policy_version: known.1,
         })
         .await?
         .into_inner();
@@ -176,7 +189,9 @@ kinds = ["*"]
         &root,
         ics_policies::policy_subject(1),
         client::ChainHead::default(),
-        ics_policies::PolicyPayload::Published { document: policy },
+        ics_policies::PolicyPayload::Published {
+            document: policy.clone(),
+        },
     )])
     .await
     .expect("publish the policy");
@@ -253,6 +268,64 @@ kinds = ["*"]
         fresh.iter().all(|e| e.index > frontier.size()),
         "only what came after the cursor"
     );
+
+    // acme widens its policy to every device. Pulling again from 0, a
+    // puller that says what it holds (read under version 1, up to its
+    // cursor) is sent only what version 2 adds there; one that says
+    // nothing is sent everything again.
+    let held = cursor.size();
+    c.append(vec![publish(
+        &acme,
+        2,
+        policy
+            .replace("version = 1", "version = 2")
+            .replace("manufacturer = \"acme\"\n", ""),
+    )])
+    .await
+    .expect("publish version 2");
+    let widened = acme.event_count(1).await;
+    wait_until(
+        "a checkpoint covering version 2",
+        Duration::from_secs(30),
+        || {
+            let r = icsctl_at(acme.node(1), &["log", "checkpoint"]);
+            let ok = r.is_ok_and(|out| json_of(&out)["size"].as_u64().unwrap_or(0) >= widened);
+            async move { ok }
+        },
+    )
+    .await;
+    let ids_of = |events: &[SourceEvent]| -> Vec<ics_kernel::EventId> {
+        events
+            .iter()
+            .map(|e| {
+                let (_, env) = ics_federation::ImportTag::split(&e.stored).unwrap();
+                ics_kernel::EventId::of_body(&client::codec::envelope_from_bytes(env).unwrap().body)
+            })
+            .collect()
+    };
+    let (added, _) = pull_knowing(&mut pulling, &log, Frontier::new(), (held, 1))
+        .await
+        .expect("a re-pull knowing what is held");
+    let added_ids = ids_of(&added);
+    assert!(
+        added_ids.contains(&id(&private)),
+        "the newly shared device came"
+    );
+    assert!(
+        !added_ids.contains(&id(&shared)) && !added_ids.contains(&id(&newer)),
+        "nothing already held came again"
+    );
+    assert!(
+        added.iter().filter(|e| e.index <= held).count() == 1,
+        "of the held leaves, only the newly shared event: {:?}",
+        added.iter().map(|e| e.index).collect::<Vec<_>>()
+    );
+    let (everything, _) = pull_verified(&mut pulling, &log, Frontier::new())
+        .await
+        .expect("a re-pull from nothing");
+    let everything_ids = ids_of(&everything);
+    assert!(everything_ids.contains(&id(&shared)) && everything_ids.contains(&id(&private)));
+    assert!(everything.len() > added.len());
 
     // A party the policy does not name is turned away at the handshake.
     let before = refused_federation(&acme.node(1).http).await;

@@ -2185,7 +2185,8 @@ async fn federation_status(c: &mut Client, j: bool) -> anyhow::Result<()> {
                 "last_attempt_ms": p.last_attempt_ms, "last_success_ms": p.last_success_ms,
                 "last_error": p.last_error, "consecutive_failures": p.consecutive_failures,
                 "imported": p.imported, "duplicates": p.duplicates, "refused": p.refused,
-                "deferred_by_quota": p.deferred_by_quota})
+                "deferred_by_quota": p.deferred_by_quota,
+                "cursor_policies": [p.cursor_source_policy, p.cursor_own_policy]})
         })
         .collect();
     let mut text = if r.policy_version == 0 {

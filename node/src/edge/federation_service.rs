@@ -72,7 +72,11 @@ impl Federation for Api {
                 0 => available as u64,
                 n => u64::from(n).min(available as u64),
             };
-            match self.segment(&peer, from, max_leaves)? {
+            let known = Known {
+                size: req.known_size,
+                policy_version: req.known_policy_version,
+            };
+            match self.segment(&peer, from, max_leaves, known)? {
                 Some((segment, end, sent)) => {
                     self.node
                         .federation
@@ -117,6 +121,7 @@ impl Api {
         peer: &FederationPeer,
         from: u64,
         max_leaves: u64,
+        known: Known,
     ) -> Result<Option<(pb::PullSegment, u64, u64)>, Status> {
         let shared = &self.node.shared;
         let applied = shared.read();
@@ -219,11 +224,20 @@ impl Api {
             .party()
             .map(|p| p.name.clone())
             .unwrap_or_default();
+        // What the puller holds already: read under the version it names.
+        let policies = applied.projection.capability::<Policies>();
+        let held = (known.size > 0 && known.policy_version != descriptor.version)
+            .then(|| ics_policies::version(policies, known.policy_version))
+            .flatten()
+            .map(|p| (known.size, &p.descriptor));
         let visible = |e: &SourceEvent| {
             readable(&applied, &party, e, |facts, kind| {
-                descriptor
-                    .decide(Direction::Read, &peer.party, facts, kind, now)
-                    .allowed
+                let allowed = |d: &ics_policies::Descriptor| {
+                    d.decide(Direction::Read, &peer.party, facts, kind, now)
+                        .allowed
+                };
+                allowed(descriptor)
+                    && !held.is_some_and(|(size, old)| e.index <= size && allowed(old))
             })
         };
         let tiles = shared.db.tiles();
@@ -252,6 +266,13 @@ impl Api {
             sent,
         )))
     }
+}
+
+/// What a re-pulling peer says it holds (`PullRequest::known_size`).
+#[derive(Clone, Copy)]
+struct Known {
+    size: u64,
+    policy_version: u64,
 }
 
 /// Whether the policy (`allows`) lets the peer read a stored event: its

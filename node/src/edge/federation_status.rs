@@ -69,6 +69,8 @@ impl FederationStatus for Api {
                     duplicates: report.duplicates,
                     refused: report.refused,
                     deferred_by_quota: report.deferred_by_quota,
+                    cursor_source_policy: cursor.map_or(0, |c| c.policies.0),
+                    cursor_own_policy: cursor.map_or(0, |c| c.policies.1),
                 }
             })
             .collect();
