@@ -111,33 +111,7 @@ pub async fn check(
             }
         }
     }
-    if let Some(first) = statuses.first() {
-        v.event_count = first.event_count;
-        for s in &statuses {
-            if (s.event_count, &s.log_hash, &s.state_hash, &s.tree_root)
-                != (
-                    first.event_count,
-                    &first.log_hash,
-                    &first.state_hash,
-                    &first.tree_root,
-                )
-            {
-                v.problem(format!(
-                    "node {} differs from node {}: {} vs {} events, log hash {} vs {}, state hash {} vs {}, tree root {} vs {}",
-                    s.node_id,
-                    first.node_id,
-                    s.event_count,
-                    first.event_count,
-                    hex(&s.log_hash),
-                    hex(&first.log_hash),
-                    hex(&s.state_hash),
-                    hex(&first.state_hash),
-                    hex(&s.tree_root),
-                    hex(&first.tree_root)
-                ));
-            }
-        }
-    }
+    agreement(&statuses, &mut v);
 
     let checkpoints = history.checkpoints.lock().expect("lock").clone();
     v.checkpoints = checkpoints.len();
@@ -311,6 +285,137 @@ async fn check_checkpoints(
             ));
         }
     }
+}
+
+/// Every replica's status the same as the first's.
+fn agreement(statuses: &[pb::StatusResponse], v: &mut Verdict) {
+    if let Some(first) = statuses.first() {
+        v.event_count = first.event_count;
+        for s in statuses {
+            if (s.event_count, &s.log_hash, &s.state_hash, &s.tree_root)
+                != (
+                    first.event_count,
+                    &first.log_hash,
+                    &first.state_hash,
+                    &first.tree_root,
+                )
+            {
+                v.problem(format!(
+                    "node {} differs from node {}: {} vs {} events, log hash {} vs {}, state hash {} vs {}, tree root {} vs {}",
+                    s.node_id,
+                    first.node_id,
+                    s.event_count,
+                    first.event_count,
+                    hex(&s.log_hash),
+                    hex(&first.log_hash),
+                    hex(&s.state_hash),
+                    hex(&first.state_hash),
+                    hex(&s.tree_root),
+                    hex(&first.tree_root)
+                ));
+            }
+        }
+    }
+}
+
+/// What may and must cross from a source party to an importer.
+#[derive(Debug, Default)]
+pub struct Crossing {
+    /// The source's namespace at the importer.
+    pub namespace: String,
+    /// Acknowledged at the source and allowed by both policies: on every
+    /// importer replica once.
+    pub required: HashSet<EventId>,
+    /// Every event of the source's log: nothing else may be imported.
+    pub source_log: HashSet<EventId>,
+    /// Outside the policies, acknowledged or not: never imported.
+    pub forbidden: HashSet<EventId>,
+}
+
+/// The federation verdict on every importer replica: each required event
+/// imported once, in the source's namespace; nothing forbidden and nothing
+/// the source's log does not hold; the replicas one log and one state.
+pub async fn check_federation(
+    crossing: &Crossing,
+    replicas: &BTreeMap<u64, String>,
+    tls: &ClientTls,
+) -> Verdict {
+    let mut v = Verdict {
+        acked: crossing.required.len(),
+        ..Verdict::default()
+    };
+    let statuses = same_moment_statuses(replicas, tls, &mut v).await;
+    agreement(&statuses, &mut v);
+    for (id, addr) in replicas {
+        let imported = match imported_events(addr, tls).await {
+            Ok(i) => i,
+            Err(e) => {
+                v.problem(format!("node {id}: reading its log: {e}"));
+                continue;
+            }
+        };
+        let mut seen = HashSet::new();
+        for (namespace, event) in &imported {
+            if !seen.insert(*event) {
+                v.problem(format!("node {id}: event {event} imported twice"));
+            }
+            if crossing.forbidden.contains(event) {
+                v.problem(format!(
+                    "node {id}: event {event}, outside the policy, crossed"
+                ));
+            } else if namespace == &crossing.namespace && !crossing.source_log.contains(event) {
+                v.problem(format!(
+                    "node {id}: imported event {event} is not in the source's log"
+                ));
+            }
+        }
+        let missing = crossing.required.difference(&seen).count();
+        if missing > 0 {
+            v.problem(format!(
+                "node {id}: {missing} of {} required events not imported",
+                crossing.required.len()
+            ));
+        }
+    }
+    v
+}
+
+/// The events a node's log holds, in order, with the namespace of each
+/// imported one (`None`: its own).
+pub async fn log_events(
+    addr: &str,
+    tls: &ClientTls,
+) -> anyhow::Result<Vec<(Option<String>, EventId)>> {
+    let mut c = Client::connect(addr, tls)?;
+    let count = c.status().await?.event_count;
+    let mut stream = c
+        .log
+        .watch(pb::WatchRequest { from_index: 1 })
+        .await?
+        .into_inner();
+    let mut out = Vec::with_capacity(count as usize);
+    while (out.len() as u64) < count {
+        let e = stream
+            .next()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("the log ended at {} of {count}", out.len()))??;
+        let id = EventId(
+            e.event_id
+                .as_slice()
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("an event id not 32 bytes"))?,
+        );
+        out.push((e.imported.map(|i| i.namespace), id));
+    }
+    Ok(out)
+}
+
+async fn imported_events(addr: &str, tls: &ClientTls) -> anyhow::Result<Vec<(String, EventId)>> {
+    Ok(log_events(addr, tls)
+        .await?
+        .into_iter()
+        .filter_map(|(ns, id)| ns.map(|ns| (ns, id)))
+        .collect())
 }
 
 fn hex(b: &[u8]) -> String {

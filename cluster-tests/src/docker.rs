@@ -1,15 +1,21 @@
 //! A cluster of `icsd` containers on a private Docker network, and the faults
-//! the chaos tests inject into it.
+//! the chaos tests inject into it. A cluster may also join a network shared
+//! with other parties' clusters (`PartySpec::federation`), where its nodes
+//! serve the federation listener; cutting it off that network partitions
+//! the parties while each cluster keeps its own.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use ics_kernel::SigningKey;
 use ics_node::client::{Client, ClientTls};
 use ics_proto::core_v1 as pb;
 use testcontainers::bollard::Docker;
-use testcontainers::bollard::models::{NetworkConnectRequest, NetworkDisconnectRequest};
+use testcontainers::bollard::models::{
+    NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
+};
 use testcontainers::bollard::query_parameters::{
     KillContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
 };
@@ -21,7 +27,50 @@ use crate::image;
 
 const GRPC_PORT: u16 = 7400;
 const PEER_PORT: u16 = 7440;
-const PARTY: &str = "chaos-maintenance";
+/// The federation listener, on the shared network only.
+pub const FEDERATION_PORT: u16 = 7600;
+
+/// Who a cluster is, and the network it shares with other parties.
+#[derive(Clone, Debug)]
+pub struct PartySpec {
+    pub party: String,
+    /// manufacturer, developer, maintenance, infield or certifier.
+    pub role: String,
+    /// The shared network's name, from `federation_network`; its name must
+    /// sort after the cluster's own network's, so Docker keeps the cluster
+    /// network as the one host ports are published on.
+    pub federation: Option<String>,
+}
+
+impl PartySpec {
+    /// The chaos tests' party: a maintainer alone.
+    pub fn chaos() -> PartySpec {
+        PartySpec {
+            party: "chaos-maintenance".into(),
+            role: "maintenance".into(),
+            federation: None,
+        }
+    }
+}
+
+/// Creates the network parties federate over.
+pub async fn federation_network(name: &str) -> anyhow::Result<()> {
+    let docker = Docker::connect_with_local_defaults().context("connect to the Docker engine")?;
+    docker
+        .create_network(NetworkCreateRequest {
+            name: name.to_string(),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("create network {name}"))?;
+    Ok(())
+}
+
+pub async fn remove_network(name: &str) {
+    if let Ok(docker) = Docker::connect_with_local_defaults() {
+        let _ = docker.remove_network(name).await;
+    }
+}
 /// Node certificates live two minutes and are renewed after one (the first
 /// minute is backdating): renewal keeps happening under the faults.
 pub const CERT_LIFETIME: Duration = Duration::from_secs(120);
@@ -70,6 +119,7 @@ pub struct DockerCluster {
     pub network: String,
     pub nodes: BTreeMap<u64, Node>,
     pub addresses: Addresses,
+    pub spec: PartySpec,
     docker: Docker,
     volumes: Vec<String>,
     /// The party's TLS material (`icsd tls init`), one directory per node,
@@ -104,6 +154,15 @@ fn node_name(run_id: &str, id: u64) -> String {
 impl DockerCluster {
     /// Starts `size` nodes that bootstrap one cluster among themselves.
     pub async fn start(run_id: &str, size: u64) -> anyhow::Result<DockerCluster> {
+        Self::start_party(run_id, size, PartySpec::chaos()).await
+    }
+
+    /// Starts `size` nodes of the party `spec` names.
+    pub async fn start_party(
+        run_id: &str,
+        size: u64,
+        spec: PartySpec,
+    ) -> anyhow::Result<DockerCluster> {
         image::ensure().await;
         let docker =
             Docker::connect_with_local_defaults().context("connect to the Docker engine")?;
@@ -114,7 +173,7 @@ impl DockerCluster {
             .map(|id| (*id, container_names(&node_name(run_id, *id))))
             .collect();
         ics_node::tls::init_party(
-            PARTY,
+            &spec.party,
             tls.path(),
             &nodes,
             &[],
@@ -127,7 +186,7 @@ impl DockerCluster {
         let operator_dir = tls.path().join("operator-admin");
         ics_node::tls::add_holder(
             &tls.path().join("ca"),
-            PARTY,
+            &spec.party,
             &ics_pki::Holder::Operator("admin".into()),
             &ics_pki::LeafNames::default(),
             &operator_dir,
@@ -144,6 +203,7 @@ impl DockerCluster {
                 map: RwLock::new(BTreeMap::new()),
                 tls: client_tls,
             }),
+            spec,
             docker,
             volumes: Vec::new(),
             tls,
@@ -168,7 +228,9 @@ impl DockerCluster {
             "--node-id".into(),
             id.to_string(),
             "--party".into(),
-            PARTY.into(),
+            self.spec.party.clone(),
+            "--role".into(),
+            self.spec.role.clone(),
             "--data-dir".into(),
             "/data".into(),
             "--listen".into(),
@@ -190,7 +252,7 @@ impl DockerCluster {
         if !tls_dir.exists() {
             ics_node::tls::add_node(
                 &self.tls.path().join("ca"),
-                PARTY,
+                &self.spec.party,
                 id,
                 &container_names(&name),
                 &tls_dir,
@@ -198,6 +260,12 @@ impl DockerCluster {
                 CERT_LIFETIME,
             )
             .with_context(|| format!("a certificate for node {id}"))?;
+        }
+        if self.spec.federation.is_some() {
+            args.extend([
+                "--federation-listen".to_string(),
+                format!("0.0.0.0:{FEDERATION_PORT}"),
+            ]);
         }
         args.extend(peers);
         if manual {
@@ -220,6 +288,18 @@ impl DockerCluster {
             .start()
             .await
             .with_context(|| format!("start container {name}"))?;
+        if let Some(federation) = &self.spec.federation {
+            self.docker
+                .connect_network(
+                    federation,
+                    NetworkConnectRequest {
+                        container: name.clone(),
+                        endpoint_config: None,
+                    },
+                )
+                .await
+                .with_context(|| format!("connect {name} to {federation}"))?;
+        }
         Ok(Node {
             id,
             name,
@@ -437,6 +517,92 @@ impl DockerCluster {
         gone.container.rm().await.context("remove old container")?;
         self.refresh_addresses().await;
         Ok(())
+    }
+
+    /// The host address of some running node.
+    pub fn any_address(&self) -> anyhow::Result<String> {
+        self.addresses
+            .read()
+            .expect("addresses lock")
+            .values()
+            .next()
+            .cloned()
+            .context("no node up")
+    }
+
+    /// A client of some running node.
+    pub fn any_client(&self) -> anyhow::Result<Client> {
+        Client::connect(&self.any_address()?, &self.addresses.tls)
+    }
+
+    /// Where the other parties reach this one's federation listeners.
+    pub fn federation_endpoints(&self) -> Vec<String> {
+        self.nodes
+            .values()
+            .map(|n| format!("{}:{FEDERATION_PORT}", n.name))
+            .collect()
+    }
+
+    /// Cuts every node off the shared network, or joins them back: the
+    /// parties are partitioned while each cluster keeps its own network.
+    pub async fn set_federation_link(&mut self, up: bool) -> anyhow::Result<()> {
+        let federation = self
+            .spec
+            .federation
+            .clone()
+            .context("the cluster has no federation network")?;
+        for n in self.nodes.values() {
+            let result = if up {
+                self.docker
+                    .connect_network(
+                        &federation,
+                        NetworkConnectRequest {
+                            container: n.name.clone(),
+                            endpoint_config: None,
+                        },
+                    )
+                    .await
+            } else {
+                self.docker
+                    .disconnect_network(
+                        &federation,
+                        NetworkDisconnectRequest {
+                            container: n.name.clone(),
+                            force: Some(true),
+                        },
+                    )
+                    .await
+            };
+            result.with_context(|| format!("{} federation link of {}", up, n.name))?;
+        }
+        Ok(())
+    }
+
+    /// The directory of the test's operator certificate and the party CA.
+    pub fn operator_tls_dir(&self) -> std::path::PathBuf {
+        self.tls.path().join("operator-admin")
+    }
+
+    /// The party CA, PEM, as a peer's policy names it.
+    pub fn ca_pem(&self) -> anyhow::Result<String> {
+        let cert = ics_node::tls::read_cert(&self.tls.path().join("ca").join("ca.crt"))?;
+        Ok(ics_node::tls::pem(&cert))
+    }
+
+    /// The party root key, created in node 1's volume when it appended the
+    /// genesis, copied to `dir`.
+    pub fn root_key(&self, dir: &std::path::Path) -> anyhow::Result<SigningKey> {
+        let name = &self.nodes.values().next().context("no node")?.name;
+        let dest = dir.join(format!("{}-root.key", self.spec.party));
+        let status = std::process::Command::new("docker")
+            .args(["cp", &format!("{name}:/data/root.key")])
+            .arg(&dest)
+            .status()
+            .context("docker cp")?;
+        if !status.success() {
+            bail!("docker cp of the root key failed: {status}");
+        }
+        ics_node::keyfile::read(&dest)
     }
 
     /// Saves every container's log under `dir`.

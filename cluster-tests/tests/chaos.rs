@@ -13,8 +13,7 @@ use ics_cluster_tests::schedule::{self, Fault};
 use ics_cluster_tests::workload::Workload;
 use ics_cluster_tests::{Rng, checker, image};
 use ics_kernel::{Algorithm, SigningKey};
-use ics_node::client::{self, Client};
-use ics_node::keyfile;
+use ics_node::client;
 
 fn seed() -> u64 {
     match std::env::var("ICS_CHAOS_SEED") {
@@ -33,21 +32,6 @@ fn rounds() -> usize {
         .unwrap_or(1)
 }
 
-/// The party root key, created in node 1's volume when it appended the genesis.
-fn copy_root_key(cluster: &DockerCluster, dir: &std::path::Path) -> anyhow::Result<SigningKey> {
-    let name = &cluster.nodes.values().next().context("no node")?.name;
-    let dest = dir.join("root.key");
-    let status = std::process::Command::new("docker")
-        .args(["cp", &format!("{name}:/data/root.key")])
-        .arg(&dest)
-        .status()
-        .context("docker cp")?;
-    if !status.success() {
-        bail!("docker cp of the root key failed: {status}");
-    }
-    keyfile::read(&dest)
-}
-
 async fn register_author(cluster: &DockerCluster, root: &SigningKey) -> anyhow::Result<SigningKey> {
     let author = SigningKey::generate(Algorithm::Ed25519);
     let env = client::register_author(
@@ -62,29 +46,18 @@ async fn register_author(cluster: &DockerCluster, root: &SigningKey) -> anyhow::
         .collect(),
         client::now_ms() + 86_400_000,
     );
-    any_node(cluster)?
+    cluster
+        .any_client()?
         .append(vec![env])
         .await
         .context("register author")?;
     Ok(author)
 }
 
-/// A client of some running node.
-fn any_node(cluster: &DockerCluster) -> anyhow::Result<Client> {
-    let addr = cluster
-        .addresses
-        .read()
-        .expect("lock")
-        .values()
-        .next()
-        .cloned()
-        .context("no node")?;
-    Client::connect(&addr, &cluster.addresses.tls)
-}
-
 /// The node certificates the log recorded (first issues and renewals).
 async fn tls_certificates(cluster: &DockerCluster) -> anyhow::Result<usize> {
-    let page = any_node(cluster)?
+    let page = cluster
+        .any_client()?
         .log
         .list_subjects(ics_proto::core_v1::ListSubjectsRequest {
             kind: "tls-cert".into(),
@@ -129,7 +102,7 @@ async fn scenario(
 ) -> anyhow::Result<String> {
     let started = Instant::now();
     cluster.wait_healthy(Duration::from_secs(90)).await?;
-    let root = copy_root_key(cluster, work)?;
+    let root = cluster.root_key(work)?;
     let author = Arc::new(register_author(cluster, &root).await?);
     let workload = Workload::start(cluster.addresses.clone(), author.clone(), 4, 2, seed);
     while workload.acked() < 20 {
