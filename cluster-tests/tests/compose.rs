@@ -1,5 +1,8 @@
 //! `docker-compose` with `deploy/compose.yaml` brings up the demo federation,
-//! and the stock `icsctl` from the image reaches every node from the host.
+//! and the stock `icsctl` from the image reaches every node from the host;
+//! `deploy/federate.sh` wires the parties' policies, and a device the
+//! manufacturer registers for site-01 reaches the gateway through the
+//! maintainer, while one for another site does not.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -102,6 +105,36 @@ impl Project {
     }
 }
 
+impl Project {
+    /// `icsctl` inside `service`'s container, as the operator in `tls`;
+    /// its stdout when it succeeded.
+    fn icsctl(&self, service: &str, tls: &str, args: &[&str]) -> Result<String, String> {
+        let mut all = vec![
+            "exec",
+            "-T",
+            service,
+            "/usr/local/bin/icsctl",
+            "--server",
+            "127.0.0.1:7400",
+            "--tls-dir",
+            tls,
+            "--json",
+        ];
+        all.extend_from_slice(args);
+        let out = self.compose(&all);
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn icsctl_json(&self, service: &str, tls: &str, args: &[&str]) -> Option<serde_json::Value> {
+        let out = self.icsctl(service, tls, args).ok()?;
+        serde_json::from_str(out.lines().last()?).ok()
+    }
+}
+
 fn icsctl_status(port: &str, tls_dir: &std::path::Path) -> Option<serde_json::Value> {
     let out = Command::new(image::icsctl())
         .args([
@@ -177,5 +210,109 @@ async fn compose_brings_up_the_demo_federation() {
             "not every service turned healthy:\n{text}"
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    // The federation: deploy/federate.sh as a user runs it.
+    let federate = Command::new("bash")
+        .arg(image::workspace_root().join("deploy/federate.sh"))
+        .arg(&project.0)
+        .env("ICS_IMAGE", image::TAG)
+        .env("ICS_PORT_PREFIX", "76")
+        .output()
+        .expect("run deploy/federate.sh");
+    assert!(
+        federate.status.success(),
+        "deploy/federate.sh failed: {}\n{}",
+        String::from_utf8_lossy(&federate.stdout),
+        String::from_utf8_lossy(&federate.stderr)
+    );
+    let maker = |args: &[&str]| {
+        project
+            .icsctl("manufacturer", "/data/tls", args)
+            .unwrap_or_else(|e| panic!("icsctl {args:?} at the manufacturer: {e}"))
+    };
+    maker(&["key", "generate", "--out", "/data/author.key"]);
+    maker(&[
+        "author",
+        "add",
+        "--signer",
+        "/data/root.key",
+        "--key",
+        "/data/author.key",
+        "--label",
+        "factory",
+        "--kinds",
+        "device-registered",
+        "--valid-days",
+        "30",
+    ]);
+    let mut devices = Vec::new();
+    for site in ["site-02", "site-01"] {
+        let key = format!("/data/{site}.key");
+        maker(&["key", "generate", "--out", &key]);
+        let shown: serde_json::Value =
+            serde_json::from_str(maker(&["key", "show", &key]).trim()).expect("key show");
+        maker(&[
+            "device",
+            "register",
+            "--signer",
+            "/data/author.key",
+            "--serial",
+            site,
+            "--device-key",
+            &key,
+            "--revocations",
+            &format!("/data/{site}.rev"),
+            "--attr",
+            &format!("site={site}"),
+        ]);
+        devices.push(shown["key_id"].as_str().expect("a key id").to_string());
+    }
+
+    // The site-01 device reaches the gateway through the maintainer, as
+    // trusted, saying which sync it came by.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let verdict = loop {
+        if let Some(v) =
+            project.icsctl_json("infield", "/data/tls", &["verify", "--key-id", &devices[1]])
+            && v["trusted"] == true
+        {
+            break v;
+        }
+        let status = project.icsctl(
+            "maintenance-1",
+            "/tls/operator-admin",
+            &["federation", "status"],
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the site-01 device never reached the gateway; the maintainer's federation: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert_eq!(verdict["synced_via"], "acme-maintenance", "{verdict}");
+    assert_eq!(verdict["stale"], false, "{verdict}");
+    // Registered first, the site-02 device would have come first: it is
+    // outside the gateway's share.
+    let other = project.icsctl_json("infield", "/data/tls", &["verify", "--key-id", &devices[0]]);
+    assert!(
+        other.as_ref().is_none_or(|v| v["trusted"] != true),
+        "the site-02 device crossed: {other:?}"
+    );
+    // The maintainer's status shows both sources pulled, without error.
+    let status = project
+        .icsctl_json(
+            "maintenance-1",
+            "/tls/operator-admin",
+            &["federation", "status"],
+        )
+        .expect("federation status");
+    for party in ["thermo-devices", "firmware-works"] {
+        let peer = status["peers"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["party"] == party))
+            .unwrap_or_else(|| panic!("{party} in {status}"));
+        assert_eq!(peer["pulled"], true, "{peer}");
+        assert!(peer["cursor_size"].as_u64().unwrap_or(0) > 0, "{peer}");
     }
 }
