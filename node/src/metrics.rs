@@ -31,6 +31,7 @@ pub struct Metrics {
     checkpoints_cosigned: Counter,
     federation_segments_served: Family<[(&'static str, String); 1], Counter>,
     federation_bytes_served: Family<[(&'static str, String); 1], Counter>,
+    federation_pulls_over_quota: Family<[(&'static str, String); 1], Counter>,
     federation_imported: Family<[(&'static str, String); 1], Counter>,
     federation_import_refused: Family<[(&'static str, String); 1], Counter>,
     federation_pull_failures: Family<[(&'static str, String); 1], Counter>,
@@ -61,6 +62,7 @@ impl Default for Metrics {
             checkpoints_cosigned: Counter::default(),
             federation_segments_served: Family::default(),
             federation_bytes_served: Family::default(),
+            federation_pulls_over_quota: Family::default(),
             federation_imported: Family::default(),
             federation_import_refused: Family::default(),
             federation_pull_failures: Family::default(),
@@ -163,6 +165,11 @@ impl Default for Metrics {
             m.federation_bytes_served.clone(),
         );
         r.register(
+            "federation_pulls_over_quota",
+            "Pulls refused because the peer party had pulled its events per minute (PULL_QUOTA), per peer",
+            m.federation_pulls_over_quota.clone(),
+        );
+        r.register(
             "federation_imported",
             "Events pulled from a peer party and accepted into this log, per peer",
             m.federation_imported.clone(),
@@ -234,6 +241,13 @@ impl Metrics {
         self.federation_bytes_served
             .get_or_create(&label)
             .inc_by(bytes as u64);
+    }
+
+    /// A pull by `peer` refused: it had pulled its events per minute.
+    pub fn federation_over_quota(&self, peer: &str) {
+        self.federation_pulls_over_quota
+            .get_or_create(&[("peer", peer.to_string())])
+            .inc();
     }
 
     /// A pull from `peer` that imported and refused so many events and

@@ -274,15 +274,12 @@ kinds = ["*"]
     // cursor) is sent only what version 2 adds there; one that says
     // nothing is sent everything again.
     let held = cursor.size();
-    c.append(vec![publish(
-        &acme,
-        2,
-        policy
-            .replace("version = 1", "version = 2")
-            .replace("manufacturer = \"acme\"\n", ""),
-    )])
-    .await
-    .expect("publish version 2");
+    let every_device = policy
+        .replace("version = 1", "version = 2")
+        .replace("manufacturer = \"acme\"\n", "");
+    c.append(vec![publish(&acme, 2, every_device.clone())])
+        .await
+        .expect("publish version 2");
     let widened = acme.event_count(1).await;
     wait_until(
         "a checkpoint covering version 2",
@@ -326,6 +323,49 @@ kinds = ["*"]
     let everything_ids = ids_of(&everything);
     assert!(everything_ids.contains(&id(&shared)) && everything_ids.contains(&id(&private)));
     assert!(everything.len() > added.len());
+
+    // Version 3 lets maint pull one event per minute: once its pulls have
+    // spent that, the next is refused (and counted); nothing changes here.
+    c.append(vec![publish(
+        &acme,
+        3,
+        every_device.replace(
+            "version = 2\n",
+            "version = 3\n\n[quotas]\nevents_per_minute = 1\n",
+        ),
+    )])
+    .await
+    .expect("publish version 3");
+    let limited = acme.event_count(1).await;
+    wait_until(
+        "a checkpoint covering version 3",
+        Duration::from_secs(30),
+        || {
+            let r = icsctl_at(acme.node(1), &["log", "checkpoint"]);
+            let ok = r.is_ok_and(|out| json_of(&out)["size"].as_u64().unwrap_or(0) >= limited);
+            async move { ok }
+        },
+    )
+    .await;
+    let before = acme.event_count(1).await;
+    let over_quota = format!("ics_federation_pulls_over_quota_total{{peer=\"{PARTY}\"}}");
+    let mut refused = None;
+    for _ in 0..3 {
+        if let Err(e) = pull_verified(&mut pulling, &log, Frontier::new()).await {
+            refused = Some(e);
+            break;
+        }
+    }
+    let refused = refused.expect("a pull past the quota is refused");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert_eq!(reason_of(&refused), "PULL_QUOTA");
+    assert!(refused.message().contains(PARTY), "{}", refused.message());
+    assert_eq!(acme.event_count(1).await, before, "nothing appended");
+    assert!(metric(&acme.node(1).http, &over_quota).await >= 1);
 
     // A party the policy does not name is turned away at the handshake.
     let before = refused_federation(&acme.node(1).http).await;

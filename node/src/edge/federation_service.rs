@@ -57,6 +57,7 @@ impl Federation for Api {
                 .serve_budget(&peer.party, per_minute, 0);
             if available < 1.0 {
                 if segments.is_empty() {
+                    self.node.metrics.federation_over_quota(&peer.party);
                     return Err(rpc_error(
                         Code::ResourceExhausted,
                         "PULL_QUOTA",
