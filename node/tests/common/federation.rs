@@ -164,6 +164,16 @@ pub async fn verify_until(
 
 /// The events of `node`'s log that were imported, as (namespace, event id).
 pub async fn imported(node: &TestNode) -> Vec<(String, Vec<u8>)> {
+    imported_records(node)
+        .await
+        .into_iter()
+        .map(|(i, id)| (i.namespace, id))
+        .collect()
+}
+
+/// The events of `node`'s log that were imported, with where each belongs
+/// and came from.
+pub async fn imported_records(node: &TestNode) -> Vec<(pb::Imported, Vec<u8>)> {
     let mut c = node.client();
     let count = node.status().await.expect("status").event_count;
     let mut stream = c
@@ -176,7 +186,7 @@ pub async fn imported(node: &TestNode) -> Vec<(String, Vec<u8>)> {
     for _ in 0..count {
         let e = stream.message().await.expect("an event").expect("the log");
         if let Some(i) = e.imported {
-            out.push((i.namespace, e.event_id));
+            out.push((i, e.event_id));
         }
     }
     out
