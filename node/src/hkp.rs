@@ -3,7 +3,9 @@
 //! exact User ID (the serial); `/pks/add` is refused, because records enter
 //! only as signed events (open uploads are how the 2019 SKS flooding worked).
 //!
-//! Lookups read this node's applied projection: a follower may answer a few
+//! Lookups read this node's applied projection, then the records it
+//! imported from other parties (refused with 503 while those are past the
+//! policy's staleness): a follower may answer a few
 //! milliseconds behind the leader, as keyservers do.
 
 use std::collections::HashMap;
@@ -168,13 +170,32 @@ async fn lookup(
         .is_some_and(|o| o.split(',').any(|x| x == "mr"));
     hkp.node.metrics.hkp_lookup();
     let applied = hkp.node.shared.read();
-    let projection = &applied.projection;
-    let Some((state, certificate)) = find(projection, &search) else {
+    // This party's records, then those it imported, party by party.
+    let found = find(&applied.projection, &search)
+        .map(|f| (f, None))
+        .or_else(|| {
+            applied
+                .mirrors
+                .parties
+                .iter()
+                .find_map(|(ns, m)| find(&m.projection, &search).map(|f| (f, Some(ns))))
+        });
+    let Some(((state, certificate), namespace)) = found else {
         return refuse(
             StatusCode::NOT_FOUND,
             format!("no device certificate matches {raw:?}"),
         );
     };
+    // Past the policy's staleness an imported certificate may have been
+    // revoked since: no answer rather than one that may be outdated.
+    if let Some(ns) = namespace
+        && let Some(why) = applied.freshness(ns).stale(crate::client::now_ms())
+    {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{raw:?} is {ns}'s record, and {why}"),
+        );
+    }
     match op {
         "get" => (
             StatusCode::OK,

@@ -71,15 +71,42 @@ fn acme_device(
     serial: &str,
     site: &str,
 ) -> (ics_kernel::PublicKey, SubjectRef, ics_kernel::Envelope) {
-    let key = SigningKey::generate(Algorithm::Ed25519).public_key();
+    let (key, subject, event, _) = acme_device_with_openpgp(factory, serial, site);
+    (key, subject, event)
+}
+
+/// `acme_device` with an OpenPGP certificate, and its revocation escrow.
+fn acme_device_with_openpgp(
+    factory: &SigningKey,
+    serial: &str,
+    site: &str,
+) -> (
+    ics_kernel::PublicKey,
+    SubjectRef,
+    ics_kernel::Envelope,
+    ics_identity::openpgp::RevocationEscrow,
+) {
+    let device = SigningKey::generate(Algorithm::Ed25519);
+    let key = device.public_key();
     let subject = SubjectRef::new(ics_identity::DEVICE, key.id().to_hex());
-    let event = client::register_device(
+    let (event, escrow) = client::register_device_with_openpgp(
         factory,
         serial,
-        &key,
+        &device,
         vec![("manu".into(), "acme".into()), ("site".into(), site.into())],
-    );
-    (key, subject, event)
+    )
+    .expect("an OpenPGP registration");
+    (key, subject, event, escrow)
+}
+
+/// The HKP index entry (machine-readable) of the device with `serial`.
+async fn hkp_index(node: &TestNode, serial: &str) -> (String, String) {
+    let (status, body) = http_request(
+        &node.http,
+        &format!("/pks/lookup?op=index&options=mr&search={serial}"),
+    )
+    .await;
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 fn after(event: &ics_kernel::Envelope, sequence: u64) -> ChainHead {
@@ -196,7 +223,8 @@ async fn four_parties_sync_what_their_policies_allow_and_nothing_else() {
     let mut m = maint.node(1).client();
     let mut g = gw.node(1).client();
     let factory = register_author(&mut a, &acme.root_key(), device_kinds()).await;
-    let (k1, d1, reg1) = acme_device(&factory, "SN-1", "plant-7");
+    // d1's owner, the maintainer, was handed its revocation escrow.
+    let (k1, d1, reg1, d1_escrow) = acme_device_with_openpgp(&factory, "SN-1", "plant-7");
     let (k2, _, reg2) = acme_device(&factory, "SN-2", "plant-9");
     let (k3, d3, reg3) = acme_device(&factory, "SN-3", "plant-7");
     a.append(vec![reg1.clone(), reg2, reg3.clone()])
@@ -253,12 +281,13 @@ async fn four_parties_sync_what_their_policies_allow_and_nothing_else() {
 
     // maintainer -> manufacturer and gateway: a stolen report made at the
     // maintainer, in acme's namespace under acme's grant.
-    let report = client::change_status(
+    let report = client::report_status(
         &maint.root_key(),
         &d1.id,
         after(&grant, 2),
         DeviceStatus::Stolen,
         "van broken into",
+        Some(d1_escrow.compromised.clone()),
     );
     let mut appended = m.append_in("acme", vec![report.clone()]).await;
     for _ in 0..300 {
@@ -278,6 +307,20 @@ async fn four_parties_sync_what_their_policies_allow_and_nothing_else() {
         )
         .await;
         assert!(!v.trusted, "{who}: {v:?}");
+    }
+    // ... and their HKP keyservers serve d1's certificate revoked: acme's
+    // from its own records, the gateway's from those it imported.
+    for (who, node) in [("acme", acme.node(1)), ("gw", gw.node(1))] {
+        let (status, index) = hkp_index(node, "SN-1").await;
+        assert!(
+            status.starts_with("HTTP/1.1 200"),
+            "{who}: {status} {index}"
+        );
+        let pub_line = index
+            .lines()
+            .find(|l| l.starts_with("pub:"))
+            .unwrap_or_default();
+        assert!(pub_line.ends_with(":r"), "{who}: revoked in HKP: {index}");
     }
     // The other site's device never reached the gateway: by now everything
     // before the report has.
@@ -312,6 +355,10 @@ async fn four_parties_sync_what_their_policies_allow_and_nothing_else() {
     assert!(!v.trusted, "{v:?}");
     assert_eq!(v.status, "unknown");
     assert!(v.reason.contains("max_staleness_seconds 3"), "{}", v.reason);
+    // HKP will not serve a certificate that may have been revoked since.
+    let (status, why) = hkp_index(gw.node(1), "SN-1").await;
+    assert!(status.starts_with("HTTP/1.1 503"), "{status} {why}");
+    assert!(why.contains("max_staleness_seconds"), "{why}");
     assert_eq!(v.synced_via, PARTY);
     assert!(client::now_ms() - v.synced_ms > 3000, "{v:?}");
     let status =

@@ -6,7 +6,6 @@ use ics_identity::Identity;
 use ics_identity::query::{self, SearchQuery, VerifyTarget};
 use ics_kernel::projection::SubjectView;
 use ics_kernel::{EventId, KeyId, SubjectRef};
-use ics_policies::Policies;
 use ics_proto::core_v1 as pb;
 use ics_proto::core_v1::event_log_server::EventLog;
 use tokio::sync::mpsc;
@@ -459,16 +458,7 @@ fn verify_everywhere(
                         .get(usize::try_from(p).ok()?.checked_sub(1)?)
                 })
                 .copied();
-            let freshness = ics_policies::active(applied.projection.capability::<Policies>())
-                .map(|policy| {
-                    let cursors = applied
-                        .projection
-                        .capability::<ics_federation::Federation>();
-                    ics_federation::freshness(&policy.descriptor, namespace, |peer| {
-                        cursors.subject(&ics_federation::cursor_subject(peer))
-                    })
-                })
-                .unwrap_or_default();
+            let freshness = applied.freshness(namespace);
             if let Some(why) = freshness.stale(now_ms) {
                 // Past the policy's staleness a verdict may be outdated
                 // either way: neither trusted nor revoked, unknown.

@@ -271,6 +271,22 @@ pub struct Applied {
     pub membership: StoredMembership,
 }
 
+impl Applied {
+    /// How fresh the records imported into `namespace` are: the peers the
+    /// policy in force takes them from, and their cursors.
+    pub fn freshness(&self, namespace: &str) -> ics_federation::Freshness {
+        let policies = self.projection.capability::<ics_policies::Policies>();
+        let cursors = self.projection.capability::<ics_federation::Federation>();
+        ics_policies::active(policies)
+            .map(|policy| {
+                ics_federation::freshness(&policy.descriptor, namespace, |peer| {
+                    cursors.subject(&ics_federation::cursor_subject(peer))
+                })
+            })
+            .unwrap_or_default()
+    }
+}
+
 pub struct Shared {
     pub applied: RwLock<Applied>,
     /// Number of applied events; watchers wake on change.
