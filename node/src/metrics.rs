@@ -36,6 +36,7 @@ pub struct Metrics {
     federation_import_refused: Family<[(&'static str, String); 1], Counter>,
     federation_pull_failures: Family<[(&'static str, String); 1], Counter>,
     federation_cursor: Family<[(&'static str, String); 1], Gauge>,
+    federation_lag: Family<[(&'static str, String); 1], Gauge>,
     checkpoint_size: Gauge<u64, AtomicU64>,
 }
 
@@ -67,6 +68,7 @@ impl Default for Metrics {
             federation_import_refused: Family::default(),
             federation_pull_failures: Family::default(),
             federation_cursor: Family::default(),
+            federation_lag: Family::default(),
             checkpoint_size: Gauge::default(),
         };
         let r = &mut m.registry;
@@ -190,6 +192,11 @@ impl Default for Metrics {
             m.federation_cursor.clone(),
         );
         r.register(
+            "federation_lag",
+            "Leaves of each peer's log past this party's cursor, as of the source's latest checkpoint it reported",
+            m.federation_lag.clone(),
+        );
+        r.register(
             "tlog_checkpoint_size",
             "Tree size of the latest checkpoint committed to the log",
             m.checkpoint_size.clone(),
@@ -251,8 +258,15 @@ impl Metrics {
     }
 
     /// A pull from `peer` that imported and refused so many events and
-    /// left the cursor at `size`.
-    pub fn federation_pulled(&self, peer: &str, imported: u64, refused: u64, size: u64) {
+    /// left the cursor at `size`, the source's latest checkpoint at `latest`.
+    pub fn federation_pulled(
+        &self,
+        peer: &str,
+        imported: u64,
+        refused: u64,
+        size: u64,
+        latest: u64,
+    ) {
         let label = [("peer", peer.to_string())];
         self.federation_imported
             .get_or_create(&label)
@@ -263,6 +277,9 @@ impl Metrics {
         self.federation_cursor
             .get_or_create(&label)
             .set(i64::try_from(size).unwrap_or(i64::MAX));
+        self.federation_lag
+            .get_or_create(&label)
+            .set(i64::try_from(latest.saturating_sub(size)).unwrap_or(i64::MAX));
     }
 
     pub fn federation_failed(&self, peer: &str) {

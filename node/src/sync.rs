@@ -133,8 +133,13 @@ async fn peer_loop(node: Arc<Node>, party: String) {
                 failures = 0;
                 budget.spend(stats.received());
                 more = stats.restart || stats.size < stats.latest;
-                node.metrics
-                    .federation_pulled(&party, stats.imported, stats.refused, stats.size);
+                node.metrics.federation_pulled(
+                    &party,
+                    stats.imported,
+                    stats.refused,
+                    stats.size,
+                    stats.latest,
+                );
                 node.federation.update(&party, |r| {
                     r.last_success_ms = crate::client::now_ms();
                     r.last_error.clear();

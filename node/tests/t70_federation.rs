@@ -576,10 +576,14 @@ async fn a_leader_imports_what_both_policies_allow_and_resumes_after_a_restart()
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), all, "no event imported twice");
-    let refused = http_get(&maint.node(1).http, "/metrics").await;
+    let metrics = http_get(&maint.node(1).http, "/metrics").await;
     assert!(
-        refused.contains("ics_federation_cursor_size{peer=\"acme\"}"),
+        metrics.contains("ics_federation_cursor_size{peer=\"acme\"}"),
         "the cursor is a metric"
+    );
+    assert!(
+        metrics.contains("ics_federation_lag{peer=\"acme\"}"),
+        "the lag is a metric"
     );
 }
 
