@@ -299,20 +299,33 @@ async fn compose_brings_up_the_demo_federation() {
         other.as_ref().is_none_or(|v| v["trusted"] != true),
         "the site-02 device crossed: {other:?}"
     );
-    // The maintainer's status shows both sources pulled, without error.
-    let status = project
-        .icsctl_json(
-            "maintenance-1",
-            "/tls/operator-admin",
-            &["federation", "status"],
-        )
-        .expect("federation status");
-    for party in ["thermo-devices", "firmware-works"] {
-        let peer = status["peers"]
-            .as_array()
-            .and_then(|ps| ps.iter().find(|p| p["party"] == party))
-            .unwrap_or_else(|| panic!("{party} in {status}"));
-        assert_eq!(peer["pulled"], true, "{peer}");
-        assert!(peer["cursor_size"].as_u64().unwrap_or(0) > 0, "{peer}");
+    // The maintainer's status shows both sources pulled. A source whose
+    // policy came after the maintainer's refused its first pulls (no
+    // policy naming the maintainer yet), so it may take a backoff or two.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let status = project
+            .icsctl_json(
+                "maintenance-1",
+                "/tls/operator-admin",
+                &["federation", "status"],
+            )
+            .expect("federation status");
+        let synced = ["thermo-devices", "firmware-works"].map(|party| {
+            let peer = status["peers"]
+                .as_array()
+                .and_then(|ps| ps.iter().find(|p| p["party"] == party))
+                .unwrap_or_else(|| panic!("{party} in {status}"));
+            assert_eq!(peer["pulled"], true, "{peer}");
+            peer["cursor_size"].as_u64().unwrap_or(0) > 0 && peer["last_error"] == ""
+        });
+        if synced.iter().all(|s| *s) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the maintainer never synced both sources: {status}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
