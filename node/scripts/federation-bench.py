@@ -12,7 +12,9 @@ Measured, one JSON line each:
   to maintenance's cursor covering them (seconds, bytes served);
 - repull_source_policy_changed: the source publishes a new policy version;
   the puller pulls again saying what it holds (seconds, bytes served);
-- repull_importer_policy_changed: the importer's own policy changes; every
+- importer_policy_changed_same_terms: the importer's policy changes but
+  not what it imports from the source: nothing is fetched again;
+- repull_importer_widened: the importer imports more from the source; every
   shared event comes again, held ones are no-ops (seconds, bytes served);
 - flood_isolation: the time from a record's acknowledgement at globex to
   maintenance holding it, while acme's initial sync floods maintenance and
@@ -289,19 +291,34 @@ def main():
     emit("repull_source_policy_changed", store=acme.checkpoint_size(), seconds=round(seconds, 2),
          bytes_served=served)
 
-    # The importer's own policy changes: everything shared comes again (it
-    # may accept now what it refused), held records are no-ops.
+    # The importer's own policy changes without touching its terms of import
+    # from acme: nothing to fetch again.
+    time.sleep(1)
+    served0 = acme.metric("ics_federation_bytes_served_total", "maintenance")
+    started = time.monotonic()
+    publish(maint, 3, maint_policy(3, [globex, acme]))
+    wait_for("the cursor under the importer's new version",
+             lambda: cursor_policies(maint, "acme")[1] >= 3, step=0.05)
+    seconds = time.monotonic() - started
+    served = acme.metric("ics_federation_bytes_served_total", "maintenance") - served0
+    emit("importer_policy_changed_same_terms", store=acme.checkpoint_size(),
+         seconds=round(seconds, 2), bytes_served=served)
+
+    # The importer widens what it imports from acme: everything acme shares
+    # comes again (it may accept now what it refused); held ones are no-ops.
     time.sleep(1)
     served0 = acme.metric("ics_federation_bytes_served_total", "maintenance")
     held = on_leader(maint, "ics_federation_imported_total", "acme")
     dup0 = status_duplicates(maint, "acme")
     started = time.monotonic()
-    publish(maint, 3, maint_policy(3, [globex, acme]))
-    wait_for("the re-pull after the importer's change",
-             lambda: cursor_policies(maint, "acme")[1] >= 3, step=0.05)
+    widened = maint_policy(4, [globex, acme]) + \
+        '[[import]]\npeer = "acme"\ndomain = "acme-devices"\nkinds = ["device-registered"]\n'
+    publish(maint, 4, widened)
+    wait_for("the re-pull after the importer widened",
+             lambda: cursor_policies(maint, "acme")[1] >= 4, step=0.05)
     seconds = time.monotonic() - started
     served = acme.metric("ics_federation_bytes_served_total", "maintenance") - served0
-    emit("repull_importer_policy_changed", store=acme.checkpoint_size(), seconds=round(seconds, 2),
+    emit("repull_importer_widened", store=acme.checkpoint_size(), seconds=round(seconds, 2),
          bytes_served=served, duplicates=status_duplicates(maint, "acme") - dup0,
          imported_new=on_leader(maint, "ics_federation_imported_total", "acme") - held)
 

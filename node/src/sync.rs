@@ -222,6 +222,21 @@ pub fn is_pulled(
     !peer.endpoints.is_empty() && descriptor.imports.iter().any(|r| r.peer == peer.name)
 }
 
+/// Whether this party's terms of import from `peer` differ between two of
+/// its policy versions (a version not found counts as different).
+fn imports_differ(applied: &crate::log::store::Applied, peer: &str, old: u64, new: u64) -> bool {
+    let policies = applied.projection.capability::<Policies>();
+    match (
+        ics_policies::version(policies, old),
+        ics_policies::version(policies, new),
+    ) {
+        (Some(old), Some(new)) => {
+            old.descriptor.import_terms(peer) != new.descriptor.import_terms(peer)
+        }
+        _ => true,
+    }
+}
+
 /// One pull from `peer`: each segment proven against its signed checkpoint,
 /// its events appended (tagged) and, at or past the cursor, the new cursor.
 /// When either party's policy grew since the cursor was recorded, the pull
@@ -235,22 +250,29 @@ async fn pull(
     limit: u64,
 ) -> anyhow::Result<PullStats> {
     let subject = cursor_subject(&peer.party);
-    let (cursor, mut head) = {
+    let (cursor, mut head, own_changed) = {
         let applied = node.shared.read();
         let cursor = applied
             .projection
             .capability::<Federation>()
             .subject(&subject)
             .cloned();
-        (cursor, Node::chain_head(&applied.projection, &subject))
+        // A new version of this party's policy that imports from the peer
+        // on the same terms admits nothing new: no re-pull for it.
+        let own_changed = cursor.as_ref().is_some_and(|c| {
+            c.policies.1 < peer.own_policy
+                && imports_differ(&applied, &peer.party, c.policies.1, peer.own_policy)
+        });
+        (
+            cursor,
+            Node::chain_head(&applied.projection, &subject),
+            own_changed,
+        )
     };
     let source_policy_seen = node
         .federation
         .report(&peer.party)
         .map_or(0, |r| r.source_policy);
-    let own_changed = cursor
-        .as_ref()
-        .is_some_and(|c| c.policies.1 < peer.own_policy);
     let repull = own_changed
         || cursor
             .as_ref()

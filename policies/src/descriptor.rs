@@ -123,6 +123,22 @@ pub struct Domain {
     pub names: Vec<String>,
 }
 
+/// `Descriptor::import_terms`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ImportTerms<'a> {
+    rules: Vec<ImportTerm<'a>>,
+    max_records_per_subject: u64,
+    max_event_bytes: u64,
+}
+
+/// An import rule's kinds, window and domain.
+type ImportTerm<'a> = (
+    &'a [String],
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a Domain>,
+);
+
 /// A grant: a peer, a domain, the kinds, and optionally a time window.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -360,6 +376,30 @@ impl Descriptor {
     pub fn max_staleness_ms(&self, peer: &str) -> Option<i64> {
         let seconds = self.peer(peer)?.max_staleness_seconds?;
         i64::try_from(seconds).ok()?.checked_mul(1000)
+    }
+
+    /// What decides the imports from `peer`: its import rules (their names
+    /// aside) with the domains they name, and the quotas an import is held
+    /// to. Two versions with equal terms admit the same events from `peer`,
+    /// so moving between them needs no re-pull.
+    pub fn import_terms(&self, peer: &str) -> ImportTerms<'_> {
+        ImportTerms {
+            rules: self
+                .imports
+                .iter()
+                .filter(|r| r.peer == peer)
+                .map(|r| {
+                    (
+                        r.kinds.as_slice(),
+                        r.not_before.as_deref(),
+                        r.not_after.as_deref(),
+                        self.domain(&r.domain),
+                    )
+                })
+                .collect(),
+            max_records_per_subject: self.quotas.max_records_per_subject,
+            max_event_bytes: self.quotas.max_event_bytes,
+        }
     }
 
     /// Every kind name the rules name (to check against the log's kinds).

@@ -459,3 +459,34 @@ fn bad_descriptors_are_refused_naming_the_fault() {
     );
     assert!(Descriptor::parse(&huge).unwrap_err().0.contains("at most"));
 }
+
+#[test]
+fn import_terms_see_what_could_admit_more_and_nothing_else() {
+    let parse =
+        |version, extra: &str| Descriptor::parse(&document("maint", version, extra)).unwrap();
+    let base = parse(1, "");
+    let more_reads = parse(
+        2,
+        "\n[[read]]\nname = \"more\"\npeer = \"acme\"\ndomain = \"acme-devices\"\nkinds = [\"device-registered\"]\n",
+    );
+    assert_eq!(
+        base.import_terms("acme"),
+        more_reads.import_terms("acme"),
+        "read rules and versions do not change what is imported"
+    );
+    let another_import = parse(
+        3,
+        "\n[[import]]\npeer = \"acme\"\ndomain = \"acme-devices\"\nkinds = [\"device-registered\"]\n",
+    );
+    assert_ne!(
+        base.import_terms("acme"),
+        another_import.import_terms("acme")
+    );
+    let more_records = parse(4, "\n[quotas]\nmax_records_per_subject = 5000\n");
+    assert_ne!(base.import_terms("acme"), more_records.import_terms("acme"));
+    assert_eq!(
+        base.import_terms("globex"),
+        another_import.import_terms("globex"),
+        "another peer's terms are its own"
+    );
+}
