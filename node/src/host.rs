@@ -48,18 +48,72 @@ pub struct Node {
     pub federation: crate::sync_board::SyncBoard,
 }
 
+/// A subject as this node holds it: in this party's records, else in the
+/// records it imported, party by party in name order.
+pub(crate) struct Located<'a> {
+    /// The projection that holds it (this party's or a mirror's).
+    pub projection: &'a ics_kernel::Projection,
+    pub view: SubjectView<'a>,
+    /// The party whose record it is, when imported.
+    pub namespace: Option<&'a str>,
+    /// This log's positions of the subject's events.
+    pub history: Vec<u64>,
+}
+
 impl Node {
     /// Runs `f` on the applied view of `subject`, or answers NOT_FOUND.
     pub(crate) fn with_subject<T>(
         &self,
         subject: &SubjectRef,
-        f: impl FnOnce(&ics_kernel::Projection, SubjectView<'_>) -> Result<T, Status>,
+        f: impl FnOnce(Located<'_>) -> Result<T, Status>,
     ) -> Result<T, Status> {
         let applied = self.shared.read();
-        let s = applied.projection.describe(subject).ok_or_else(|| {
-            rpc_error(Code::NotFound, "NOT_FOUND", format!("no subject {subject}"))
-        })?;
-        f(&applied.projection, s)
+        if let Some(view) = applied.projection.describe(subject) {
+            let history = view.entry.history.clone();
+            return f(Located {
+                projection: &applied.projection,
+                view,
+                namespace: None,
+                history,
+            });
+        }
+        for (namespace, mirror) in &applied.mirrors.parties {
+            if let Some(view) = mirror.projection.describe(subject) {
+                // A mirror counts its own events; this log's positions are
+                // what a reader can fetch.
+                let history = view
+                    .entry
+                    .history
+                    .iter()
+                    .map(|p| {
+                        usize::try_from(*p)
+                            .ok()
+                            .and_then(|p| p.checked_sub(1))
+                            .and_then(|i| mirror.positions.get(i))
+                            .copied()
+                            .ok_or_else(|| {
+                                internal(
+                                    "an imported subject's history",
+                                    format!(
+                                        "{namespace}'s event {p} of {subject} has no position here"
+                                    ),
+                                )
+                            })
+                    })
+                    .collect::<Result<Vec<u64>, Status>>()?;
+                return f(Located {
+                    projection: &mirror.projection,
+                    view,
+                    namespace: Some(namespace),
+                    history,
+                });
+            }
+        }
+        Err(rpc_error(
+            Code::NotFound,
+            "NOT_FOUND",
+            format!("no subject {subject}"),
+        ))
     }
 
     pub fn new(

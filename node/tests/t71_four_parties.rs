@@ -308,6 +308,37 @@ async fn four_parties_sync_what_their_policies_allow_and_nothing_else() {
         .await;
         assert!(!v.trusted, "{who}: {v:?}");
     }
+    // The gateway's subject and history of d1: acme's record, its events
+    // as stored here (imported, in acme's namespace).
+    let state = json_of(
+        &icsctl_at(gw.node(1), &["subject", &format!("device/{}", d1.id)]).expect("subject"),
+    );
+    assert_eq!(state["namespace"], "acme", "{state}");
+    let positions: Vec<u64> = state["history"]
+        .as_array()
+        .expect("a history")
+        .iter()
+        .map(|p| p.as_u64().expect("a position"))
+        .collect();
+    assert_eq!(positions.len(), 3, "registration, grant, report: {state}");
+    let mut history = g
+        .log
+        .history(ics_proto::core_v1::HistoryRequest {
+            subject: Some(client::codec::subject_to_pb(&d1)),
+            ..Default::default()
+        })
+        .await
+        .expect("history")
+        .into_inner();
+    let mut seen = Vec::new();
+    while let Some(e) = history.message().await.expect("an event") {
+        assert_eq!(
+            e.imported.as_ref().map(|i| i.namespace.as_str()),
+            Some("acme")
+        );
+        seen.push(e.index);
+    }
+    assert_eq!(seen, positions, "history streams this log's positions");
     // ... and their HKP keyservers serve d1's certificate revoked: acme's
     // from its own records, the gateway's from those it imported.
     for (who, node) in [("acme", acme.node(1)), ("gw", gw.node(1))] {

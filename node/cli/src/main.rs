@@ -1575,9 +1575,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             emit(
                 j,
                 json!({"subject": subject.to_string(), "next_sequence": s.next_sequence,
-                        "last_event_id": hex::encode(&s.last_event_id), "summary": s.summary, "history": s.history}),
+                        "last_event_id": hex::encode(&s.last_event_id), "summary": s.summary, "history": s.history,
+                        "namespace": s.namespace}),
                 format!(
-                    "{subject}\n  {}\n  events: {} (last {})",
+                    "{subject}{}\n  {}\n  events: {} (last {})",
+                    if s.namespace.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({}'s record, imported)", s.namespace)
+                    },
                     s.summary,
                     s.next_sequence,
                     hex::encode(&s.last_event_id)

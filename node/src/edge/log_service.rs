@@ -68,16 +68,7 @@ impl EventLog for Api {
             let stream = c.history(forwarded(r)).await?.into_inner();
             return Ok(Response::new(Box::pin(stream)));
         }
-        let indexes = self
-            .node
-            .shared
-            .read()
-            .projection
-            .entry(&subject)
-            .map(|s| s.history.clone())
-            .ok_or_else(|| {
-                rpc_error(Code::NotFound, "NOT_FOUND", format!("no subject {subject}"))
-            })?;
+        let indexes = self.node.with_subject(&subject, |l| Ok(l.history))?;
         let node = self.node.clone();
         let stream = futures::stream::iter(indexes).map(move |i| node.stored_event(i));
         Ok(Response::new(Box::pin(stream)))
@@ -130,8 +121,13 @@ impl EventLog for Api {
         let r = req.into_inner();
         let subject = codec::subject_from_pb(r.subject.clone()).map_err(|e| refusal_status(&e))?;
         forward_read!(self, r, r.consistency, from_follower, get_subject);
-        self.node
-            .with_subject(&subject, |_, s| Ok(Response::new(subject_state_pb(&s))))
+        self.node.with_subject(&subject, |l| {
+            Ok(Response::new(pb::SubjectState {
+                history: l.history,
+                namespace: l.namespace.unwrap_or_default().to_string(),
+                ..subject_state_pb(&l.view)
+            }))
+        })
     }
 
     async fn export_open_pgp(
@@ -142,8 +138,9 @@ impl EventLog for Api {
         let r = req.into_inner();
         let subject = codec::subject_from_pb(r.subject.clone()).map_err(|e| refusal_status(&e))?;
         forward_read!(self, r, r.consistency, from_follower, export_open_pgp);
-        let export = self.node.with_subject(&subject, |p, _| {
-            p.capability::<Identity>()
+        let export = self.node.with_subject(&subject, |l| {
+            l.projection
+                .capability::<Identity>()
                 .subject(&subject)
                 .and_then(query::openpgp_export)
                 .ok_or_else(|| {
@@ -340,6 +337,7 @@ fn subject_state_pb(s: &SubjectView<'_>) -> pb::SubjectState {
         history: s.entry.history.clone(),
         status: s.status.unwrap_or_default().to_string(),
         registered_by: s.entry.registered_by.0.to_vec(),
+        namespace: String::new(),
     }
 }
 
