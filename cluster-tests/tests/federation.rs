@@ -225,6 +225,23 @@ async fn pull_status(maint: &DockerCluster) -> Option<fpb::PeerStatus> {
     r.peers.into_iter().find(|p| p.party == SOURCE)
 }
 
+/// Waits until the importer's cursor in acme's log passes `past` (the pull
+/// goes on, under the present fault or after it); the cursor then.
+async fn pull_passes(maint: &DockerCluster, past: u64, what: &str) -> anyhow::Result<u64> {
+    let started = Instant::now();
+    loop {
+        if let Some(p) = pull_status(maint).await
+            && p.cursor_size > past
+        {
+            return Ok(p.cursor_size);
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!("{what}: the importer's cursor stayed at {past} or below");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn scenario(
     acme: &mut DockerCluster,
     maint: &mut DockerCluster,
@@ -346,14 +363,14 @@ async fn scenario(
     let (new_leader, _) = maint
         .wait_new_leader(Some(leader), Duration::from_secs(30))
         .await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cursor = pull_passes(maint, mid_stream, "the new leader resuming the pull").await?;
     maint.restart(leader).await?;
     let mut log = vec![format!(
         "importer leader {leader} killed at cursor {mid_stream} of {backlog_size}; node {new_leader} took over"
     )];
 
     // The source's leader restarts.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cursor = pull_passes(maint, cursor, "the pull after the restart").await?;
     let source_leader = acme.leader().await.context("acme's leader")?;
     acme.stop(source_leader).await?;
     acme.wait_new_leader(Some(source_leader), Duration::from_secs(30))
@@ -363,7 +380,7 @@ async fn scenario(
     log.push(format!("source leader {source_leader} restarted"));
 
     // Partition between the parties; the importer says why it cannot pull.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cursor = pull_passes(maint, cursor, "the pull after the source's leader change").await?;
     acme.set_federation_link(false).await?;
     let cut = Instant::now();
     let error = loop {
@@ -386,19 +403,19 @@ async fn scenario(
     ));
 
     // A leader change on the importer.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cursor = pull_passes(maint, cursor, "the catch-up after the partition").await?;
     let leader = maint.leader().await.context("the importer's leader")?;
     maint.pause(leader).await?;
     let (new_leader, _) = maint
         .wait_new_leader(Some(leader), Duration::from_secs(30))
         .await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cursor = pull_passes(maint, cursor, "the pull under the new leader").await?;
     maint.unpause(leader).await?;
     log.push(format!(
         "importer leader {leader} paused; node {new_leader} took over"
     ));
 
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    pull_passes(maint, cursor, "the pull after the pause").await?;
     stop.store(true, Ordering::Relaxed);
     writer.await?;
     maint.wait_healthy(Duration::from_secs(60)).await?;

@@ -114,6 +114,21 @@ async fn pull_knowing(
     Ok((events, frontier))
 }
 
+/// `node`'s latest checkpoint once it covers `size` leaves (its JSON, as
+/// `icsctl log checkpoint` prints it).
+async fn checkpoint_covering(node: &TestNode, size: u64, what: &str) -> serde_json::Value {
+    let mut latest = serde_json::Value::Null;
+    wait_until(what, Duration::from_secs(30), || {
+        let covered = icsctl_at(node, &["log", "checkpoint"]).is_ok_and(|out| {
+            latest = json_of(&out);
+            latest["size"].as_u64().unwrap_or(0) >= size
+        });
+        async move { covered }
+    })
+    .await;
+    latest
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_pulls_what_the_policy_shares_proven_complete() {
     let federation = format!("127.0.0.1:{}", free_port());
@@ -197,23 +212,11 @@ kinds = ["*"]
     .expect("publish the policy");
 
     // The source's log key, as a client reads it from its checkpoint.
-    let mut vkey = String::new();
     let published = acme.event_count(1).await;
-    wait_until(
-        "a checkpoint covering the policy",
-        Duration::from_secs(30),
-        || {
-            let r = icsctl_at(acme.node(1), &["log", "checkpoint"]);
-            let ok = r.as_ref().is_ok_and(|out| {
-                let v = json_of(out);
-                vkey = v["vkey"].as_str().unwrap_or_default().to_string();
-                v["size"].as_u64().unwrap_or(0) >= published
-            });
-            async move { ok }
-        },
-    )
-    .await;
-    let log = NoteVerifier::from_vkey(&vkey).expect("a vkey");
+    let checkpoint =
+        checkpoint_covering(acme.node(1), published, "a checkpoint covering the policy").await;
+    let vkey = checkpoint["vkey"].as_str().unwrap_or_default();
+    let log = NoteVerifier::from_vkey(vkey).expect("a vkey");
 
     let mut pulling = puller(&maint_tls, PARTY, "acme", &acme_ca, &federation);
     let (events, frontier) = pull_verified(&mut pulling, &log, Frontier::new())
@@ -281,16 +284,7 @@ kinds = ["*"]
         .await
         .expect("publish version 2");
     let widened = acme.event_count(1).await;
-    wait_until(
-        "a checkpoint covering version 2",
-        Duration::from_secs(30),
-        || {
-            let r = icsctl_at(acme.node(1), &["log", "checkpoint"]);
-            let ok = r.is_ok_and(|out| json_of(&out)["size"].as_u64().unwrap_or(0) >= widened);
-            async move { ok }
-        },
-    )
-    .await;
+    checkpoint_covering(acme.node(1), widened, "a checkpoint covering version 2").await;
     let ids_of = |events: &[SourceEvent]| -> Vec<ics_kernel::EventId> {
         events
             .iter()
@@ -337,16 +331,7 @@ kinds = ["*"]
     .await
     .expect("publish version 3");
     let limited = acme.event_count(1).await;
-    wait_until(
-        "a checkpoint covering version 3",
-        Duration::from_secs(30),
-        || {
-            let r = icsctl_at(acme.node(1), &["log", "checkpoint"]);
-            let ok = r.is_ok_and(|out| json_of(&out)["size"].as_u64().unwrap_or(0) >= limited);
-            async move { ok }
-        },
-    )
-    .await;
+    checkpoint_covering(acme.node(1), limited, "a checkpoint covering version 3").await;
     let before = acme.event_count(1).await;
     let over_quota = format!("ics_federation_pulls_over_quota_total{{peer=\"{PARTY}\"}}");
     let mut refused = None;
@@ -605,46 +590,11 @@ async fn a_stolen_report_at_the_maintainer_reaches_the_manufacturers_verify() {
     for c in [&acme, &maint] {
         c.wait_ready(Duration::from_secs(60)).await;
     }
-    let ca = |c: &Cluster| ics_node::tls::pem(&read_ca(&c.node(1).dir.join("data/tls")));
-    let vkey = |c: &Cluster| {
-        json_of(&icsctl_at(c.node(1), &["log", "checkpoint"]).expect("a checkpoint"))["vkey"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
     let mut a = acme.node(1).client();
     let mut m = maint.node(1).client();
     // Each recognizes the other and binds its log key.
-    for (me, client, other, name, role) in [
-        (&acme, &mut a, &maint, PARTY, ics_kernel::Role::Maintenance),
-        (
-            &maint,
-            &mut m,
-            &acme,
-            "acme",
-            ics_kernel::Role::Manufacturer,
-        ),
-    ] {
-        client
-            .append(vec![recognition(me, other, name, role)])
-            .await
-            .expect("recognize");
-        let root_file = me.node(1).dir.join("data/root.key");
-        icsctl_at(
-            me.node(1),
-            &[
-                "log",
-                "peer",
-                "--signer",
-                root_file.to_str().unwrap(),
-                "--party",
-                name,
-                "--vkey",
-                &vkey(other),
-            ],
-        )
-        .expect("bind the peer's log key");
-    }
+    recognize(&acme, &maint, PARTY, ics_kernel::Role::Maintenance, true).await;
+    recognize(&maint, &acme, "acme", ics_kernel::Role::Manufacturer, true).await;
     let policy = |party: &str, peer: &str, ca: String, endpoint: &str, read: &str, import: &str| {
         format!(
             "party = \"{party}\"\nversion = 1\n\n[[peer]]\nname = \"{peer}\"\nendpoints = [\"{endpoint}\"]\ntls_ca = \"\"\"\n{ca}\"\"\"\n\n[[domain]]\nname = \"acme-devices\"\nsubjects = [\"device\"]\nmanufacturer = \"acme\"\n\n[[read]]\npeer = \"{peer}\"\ndomain = \"acme-devices\"\nkinds = [{read}]\n\n[[import]]\npeer = \"{peer}\"\ndomain = \"acme-devices\"\nkinds = [{import}]\n"
@@ -658,7 +608,7 @@ async fn a_stolen_report_at_the_maintainer_reaches_the_manufacturers_verify() {
         policy(
             "acme",
             PARTY,
-            ca(&maint),
+            ca_pem(&maint),
             &maint_fed,
             "\"*\"",
             "\"device-status-changed\"",
@@ -672,7 +622,7 @@ async fn a_stolen_report_at_the_maintainer_reaches_the_manufacturers_verify() {
         policy(
             PARTY,
             "acme",
-            ca(&acme),
+            ca_pem(&acme),
             &acme_fed,
             "\"device-status-changed\"",
             "\"*\"",

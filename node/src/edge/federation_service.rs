@@ -48,6 +48,10 @@ impl Federation for Api {
         let mut from = req.from_size;
         let mut segments = Vec::new();
         let per_minute = self.served_per_minute(&peer.party);
+        let known = Known {
+            size: req.known_size,
+            policy_version: req.known_policy_version,
+        };
         while segments.len() < MAX_SEGMENTS_PER_PULL {
             // The peer's quota of events per minute, spent by what it is
             // sent; a pull that finds it spent is refused, not queued.
@@ -72,10 +76,6 @@ impl Federation for Api {
             let max_leaves = match req.max_leaves {
                 0 => available as u64,
                 n => u64::from(n).min(available as u64),
-            };
-            let known = Known {
-                size: req.known_size,
-                policy_version: req.known_policy_version,
             };
             match self.segment(&peer, from, max_leaves, known)? {
                 Some((segment, end, sent)) => {
