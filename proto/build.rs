@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "ics/core/v1/raft.proto",
         "ics/identity/v1/identity.proto",
         "ics/pki/v1/pki.proto",
+        "ics/ca/v1/ca.proto",
         "ics/policy/v1/policy.proto",
         "ics/federation/v1/federation.proto",
         "ics/tlog/v1/tlog.proto",

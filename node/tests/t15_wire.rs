@@ -134,6 +134,10 @@ fn prost_agrees_on_every_kernel_payload() {
             }),
             capabilities: vec![
                 pb::CapabilityVersion {
+                    name: "ca".into(),
+                    version: <ics_ca::DeviceCa as ics_kernel::capability::Capability>::VERSION,
+                },
+                pb::CapabilityVersion {
                     name: "federation".into(),
                     version:
                         <ics_federation::Federation as ics_kernel::capability::Capability>::VERSION,

@@ -23,6 +23,12 @@ pub mod ics {
             tonic::include_proto!("ics.pki.v1");
         }
     }
+    pub mod ca {
+        pub mod v1 {
+            #![allow(clippy::all, clippy::pedantic)]
+            tonic::include_proto!("ics.ca.v1");
+        }
+    }
     pub mod federation {
         pub mod v1 {
             #![allow(clippy::all, clippy::pedantic)]
@@ -43,6 +49,7 @@ pub mod ics {
     }
 }
 
+pub use ics::ca::v1 as ca_v1;
 pub use ics::core::v1 as core_v1;
 pub use ics::federation::v1 as federation_v1;
 pub use ics::identity::v1 as identity_v1;

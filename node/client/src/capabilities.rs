@@ -13,6 +13,7 @@ pub fn rules() -> &'static Arc<Rules> {
             Rules::builder()
                 .add::<ics_identity::Identity>()
                 .add::<ics_pki::Pki>()
+                .add::<ics_ca::DeviceCa>()
                 .add::<ics_tlog::Tlog>()
                 .add::<ics_policies::Policies>()
                 .add::<ics_federation::Federation>()

@@ -126,7 +126,8 @@ pub struct ParsedCert {
     signature: Vec<u8>,
 }
 
-fn time_ms(t: &Time) -> i64 {
+/// A certificate time in milliseconds since 1970.
+pub fn time_ms(t: &Time) -> i64 {
     i64::try_from(t.to_unix_duration().as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -235,12 +236,30 @@ impl ParsedCert {
         }
     }
 
+    /// Why this certificate may not be recorded by an event of `time_ms`:
+    /// it starts more than `ahead_ms` after it, or has expired by then.
+    pub fn not_valid_at(&self, time_ms: i64, ahead_ms: i64) -> Option<String> {
+        if self.not_before_ms > time_ms.saturating_add(ahead_ms) {
+            return Some(format!(
+                "not valid before {} ms, after this event's time {time_ms} ms",
+                self.not_before_ms
+            ));
+        }
+        (self.not_after_ms <= time_ms).then(|| {
+            format!(
+                "expired at {} ms, before this event's time {time_ms} ms",
+                self.not_after_ms
+            )
+        })
+    }
+
     pub fn fingerprint_hex(&self) -> String {
         hex::encode(self.fingerprint)
     }
 }
 
-fn p256_point(spki: &SubjectPublicKeyInfo) -> Result<Vec<u8>, CertError> {
+/// The P-256 key of `spki` as an uncompressed SEC1 point; any other key is refused.
+pub fn p256_point(spki: &SubjectPublicKeyInfo) -> Result<Vec<u8>, CertError> {
     const EC_PUBLIC_KEY: der::oid::ObjectIdentifier =
         der::oid::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
     const PRIME256V1: der::oid::ObjectIdentifier =
@@ -279,7 +298,8 @@ enum ProfileKind {
     },
 }
 
-fn add(
+/// Appends `extension` to `out`, its criticality as its type says.
+pub fn add(
     out: &mut Vec<Extension>,
     subject: &Name,
     extension: impl ToExtension<Error = der::Error>,
@@ -373,24 +393,31 @@ impl BuilderProfile for Profile {
     }
 }
 
-fn validity(now_ms: i64, lifetime: Duration) -> Result<Validity, CertError> {
+/// From a minute before `now_ms` for `lifetime`.
+pub fn validity(now_ms: i64, lifetime: Duration) -> Result<Validity, CertError> {
     let start = Duration::from_millis(u64::try_from(now_ms).map_err(|_| err("time before 1970"))?);
     // Backdated a minute: peers whose clocks trail ours still accept it.
     let not_before = start.saturating_sub(Duration::from_secs(60));
-    let to_time = |d: Duration| -> Result<Time, CertError> {
-        let secs = Duration::from_secs(d.as_secs());
-        let dt = der::DateTime::from_unix_duration(secs).map_err(err)?;
-        Ok(Time::GeneralTime(
-            der::asn1::GeneralizedTime::from_date_time(dt),
-        ))
-    };
     Ok(Validity::new(
-        to_time(not_before)?,
-        to_time(start + lifetime)?,
+        rfc5280_time(not_before)?,
+        rfc5280_time(start + lifetime)?,
     ))
 }
 
-fn subject_name(party: &str, common_name: &str) -> Result<Name, CertError> {
+/// A certificate or CRL time as RFC 5280 4.1.2.5 and 5.1.2.4 want it:
+/// UTCTime through 2049, GeneralizedTime from 2050, whole seconds.
+pub fn rfc5280_time(since_epoch: Duration) -> Result<Time, CertError> {
+    let secs = Duration::from_secs(since_epoch.as_secs());
+    let dt = der::DateTime::from_unix_duration(secs).map_err(err)?;
+    Ok(if dt.year() < 2050 {
+        Time::UtcTime(der::asn1::UtcTime::from_date_time(dt).map_err(err)?)
+    } else {
+        Time::GeneralTime(der::asn1::GeneralizedTime::from_date_time(dt))
+    })
+}
+
+/// `CN=<common_name>,O=<party>`.
+pub fn subject_name(party: &str, common_name: &str) -> Result<Name, CertError> {
     // Name::from_str reads RFC 4514: escape what it treats specially.
     let esc = |s: &str| {
         s.replace('\\', "\\\\")
@@ -400,12 +427,13 @@ fn subject_name(party: &str, common_name: &str) -> Result<Name, CertError> {
     Name::from_str(&format!("CN={},O={}", esc(common_name), esc(party))).map_err(err)
 }
 
-fn spki_of(key: &SigningKey) -> Result<SubjectPublicKeyInfo, CertError> {
+pub fn spki_of(key: &SigningKey) -> Result<SubjectPublicKeyInfo, CertError> {
     let der = key.verifying_key().to_public_key_der().map_err(err)?;
     SubjectPublicKeyInfo::from_der(der.as_bytes()).map_err(err)
 }
 
-fn random_serial() -> SerialNumber {
+/// 16 random bytes, positive.
+pub fn random_serial() -> SerialNumber {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("the operating system's random source failed");
     // Positive and without a leading zero octet: DER INTEGER content as is.
@@ -413,8 +441,10 @@ fn random_serial() -> SerialNumber {
     SerialNumber::new(&bytes).expect("16 bytes make a valid serial")
 }
 
-fn build(
-    profile: Profile,
+/// Signs a certificate of `profile` for `spki`: a random serial, valid from
+/// a minute before `now_ms` for `lifetime`, ecdsa-with-SHA256; DER.
+pub fn build<P: BuilderProfile>(
+    profile: P,
     spki: SubjectPublicKeyInfo,
     signer: &SigningKey,
     now_ms: i64,

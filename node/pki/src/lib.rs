@@ -88,19 +88,10 @@ fn p256_key(sec1: &[u8]) -> Result<PublicKey, Refusal> {
 }
 
 fn check_valid_at(cert: &ParsedCert, time_ms: i64) -> Result<(), Refusal> {
-    if cert.not_before_ms > time_ms.saturating_add(MAX_NOT_BEFORE_AHEAD_MS) {
-        return Err(PkiRefusal::bad(format!(
-            "not valid before {} ms, after this event's time {time_ms} ms",
-            cert.not_before_ms
-        )));
+    match cert.not_valid_at(time_ms, MAX_NOT_BEFORE_AHEAD_MS) {
+        Some(why) => Err(PkiRefusal::bad(why)),
+        None => Ok(()),
     }
-    if cert.not_after_ms <= time_ms {
-        return Err(PkiRefusal::bad(format!(
-            "expired at {} ms, before this event's time {time_ms} ms",
-            cert.not_after_ms
-        )));
-    }
-    Ok(())
 }
 
 fn bind_ca(ctx: &Ctx<'_>, der: &[u8]) -> Result<Accepted<PkiState>, Refusal> {
