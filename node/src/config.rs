@@ -230,6 +230,33 @@ pub struct Config {
     pub tls: TlsSettings,
     pub tlog: TlogSettings,
     pub federation: FederationSettings,
+    pub ca: CaSettings,
+}
+
+/// The device CA's issuance settings on this node (see `device_ca.rs`).
+/// Not consensus rules: the log's rules cap what any node may issue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaSettings {
+    /// Where relying parties reach this party's CRLs and OCSP responder
+    /// (`http://host:port`); issued certificates name them. None: they
+    /// carry no distribution point.
+    pub base_url: Option<String>,
+    /// How long a factory certificate is valid unless the request asks less.
+    pub factory_lifetime_days: u64,
+    /// How long an operational certificate is valid unless the request asks
+    /// less; devices re-enroll before it ends.
+    pub operational_lifetime_days: u64,
+}
+
+impl Default for CaSettings {
+    fn default() -> Self {
+        CaSettings {
+            base_url: None,
+            factory_lifetime_days: 20 * 365,
+            operational_lifetime_days: 90,
+        }
+    }
 }
 
 /// How often the leader pulls from each peer the policy names (with an
@@ -304,6 +331,7 @@ impl Default for Config {
             tls: TlsSettings::default(),
             tlog: TlogSettings::default(),
             federation: FederationSettings::default(),
+            ca: CaSettings::default(),
         }
     }
 }
@@ -349,7 +377,26 @@ impl Config {
             tls,
             tlog,
             federation,
+            ca,
         } = self;
+        if let Some(url) = &ca.base_url
+            && (!(url.starts_with("http://") || url.starts_with("https://"))
+                || url.ends_with('/')
+                || url.len() > 200
+                || !url.is_ascii())
+        {
+            bail!(
+                "ca.base_url {url:?} must be http(s)://host[:port][/path] without a trailing slash"
+            );
+        }
+        let max_factory = ics_ca::x509::MAX_FACTORY_LIFETIME.as_secs() / 86_400;
+        let max_operational = ics_ca::x509::MAX_OPERATIONAL_LIFETIME.as_secs() / 86_400;
+        if ca.factory_lifetime_days == 0 || ca.factory_lifetime_days > max_factory {
+            bail!("ca.factory_lifetime_days must be 1 to {max_factory}");
+        }
+        if ca.operational_lifetime_days == 0 || ca.operational_lifetime_days > max_operational {
+            bail!("ca.operational_lifetime_days must be 1 to {max_operational}");
+        }
         if party.is_empty()
             || party.len() > 64
             || !party

@@ -46,6 +46,9 @@ pub struct Node {
     pub log_key: Option<ics_kernel::SigningKey>,
     /// The leader's pulls from each peer, as `federation status` shows them.
     pub federation: crate::sync_board::SyncBoard,
+    /// The device CA this node issues with and answers CRL and OCSP for,
+    /// where the role runs one and the material is here.
+    pub device_ca: Option<Arc<crate::device_ca::IssuingCa>>,
 }
 
 /// A subject as this node holds it: in this party's records, else in the
@@ -123,6 +126,7 @@ impl Node {
         metrics: Arc<Metrics>,
         node_tls: Arc<crate::peer::NodeTls>,
         log_key: Option<ics_kernel::SigningKey>,
+        device_ca: Option<crate::device_ca::IssuingCa>,
     ) -> Arc<Node> {
         let (tx, rx) = mpsc::channel(config.limits.max_pending_appends);
         let append_rate = RateLimit::new(
@@ -154,6 +158,7 @@ impl Node {
             watchers,
             log_key,
             federation: Default::default(),
+            device_ca: device_ca.map(Arc::new),
         });
         tokio::spawn(run_writer(
             Writer {

@@ -3,6 +3,7 @@
 //! this crate is the host around them.
 
 pub mod bootstrap;
+pub mod ca_upkeep;
 pub mod checkpoints;
 
 /// The client library, under its old path.
@@ -10,6 +11,7 @@ pub use ics_client as client;
 pub use ics_client::{capabilities, codec, keyfile};
 
 pub mod config;
+pub mod device_ca;
 pub mod edge;
 pub mod errors;
 pub mod federation;
@@ -26,5 +28,6 @@ pub mod sync;
 pub mod sync_board;
 pub mod tiles;
 pub mod tls;
+pub mod tls_dir;
 pub mod witness;
 pub mod writer;

@@ -38,6 +38,8 @@ pub struct Metrics {
     federation_cursor: Family<[(&'static str, String); 1], Gauge>,
     federation_lag: Family<[(&'static str, String); 1], Gauge>,
     checkpoint_size: Gauge<u64, AtomicU64>,
+    ca_served: Family<[(&'static str, &'static str); 1], Counter>,
+    ca_refused: Family<[(&'static str, &'static str); 1], Counter>,
 }
 
 impl Default for Metrics {
@@ -70,6 +72,8 @@ impl Default for Metrics {
             federation_cursor: Family::default(),
             federation_lag: Family::default(),
             checkpoint_size: Gauge::default(),
+            ca_served: Family::default(),
+            ca_refused: Family::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -167,6 +171,16 @@ impl Default for Metrics {
             m.federation_bytes_served.clone(),
         );
         r.register(
+            "ca_served",
+            "Device CA answers served by this node, by kind (crl, ocsp, est, ingest)",
+            m.ca_served.clone(),
+        );
+        r.register(
+            "ca_refused",
+            "Device CA requests refused by this node, by reason",
+            m.ca_refused.clone(),
+        );
+        r.register(
             "federation_pulls_over_quota",
             "Pulls refused because the peer party had pulled its events per minute (PULL_QUOTA), per peer",
             m.federation_pulls_over_quota.clone(),
@@ -251,6 +265,14 @@ impl Metrics {
     }
 
     /// A pull by `peer` refused: it had pulled its events per minute.
+    pub fn ca_served(&self, kind: &'static str) {
+        self.ca_served.get_or_create(&[("kind", kind)]).inc();
+    }
+
+    pub fn ca_refused(&self, reason: &'static str) {
+        self.ca_refused.get_or_create(&[("reason", reason)]).inc();
+    }
+
     pub fn federation_over_quota(&self, peer: &str) {
         self.federation_pulls_over_quota
             .get_or_create(&[("peer", peer.to_string())])

@@ -43,6 +43,7 @@ pub async fn run(
     // party on a first start).
     crate::bootstrap::check_party(&config, shared.read().projection.party())?;
     crate::tls::prepare(&config, ics_client::now_ms()).context("TLS material")?;
+    crate::device_ca::prepare(&config, ics_client::now_ms()).context("device CA material")?;
     let tls_dir = crate::tls::TlsDir::of(&config);
     let node_tls = crate::peer::NodeTls::load(&tls_dir.0, &config.party, config.node_id)
         .with_context(|| {
@@ -75,6 +76,13 @@ pub async fn run(
     let metrics = Arc::new(Metrics::default());
     let log_key = crate::tls::load_log_key(&crate::tls::TlsDir::of(&config))
         .context("the transparency log key")?;
+    let device_ca = match crate::device_ca::purpose_of(config.role) {
+        Some(purpose) => {
+            crate::device_ca::IssuingCa::load(&crate::tls::TlsDir::of(&config), purpose)
+                .context("the device CA")?
+        }
+        None => None,
+    };
     let node = Node::new(
         raft.clone(),
         shared,
@@ -82,9 +90,12 @@ pub async fn run(
         metrics,
         node_tls.clone(),
         log_key,
+        device_ca,
     );
     crate::bootstrap::bootstrap(&node).await?;
     let tls_upkeep = tokio::spawn(crate::tls::maintain(node.clone()));
+    let device_ca_upkeep = tokio::spawn(crate::ca_upkeep::maintain(node.clone()));
+    let device_ca_reactor = tokio::spawn(crate::ca_upkeep::revoke_reported(node.clone()));
     let tlog_upkeep = tokio::spawn(crate::checkpoints::run(node.clone()));
     let federation_pulls = tokio::spawn(crate::sync::run(node.clone()));
 
@@ -187,6 +198,12 @@ pub async fn run(
                 api.clone(),
             ),
         )
+        // The roles that run a device CA serve it.
+        .add_optional_service(crate::device_ca::purpose_of(config.role).map(|_| {
+            ics_proto::ca_v1::certificate_authority_server::CertificateAuthorityServer::new(
+                api.clone(),
+            )
+        }))
         .serve_with_incoming_shutdown(grpc_incoming, stopped(stop_rx.clone()));
     // The peer listener: only nodes of this party whose certificate the log
     // has not revoked; each Raft message's sender must be the certificate's node.
@@ -242,6 +259,9 @@ pub async fn run(
         .merge(crate::witness::router(node.clone()));
     if ics_identity::serves_hkp(config.role) {
         http_router = http_router.merge(crate::hkp::router(node.clone()));
+    }
+    if crate::device_ca::purpose_of(config.role).is_some() {
+        http_router = http_router.merge(crate::edge::ca_http::router(node.clone()));
     }
     let http_limits = |name| crate::listener::ListenerLimits {
         name,
@@ -310,6 +330,8 @@ pub async fn run(
     fatal.abort();
     wrong_party.abort();
     tls_upkeep.abort();
+    device_ca_upkeep.abort();
+    device_ca_reactor.abort();
     tlog_upkeep.abort();
     federation_pulls.abort();
     if let Ok(Some(e)) = fatal.await {

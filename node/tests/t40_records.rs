@@ -442,7 +442,7 @@ async fn subjects_by_kind_and_keys_by_id_with_paging_and_refusals() {
     let all = c.keys().await.unwrap();
     assert_eq!(
         all.len(),
-        4,
-        "the root key, one author key, the TLS CA's key and the transparency log's key"
+        5,
+        "the root key, one author key, the TLS CA's key, the transparency log's key and the device CA's issuing key"
     );
 }

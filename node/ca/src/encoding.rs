@@ -122,3 +122,33 @@ pub fn read_x5bag(bytes: &[u8], max_certs: usize) -> Result<Vec<Vec<u8>>, String
     }
     Ok(out)
 }
+
+/// The DER of a certificate, request or CRL given as DER or as PEM (the
+/// first block, which must carry `label`).
+pub fn der_from_pem_or_der(bytes: &[u8], label: &str) -> Result<Vec<u8>, String> {
+    if bytes.first() == Some(&0x30) {
+        return Ok(bytes.to_vec());
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| "neither DER nor PEM".to_string())?;
+    let begin = format!("-----BEGIN {label}-----");
+    let start = text
+        .find(&begin)
+        .ok_or_else(|| format!("no {begin} block"))?;
+    let end_marker = format!("-----END {label}-----");
+    let end = text[start..]
+        .find(&end_marker)
+        .map(|e| start + e + end_marker.len())
+        .ok_or_else(|| format!("no {end_marker}"))?;
+    let (found, der) =
+        der::pem::decode_vec(&text.as_bytes()[start..end]).map_err(|e| format!("bad PEM: {e}"))?;
+    if found != label {
+        return Err(format!("a {found} block, not {label}"));
+    }
+    Ok(der)
+}
+
+/// PEM of `der` under `label`, lines of 64.
+pub fn pem(label: &str, der: &[u8]) -> String {
+    der::pem::encode_string(label, der::pem::LineEnding::LF, der)
+        .expect("PEM of bytes always encodes")
+}

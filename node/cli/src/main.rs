@@ -18,6 +18,7 @@ use ics_kernel::{Algorithm, Event, EventId, EventLimits, PublicKey, SigningKey, 
 use ics_proto::core_v1 as pb;
 use serde_json::json;
 
+mod ca;
 mod output;
 
 use output::{emit, emit_json, note};
@@ -264,6 +265,9 @@ enum Command {
     /// Sync with other parties: peers, cursors, lag, staleness, last error.
     #[command(subcommand)]
     Federation(FederationCmd),
+    /// The device CA: issue, revoke, verify, attributes, way stations.
+    #[command(subcommand)]
+    Ca(ca::CaCmd),
     /// Measure append latency and throughput against the server.
     Bench(BenchArgs),
     /// Measure Verify latency and throughput against the server.
@@ -1117,6 +1121,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let j = cli.json;
     let command = match cli.command {
         Command::Key(cmd) => return key_command(cmd, j),
+        Command::Ca(cmd) => match ca::offline(&cmd, j) {
+            Some(done) => return done,
+            None => Command::Ca(cmd),
+        },
         other => other,
     };
     let tls = cli.tls.load()?;
@@ -1771,6 +1779,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Log(cmd) => tlog(&mut c, j, cmd).await?,
         Command::Policy(cmd) => policy(&mut c, j, cmd).await?,
         Command::Federation(FederationCmd::Status) => federation_status(&mut c, j).await?,
+        Command::Ca(cmd) => ca::run(&mut c, j, cmd).await?,
         Command::Rules(cmd) => rules(&mut c, j, cmd).await?,
         Command::Key(_) => unreachable!("answered without a node above"),
         Command::Bench(args) => bench(&cli.server, &tls, args).await?,

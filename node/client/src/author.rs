@@ -194,6 +194,7 @@ pub struct Client {
     pub policy: ics_proto::policy_v1::policy_client::PolicyClient<Channel>,
     pub federation:
         ics_proto::federation_v1::federation_status_client::FederationStatusClient<Channel>,
+    pub ca: ics_proto::ca_v1::certificate_authority_client::CertificateAuthorityClient<Channel>,
 }
 
 /// What a client trusts and shows over TLS: the party CA that must have
@@ -405,8 +406,11 @@ impl Client {
             policy: ics_proto::policy_v1::policy_client::PolicyClient::new(channel.clone()),
             federation:
                 ics_proto::federation_v1::federation_status_client::FederationStatusClient::new(
-                    channel,
+                    channel.clone(),
                 ),
+            ca: ics_proto::ca_v1::certificate_authority_client::CertificateAuthorityClient::new(
+                channel,
+            ),
         })
     }
 

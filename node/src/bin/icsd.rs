@@ -59,6 +59,11 @@ struct TlsInitArgs {
     /// setup step that runs on every start).
     #[arg(long)]
     if_absent: bool,
+    /// The party's role: where it runs a device CA (manufacturer, maintenance,
+    /// infield), its root and issuing CA are made too (the root's key stays
+    /// in ca/ only).
+    #[arg(long)]
+    role: Option<String>,
 }
 
 #[derive(Args)]
@@ -118,6 +123,12 @@ fn tls_add_node(args: TlsAddNodeArgs) -> anyhow::Result<()> {
         ics_node::client::now_ms(),
         std::time::Duration::from_secs(args.lifetime_secs),
     )?;
+    // The device CA's certificates and issuing key go with the node's TLS
+    // material, where the party runs one.
+    ics_node::device_ca::IssuingCa::copy_for_node(
+        &ics_node::tls::TlsDir(args.ca_dir.clone()),
+        &ics_node::tls::TlsDir(args.out.clone()),
+    )?;
     println!(
         "node {id} sha256:{} in {}",
         cert.fingerprint_hex(),
@@ -139,14 +150,32 @@ fn tls_init(args: TlsInitArgs) -> anyhow::Result<()> {
         .iter()
         .map(|s| node_spec(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let role = match &args.role {
+        Some(name) => Some(
+            ics_kernel::Role::from_name(name)
+                .ok_or_else(|| anyhow::anyhow!("--role {name:?} is not a role"))?,
+        ),
+        None => None,
+    };
+    let now = ics_node::client::now_ms();
     let ca = ics_node::tls::init_party(
         &args.party,
         &args.out,
         &nodes,
         &args.operators,
-        ics_node::client::now_ms(),
+        now,
         std::time::Duration::from_secs(args.lifetime_secs),
     )?;
+    if let Some(purpose) = role.and_then(ics_node::device_ca::purpose_of) {
+        let ids: Vec<u64> = nodes.iter().map(|(id, _)| *id).collect();
+        ics_node::device_ca::init_party(&args.out, &args.party, purpose, &ids, now)?;
+        println!(
+            "party {} device {} CA in {}",
+            args.party,
+            purpose.name(),
+            args.out.display()
+        );
+    }
     println!(
         "party {} TLS CA sha256:{} in {}",
         args.party,

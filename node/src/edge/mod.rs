@@ -2,6 +2,9 @@
 //! to host calls and refusals to gRPC statuses; followers forward writes and
 //! linearizable reads to the leader (`forward_read!`, one place).
 
+pub mod ca_http;
+pub mod ca_issue;
+mod ca_service;
 pub mod caller;
 mod cluster_service;
 mod federation_service;

@@ -113,6 +113,8 @@ pub struct TestNode {
     pub client_tls: PathBuf,
     /// The peer listener (mutual TLS): what membership names.
     pub peer: String,
+    /// The node's own TLS directory (where its device CA material is, if any).
+    pub tls_dir: PathBuf,
     pub config: PathBuf,
     child: Option<Child>,
 }
@@ -303,7 +305,8 @@ fn node_config(
         grpc: format!("127.0.0.1:{grpc}"),
         http: format!("127.0.0.1:{http}"),
         https: format!("127.0.0.1:{https}"),
-        client_tls: operator.unwrap_or(node_tls),
+        client_tls: operator.unwrap_or_else(|| node_tls.clone()),
+        tls_dir: node_tls,
         peer: format!("127.0.0.1:{peer}"),
         config,
         child: None,
@@ -336,6 +339,16 @@ fn start_party_with(party: &str, size: usize, extra_toml: impl Fn(u64) -> String
         .map(|(i, p)| format!("\"{}=127.0.0.1:{}\"", i + 1, p.peer))
         .collect();
     let tls_root = dir.path().join("tls");
+    let role = extra_toml(1)
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("role = ")
+                .map(|r| r.trim_matches('"').to_string())
+        })
+        .and_then(|r| ics_kernel::Role::from_name(&r))
+        .unwrap_or(ics_kernel::Role::Maintenance);
+    let purpose = ics_node::device_ca::purpose_of(role);
     if size > 1 {
         let nodes: Vec<(u64, ics_pki::LeafNames)> =
             (1..=size as u64).map(|id| (id, loopback_names())).collect();
@@ -348,6 +361,11 @@ fn start_party_with(party: &str, size: usize, extra_toml: impl Fn(u64) -> String
             Duration::from_secs(7 * 24 * 3600),
         )
         .expect("TLS material");
+        if let Some(purpose) = purpose {
+            let ids: Vec<u64> = (1..=size as u64).collect();
+            ics_node::device_ca::init_party(&tls_root, party, purpose, &ids, client::now_ms())
+                .expect("device CA material");
+        }
     }
     let mut nodes = Vec::new();
     for (i, p) in ports.iter().enumerate() {
@@ -521,8 +539,8 @@ impl Cluster {
         }
     }
 
-    /// Whether the log holds the party's TLS CA and a certificate of every
-    /// node the cluster started with: the nodes append these in the
+    /// Whether the log holds the party's TLS CA, a certificate of every
+    /// node the cluster started with, and its device CA where it runs one: the nodes append these in the
     /// background after the genesis, and tests that count events start after.
     async fn pki_recorded(&self, n: &TestNode) -> bool {
         let count = |kind: &str| {
@@ -540,7 +558,9 @@ impl Cluster {
                     .unwrap_or(0)
             }
         };
-        count("tls-ca").await >= 1 && count("tls-cert").await >= self.initial_size
+        count("tls-ca").await >= 1
+            && count("tls-cert").await >= self.initial_size
+            && (!n.tls_dir.join("device-ca.crt").exists() || count("device-ca").await >= 2)
     }
 
     /// The events node `id` applied.
