@@ -293,8 +293,12 @@ fn admit(
     subject: &SubjectRef,
     event: &Event,
 ) -> Result<(), ImportRefusal> {
-    let identity = staged.read::<Identity>(subject);
-    let facts = ics_policies::facts(subject, &tag.namespace, identity);
+    let facts = ics_policies::facts_of(
+        subject,
+        &tag.namespace,
+        |s| staged.read::<Identity>(s),
+        |s| staged.read::<ics_ca::DeviceCa>(s),
+    );
     let decision = descriptor.decide(
         Direction::Import,
         &tag.via,

@@ -31,7 +31,8 @@ pub const MAX_TLS_CA_BYTES: usize = 8 * 1024;
 pub const MAX_STALENESS_SECONDS: u64 = 366 * 24 * 3600;
 
 /// The subject kinds a domain may select: the records parties exchange.
-pub const DOMAIN_SUBJECT_KINDS: [&str; 3] = ["device", "service", "code"];
+/// A `device-cert` subject is read as the device it certifies.
+pub const DOMAIN_SUBJECT_KINDS: [&str; 4] = ["device", "device-cert", "service", "code"];
 
 /// Defaults of `[quotas]`.
 pub const DEFAULT_EVENTS_PER_MINUTE: u64 = 60_000;
@@ -91,7 +92,8 @@ pub struct Peer {
 #[serde(deny_unknown_fields)]
 pub struct Domain {
     pub name: String,
-    /// Subject kinds: `device`, `service`, `code`.
+    /// Subject kinds: `device`, `device-cert` (a device's certificates),
+    /// `service`, `code`.
     pub subjects: Vec<String>,
     /// The party whose records these are (where they were registered);
     /// any party when absent.

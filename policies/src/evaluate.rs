@@ -10,7 +10,10 @@ use crate::descriptor::{Descriptor, Domain, Rule, rule_label};
 /// it recognized, its author keys. A peer the policy names may always read
 /// them (it needs the keys to verify anything it reads), and this party
 /// imports a peer's authority whenever it imports anything from it.
-pub const AUTHORITY_SUBJECT_KINDS: [&str; 2] = ["party", "author-key"];
+///
+/// A party's device CAs (the certificates its root key bound) are authority
+/// too: a peer checks the certificates it reads against them.
+pub const AUTHORITY_SUBJECT_KINDS: [&str; 3] = ["party", "author-key", "device-ca"];
 
 /// Which way the records go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

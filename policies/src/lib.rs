@@ -22,6 +22,7 @@ pub use descriptor::{Descriptor, DocumentError, Domain, Peer, Quotas, Rule};
 pub use evaluate::{AUTHORITY_SUBJECT_KINDS, Decision, Direction, Facts};
 
 use ics_identity::state::{Detail, IdentityState};
+use ics_kernel::SubjectRef as Subject;
 use ics_kernel::SubjectRef;
 
 /// What the policy reads of a subject: its kind and id, the party whose
@@ -49,4 +50,26 @@ pub fn facts<'a>(
         None => {}
     }
     facts
+}
+
+/// What the policy reads of `subject` in the records of `namespace`, with
+/// `identity` and `certificate` reading that party's state: a device
+/// certificate is read as the device it certifies (its serial, attributes
+/// and id) under its own subject kind, so a domain naming `device-cert`
+/// shares a device's certificates beside the device.
+pub fn facts_of<'a>(
+    subject: &'a Subject,
+    namespace: &'a str,
+    identity: impl Fn(&Subject) -> Option<&'a IdentityState>,
+    certificate: impl Fn(&Subject) -> Option<&'a ics_ca::CaSubject>,
+) -> Facts<'a> {
+    if subject.kind == ics_ca::DEVICE_CERT
+        && let Some(ics_ca::CaSubject::Cert(cert)) = certificate(subject)
+    {
+        let device = Subject::new(ics_identity::DEVICE, cert.device.clone());
+        let mut f = facts(subject, namespace, identity(&device));
+        f.subject_id = &cert.device;
+        return f;
+    }
+    facts(subject, namespace, identity(subject))
 }

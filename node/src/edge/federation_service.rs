@@ -302,8 +302,12 @@ fn readable(
         }
     };
     let subject = &parsed.body.subject;
-    let identity = projection.capability::<Identity>().subject(subject);
-    let facts = ics_policies::facts(subject, namespace, identity);
+    let facts = ics_policies::facts_of(
+        subject,
+        namespace,
+        |s| projection.capability::<Identity>().subject(s),
+        |s| projection.capability::<ics_ca::DeviceCa>().subject(s),
+    );
     allows(&facts, parsed.kind.name)
 }
 

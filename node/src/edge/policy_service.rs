@@ -84,10 +84,19 @@ impl Policy for Api {
         };
         // This party's own records have their facts here; another
         // namespace's come with federation.
-        let identity = (namespace == party)
-            .then(|| projection.capability::<Identity>().subject(&subject))
-            .flatten();
-        let facts = ics_policies::facts(&subject, namespace, identity);
+        let own = namespace == party;
+        let facts = ics_policies::facts_of(
+            &subject,
+            namespace,
+            |s| {
+                own.then(|| projection.capability::<Identity>().subject(s))
+                    .flatten()
+            },
+            |s| {
+                own.then(|| projection.capability::<ics_ca::DeviceCa>().subject(s))
+                    .flatten()
+            },
+        );
         let at_ms = if req.at_ms == 0 {
             crate::client::now_ms()
         } else {
