@@ -223,6 +223,10 @@ pub struct Config {
     /// service): the address peers' policies name as this party's endpoint.
     /// No federation listener when absent.
     pub federation_listen: Option<SocketAddr>,
+    /// HTTPS for devices that authenticate with their own certificates:
+    /// enrollment (RFC 7030 EST) and data ingestion. Where the role runs a
+    /// device CA; none when absent.
+    pub device_listen: Option<SocketAddr>,
     pub bootstrap: Bootstrap,
     pub peers: Vec<Peer>,
     pub raft: RaftTuning,
@@ -247,6 +251,21 @@ pub struct CaSettings {
     /// How long an operational certificate is valid unless the request asks
     /// less; devices re-enroll before it ends.
     pub operational_lifetime_days: u64,
+    /// The attributes (NAME=VALUE) a device certificate must carry beside it
+    /// for the ingestion endpoint to take its data. Deny by default: a
+    /// device is let in by setting them.
+    pub ingest_expect: Vec<String>,
+}
+
+impl CaSettings {
+    /// `ingest_expect` as (name, value) pairs (checked by `validate`).
+    pub fn ingest_expectations(&self) -> Vec<(String, String)> {
+        self.ingest_expect
+            .iter()
+            .filter_map(|e| e.split_once('='))
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
 }
 
 impl Default for CaSettings {
@@ -255,6 +274,7 @@ impl Default for CaSettings {
             base_url: None,
             factory_lifetime_days: 20 * 365,
             operational_lifetime_days: 90,
+            ingest_expect: vec!["ingest=allowed".to_string()],
         }
     }
 }
@@ -324,6 +344,7 @@ impl Default for Config {
             http_listen: "127.0.0.1:7480".parse().expect("literal address"),
             http_plain_listen: None,
             federation_listen: None,
+            device_listen: None,
             bootstrap: Bootstrap::Auto,
             peers: Vec::new(),
             raft: RaftTuning::default(),
@@ -370,6 +391,7 @@ impl Config {
             http_listen: _,
             http_plain_listen,
             federation_listen: _,
+            device_listen: _,
             bootstrap: _,
             peers,
             raft,
@@ -396,6 +418,14 @@ impl Config {
         }
         if ca.operational_lifetime_days == 0 || ca.operational_lifetime_days > max_operational {
             bail!("ca.operational_lifetime_days must be 1 to {max_operational}");
+        }
+        for e in &ca.ingest_expect {
+            let named = e
+                .split_once('=')
+                .is_some_and(|(n, _)| ics_kernel::limits::check_name("ingest_expect", n).is_ok());
+            if !named {
+                bail!("ca.ingest_expect {e:?} must be NAME=VALUE");
+            }
         }
         if party.is_empty()
             || party.len() > 64

@@ -57,3 +57,11 @@ pub fn not_leader(leader: Option<(u64, String)>) -> Status {
 pub fn internal(context: &str, e: impl std::fmt::Display) -> Status {
     rpc_error(Code::Internal, "INTERNAL", format!("{context}: {e}"))
 }
+
+/// The machine-readable reason a status carries (`INTERNAL` when it has none).
+pub fn reason_of(status: &Status) -> String {
+    status
+        .get_error_details()
+        .error_info()
+        .map_or_else(|| "INTERNAL".to_string(), |i| i.reason.clone())
+}

@@ -108,6 +108,14 @@ pub async fn run(
     let http_listener = TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("bind HTTP on {}", config.http_listen))?;
+    let device_listener = match config.device_listen {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("bind the device listener on {a}"))?,
+        ),
+        None => None,
+    };
     let federation_listener = match config.federation_listen {
         Some(a) => Some(
             TcpListener::bind(a)
@@ -281,6 +289,7 @@ pub async fn run(
         stopped(stop_rx.clone()),
     );
     let federation_stop = stop_rx.clone();
+    let stop_rx_devices = stop_rx.clone();
     let http_plain = async {
         if let Some(listener) = http_plain_listener {
             let incoming = crate::listener::accept_plain(
@@ -323,7 +332,37 @@ pub async fn run(
             .context("federation gRPC server")
     };
 
-    let (g, p, f, (), ()) = tokio::join!(grpc, peer_grpc, federation, http, http_plain);
+    // Devices with their own certificates: enrollment and ingestion, where
+    // the role runs a device CA.
+    let device_stop = stop_rx_devices;
+    let devices = async {
+        let Some(listener) = device_listener else {
+            return Ok(());
+        };
+        let verifier = Arc::new(crate::edge::est::DeviceCertVerifier::new());
+        let tls = node_tls.config_with_client_verifier(verifier, b"http/1.1")?;
+        let incoming = crate::listener::accept_tls(
+            listener,
+            tokio_rustls::TlsAcceptor::from(tls),
+            crate::listener::ListenerLimits {
+                name: "device",
+                max_connections: config.limits.max_http_connections,
+            },
+            crate::edge::est::identify(),
+            node.metrics.clone(),
+        );
+        crate::edge::http::serve(
+            incoming,
+            crate::edge::est::router(node.clone()),
+            header_timeout,
+            stopped(device_stop),
+        )
+        .await;
+        anyhow::Ok(())
+    };
+
+    let (g, p, f, (), (), d) = tokio::join!(grpc, peer_grpc, federation, http, http_plain, devices);
+    d.context("device listener")?;
     g.context("gRPC server")?;
     p.context("peer gRPC server")?;
     f?;

@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -17,25 +16,11 @@ use ics_node::client;
 use ics_proto::ca_v1 as pb;
 
 fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    run_tool(dir, "openssl", args)
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {
-    let (done, out) = openssl(dir, args);
-    assert!(done, "openssl {args:?}:\n{out}");
-    out
+    tool_ok(dir, "openssl", args)
 }
 
 /// A device key made by openssl, registered (P-256) by the manufacturer.

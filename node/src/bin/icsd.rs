@@ -244,6 +244,10 @@ struct ServeArgs {
     /// under the peer CAs the policy in force names).
     #[arg(long)]
     federation_listen: Option<SocketAddr>,
+    /// HTTPS listen address for devices (EST enrollment and data ingestion,
+    /// the device's own certificate as client certificate).
+    #[arg(long)]
+    device_listen: Option<SocketAddr>,
     /// Who may read: open (anyone) or required (a certificate of the party CA).
     #[arg(long, value_enum)]
     clients: Option<ics_node::config::ClientAccess>,
@@ -300,6 +304,9 @@ fn config_from(args: ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(v) = args.federation_listen {
         c.federation_listen = Some(v);
+    }
+    if let Some(v) = args.device_listen {
+        c.device_listen = Some(v);
     }
     if let Some(v) = args.clients {
         c.tls.clients = v;

@@ -8,7 +8,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::edge::caller::Caller;
 use crate::host::Node;
 use crate::listener::{Accepted, Incoming};
 use crate::log::raft_metrics;
@@ -62,15 +61,16 @@ async fn metrics(State(node): State<Arc<Node>>) -> String {
 /// plain listener; capped by its acceptor) until `shutdown`. A connection is
 /// closed when it takes longer than `header_timeout` to send a request's
 /// headers — which also ends an idle keep-alive connection (F9: slow or idle
-/// clients hold no slot long). Handlers find the `Caller` in the request's
-/// extensions.
-pub async fn serve<S>(
-    mut incoming: Incoming<Accepted<S, Caller>>,
+/// clients hold no slot long). Handlers find who is calling (a `Caller`, or
+/// the device listener's `DeviceCaller`) in the request's extensions.
+pub async fn serve<S, I>(
+    mut incoming: Incoming<Accepted<S, I>>,
     router: Router,
     header_timeout: std::time::Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    I: Clone + Send + Sync + Unpin + 'static,
 {
     use futures::StreamExt;
     use hyper_util::rt::{TokioIo, TokioTimer};

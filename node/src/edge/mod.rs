@@ -7,6 +7,7 @@ pub mod ca_issue;
 mod ca_service;
 pub mod caller;
 mod cluster_service;
+pub mod est;
 mod federation_service;
 mod federation_status;
 pub mod http;

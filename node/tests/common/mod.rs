@@ -702,3 +702,28 @@ pub fn json_of(out: &str) -> serde_json::Value {
     serde_json::from_str(out.trim().lines().last().unwrap_or_default())
         .unwrap_or_else(|e| panic!("{e}: {out}"))
 }
+
+/// Runs a stock tool (`openssl`, `curl`) in `dir`: whether it succeeded, and
+/// its stdout and stderr.
+pub fn run_tool(dir: &Path, program: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// `run_tool`, which must succeed: its output.
+pub fn tool_ok(dir: &Path, program: &str, args: &[&str]) -> String {
+    let (done, out) = run_tool(dir, program, args);
+    assert!(done, "{program} {args:?}:\n{out}");
+    out
+}
