@@ -449,7 +449,12 @@ async fn devices_enroll_over_est_and_a_stolen_report_revokes_them_everywhere() {
     let ops = register_author(
         &mut maint.node(1).client(),
         &maint.root_key(),
-        ["cert-attributes-set".to_string()].into(),
+        [
+            "cert-attributes-set".to_string(),
+            "trace-route-set".to_string(),
+            "trace-station-recorded".to_string(),
+        ]
+        .into(),
     )
     .await;
     let ops_file = d.join("ops.key");
@@ -475,6 +480,49 @@ async fn devices_enroll_over_est_and_a_stolen_report_revokes_them_everywhere() {
         let (status, body) = ingest(name);
         assert_eq!(status, 202, "{name}: {body}");
     }
+
+    // Track and trace: d1 must pass factory, truck, customs in order; seen at
+    // customs before the truck, it is flagged and ingestion refuses it.
+    let d1_serial = ics_pki::ParsedCert::parse(&read_pem(d, "d1-op.pem"))
+        .unwrap()
+        .serial;
+    let ops_arg = ops_file.to_str().unwrap();
+    icsctl_at(
+        maint.node(1),
+        &[
+            "ca",
+            "route",
+            "--signer",
+            ops_arg,
+            "--serial",
+            &d1_serial,
+            "--stations",
+            "factory,truck,customs",
+        ],
+    )
+    .expect("route");
+    for station in ["factory", "customs"] {
+        icsctl_at(
+            maint.node(1),
+            &[
+                "ca",
+                "station",
+                "--signer",
+                ops_arg,
+                "--serial",
+                &d1_serial,
+                "--station",
+                station,
+            ],
+        )
+        .expect("recorded");
+    }
+    let (status, body) = ingest("d1");
+    assert_eq!(
+        (status, body.contains("TRACE_OUT_OF_ORDER")),
+        (403, true),
+        "{body}"
+    );
 
     // Re-enrollment with the operational certificate: a new one, same attributes.
     ok(
