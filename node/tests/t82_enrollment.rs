@@ -615,6 +615,72 @@ async fn devices_enroll_over_est_and_a_stolen_report_revokes_them_everywhere() {
     assert_eq!((status, body.contains("EXPIRED")), (403, true), "{body}");
     assert_eq!(count().await, before, "nothing was issued");
 
+    // The device simulator: a third device gets its factory certificate
+    // from the manufacturer, enrolls once it has reached the maintainer,
+    // sends readings and re-enrolls.
+    let d3_key = ics_kernel::SigningKey::generate(Algorithm::EcdsaP256Sha256);
+    let d3_file = d.join("d3.key");
+    ics_node::keyfile::write(&d3_file, &d3_key).unwrap();
+    a.client()
+        .append(vec![client::register_device(
+            &factory,
+            "SN-3",
+            &d3_key.public_key(),
+            vec![("manu".into(), "acme".into())],
+        )])
+        .await
+        .expect("register d3");
+    let simulate = || {
+        let out = std::process::Command::new(icsctl())
+            .args(["--json", "device", "simulate", "--key"])
+            .arg(&d3_file)
+            .args(["--serial", "SN-3", "--factory-cert"])
+            .arg(d.join("d3-factory.pem"))
+            .args(["--manufacturer", &a.grpc, "--manufacturer-tls-dir"])
+            .arg(&a.client_tls)
+            .args(["--est", &format!("127.0.0.1:{est_port}"), "--est-ca"])
+            .arg(d.join("party-ca.pem"))
+            .arg("--out-dir")
+            .arg(d.join("d3"))
+            .args(["--readings", "2", "--reenroll"])
+            .output()
+            .expect("run icsctl device simulate");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (mut done, mut out, mut err) = simulate();
+    assert!(
+        d.join("d3-factory.pem").exists(),
+        "the factory certificate was issued: {out}{err}"
+    );
+    let started = Instant::now();
+    while !done {
+        assert!(
+            err.contains("NOT_ISSUED_HERE") && started.elapsed() < Duration::from_secs(30),
+            "{out}{err}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        (done, out, err) = simulate();
+    }
+    let steps: Vec<serde_json::Value> = out.lines().map(json_of).collect();
+    let step = |name: &str| steps.iter().filter(|s| s["step"] == name).count();
+    assert_eq!(
+        (step("enroll"), step("reenroll"), step("reading")),
+        (1, 1, 4),
+        "{out}"
+    );
+    // Readings are refused until the maintainer lets the device in.
+    assert!(
+        steps
+            .iter()
+            .filter(|s| s["step"] == "reading")
+            .all(|s| s["status"] == 403),
+        "{out}"
+    );
+
     // Stolen, case 1: reported at the maintainer, in acme's records under its grant.
     let maint_client = || maint.node(1).client();
     let report = client::report_status(

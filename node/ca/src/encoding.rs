@@ -152,3 +152,54 @@ pub fn pem(label: &str, der: &[u8]) -> String {
     der::pem::encode_string(label, der::pem::LineEnding::LF, der)
         .expect("PEM of bytes always encodes")
 }
+
+/// One DER TLV at the start of `bytes`: (tag, content, the rest).
+fn read_tlv(bytes: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
+    let (&tag, rest) = bytes.split_first().ok_or("truncated")?;
+    let (&first, rest) = rest.split_first().ok_or("truncated")?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return Err("bad length".into());
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |l, b| (l << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return Err("truncated".into());
+    }
+    Ok((tag, &rest[..len], &rest[len..]))
+}
+
+/// The certificates (DER) of a PKCS#7 certs-only message, as EST answers.
+pub fn read_certs_only(der: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let (tag, info, _) = read_tlv(der)?;
+    if tag != 0x30 {
+        return Err("not a ContentInfo".into());
+    }
+    let (tag, oid, rest) = read_tlv(info)?;
+    if tag != 0x06 || oid != OID_SIGNED_DATA {
+        return Err("not SignedData".into());
+    }
+    let (_, explicit, _) = read_tlv(rest)?;
+    let (_, mut signed, _) = read_tlv(explicit)?;
+    // version, digestAlgorithms, encapContentInfo, then [0] certificates.
+    for _ in 0..3 {
+        signed = read_tlv(signed)?.2;
+    }
+    let (tag, mut certs, _) = read_tlv(signed)?;
+    if tag != 0xa0 {
+        return Err("no certificates".into());
+    }
+    let mut out = Vec::new();
+    while !certs.is_empty() {
+        let (_, _, rest) = read_tlv(certs)?;
+        out.push(certs[..certs.len() - rest.len()].to_vec());
+        certs = rest;
+    }
+    Ok(out)
+}

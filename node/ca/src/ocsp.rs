@@ -359,3 +359,36 @@ pub fn respond(
     .to_der()
     .map_err(err)
 }
+
+/// A request for `cert` issued by `issuer` (both DER), CertID by SHA-1 as
+/// `openssl ocsp` makes it, without a nonce: what a client sends.
+pub fn request_for(cert: &[u8], issuer: &[u8]) -> Result<Vec<u8>, CertError> {
+    let issuer = ics_pki::ParsedCert::parse(issuer)?;
+    let cert = ics_pki::ParsedCert::parse(cert)?;
+    let serial = hex::decode(&cert.serial).map_err(err)?;
+    let id = CertId {
+        hash_algorithm: AlgorithmIdentifierOwned {
+            oid: ID_SHA1,
+            parameters: None,
+        },
+        issuer_name_hash: OctetString::new(sha1::Sha1::digest(&issuer.subject).to_vec())
+            .map_err(err)?,
+        issuer_key_hash: OctetString::new(sha1::Sha1::digest(&issuer.public_key).to_vec())
+            .map_err(err)?,
+        serial_number: SerialNumber::new(&serial).map_err(err)?,
+    };
+    OcspRequest {
+        tbs_request: TbsRequest {
+            version: None,
+            requestor_name: None,
+            request_list: vec![Request {
+                req_cert: id,
+                single_request_extensions: None,
+            }],
+            request_extensions: None,
+        },
+        optional_signature: None,
+    }
+    .to_der()
+    .map_err(err)
+}

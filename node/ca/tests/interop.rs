@@ -225,6 +225,12 @@ fn openssl_verifies_the_chain_and_reads_the_certs_only_bundle() {
     assert_eq!(parsed, ("acme".to_string(), "0a1b2c".to_string()));
 
     let bundle = encoding::certs_only(&[&f.issuing, &f.root]);
+    let mut back = encoding::read_certs_only(&bundle).unwrap();
+    back.sort();
+    let mut want = vec![f.issuing.clone(), f.root.clone()];
+    want.sort();
+    assert_eq!(back, want, "certs-only reads back");
+    assert!(encoding::read_certs_only(&bundle[..bundle.len() - 3]).is_err());
     std::fs::write(d.join("cacerts.p7"), &bundle).unwrap();
     let out = openssl(
         d,

@@ -18,7 +18,9 @@ use ics_kernel::{Algorithm, Event, EventId, EventLimits, PublicKey, SigningKey, 
 use ics_proto::core_v1 as pb;
 use serde_json::json;
 
+mod bench_ca;
 mod ca;
+mod device_sim;
 mod output;
 
 use output::{emit, emit_json, note};
@@ -272,6 +274,8 @@ enum Command {
     Bench(BenchArgs),
     /// Measure Verify latency and throughput against the server.
     BenchVerify(BenchVerifyArgs),
+    /// Measure the device CA: issuance over gRPC and EST, OCSP answers.
+    BenchCa(bench_ca::BenchCaArgs),
     /// Measure HKP lookups on a node's HTTP port (keep-alive HTTP/1.1 clients).
     BenchHkp(BenchHkpArgs),
     /// Measure inclusion proofs served against the latest signed checkpoint
@@ -367,6 +371,9 @@ enum DeviceCmd {
         #[arg(long)]
         revocations: Option<PathBuf>,
     },
+    /// Simulate a device: get its factory certificate, enroll over EST,
+    /// send readings to the ingestion endpoint, re-enroll.
+    Simulate(device_sim::SimulateArgs),
     /// Change a device's status.
     Status {
         /// Key file that signs the event.
@@ -1121,6 +1128,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let j = cli.json;
     let command = match cli.command {
         Command::Key(cmd) => return key_command(cmd, j),
+        Command::Device(DeviceCmd::Simulate(args)) => return device_sim::run(j, args).await,
         Command::Ca(cmd) => match ca::offline(&cmd, j) {
             Some(done) => return done,
             None => Command::Ca(cmd),
@@ -1781,9 +1789,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Federation(FederationCmd::Status) => federation_status(&mut c, j).await?,
         Command::Ca(cmd) => ca::run(&mut c, j, cmd).await?,
         Command::Rules(cmd) => rules(&mut c, j, cmd).await?,
-        Command::Key(_) => unreachable!("answered without a node above"),
+        Command::Key(_) | Command::Device(DeviceCmd::Simulate(_)) => {
+            unreachable!("answered without a node above")
+        }
         Command::Bench(args) => bench(&cli.server, &tls, args).await?,
         Command::BenchVerify(args) => bench_verify(&cli.server, &tls, args).await?,
+        Command::BenchCa(args) => bench_ca::run(&cli.server, &tls, j, args).await?,
         Command::BenchProof(args) => bench_proof(&cli.server, &tls, args).await?,
         Command::BenchCheckpoint(args) => bench_checkpoint(&cli.server, &tls, args).await?,
         Command::BenchHkp(args) => bench_hkp(args).await?,

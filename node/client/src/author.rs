@@ -235,6 +235,11 @@ impl ClientTls {
         Ok(ClientTls { ca_pem, identity })
     }
 
+    /// Trust `ca_pem` and show `identity` (certificate and PKCS#8 key, PEM).
+    pub fn from_pem(ca_pem: Vec<u8>, identity: Option<(Vec<u8>, Vec<u8>)>) -> ClientTls {
+        ClientTls { ca_pem, identity }
+    }
+
     /// A TLS directory (a node's `<data_dir>/tls`, or an `operator-NAME`
     /// directory of `icsd tls init`): its `ca.crt` and, when both are there,
     /// `operator.crt` and `operator.key`.
@@ -242,6 +247,14 @@ impl ClientTls {
         let (cert, key) = (dir.join("operator.crt"), dir.join("operator.key"));
         let client = (cert.exists() && key.exists()).then_some((cert.as_path(), key.as_path()));
         ClientTls::load(&dir.join("ca.crt"), client)
+    }
+
+    /// The same trust, showing another certificate and key (PEM).
+    pub fn with_identity(&self, cert_pem: Vec<u8>, key_pem: Vec<u8>) -> ClientTls {
+        ClientTls {
+            ca_pem: self.ca_pem.clone(),
+            identity: Some((cert_pem, key_pem)),
+        }
     }
 
     /// The same trust without a client certificate.
@@ -280,6 +293,21 @@ impl ClientTls {
         &self,
         address: &str,
         path: &str,
+        body: &[u8],
+        max_body: usize,
+    ) -> anyhow::Result<HttpAnswer> {
+        self.https_request(address, "POST", path, None, body, max_body)
+            .await
+    }
+
+    /// One HTTP/1.1 request over TLS 1.3 (see `https_post`), with a
+    /// `Content-Type` when given.
+    pub async fn https_request(
+        &self,
+        address: &str,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
         body: &[u8],
         max_body: usize,
     ) -> anyhow::Result<HttpAnswer> {
@@ -327,8 +355,11 @@ impl ClientTls {
             .connect(name, tcp)
             .await
             .with_context(|| format!("TLS handshake with {address}"))?;
+        let typed = content_type
+            .map(|t| format!("Content-Type: {t}\r\n"))
+            .unwrap_or_default();
         let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{typed}Content-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         );
         tls.write_all(head.as_bytes()).await?;
