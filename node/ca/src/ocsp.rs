@@ -392,3 +392,28 @@ pub fn request_for(cert: &[u8], issuer: &[u8]) -> Result<Vec<u8>, CertError> {
     .to_der()
     .map_err(err)
 }
+
+/// What a client reads of a response: whether the first certificate is
+/// revoked (`Some(true)`), good (`Some(false)`) or unknown (`None`).
+/// Unchecked: a client that relies on it checks the signature too.
+pub fn read_revoked(response: &[u8]) -> Result<Option<bool>, CertError> {
+    let r = OcspResponse::from_der(response).map_err(err)?;
+    if r.response_status != ResponseStatus::Successful {
+        return Err(err(format!(
+            "the responder answered {:?}",
+            r.response_status
+        )));
+    }
+    let bytes = r.response_bytes.ok_or_else(|| err("no response bytes"))?;
+    let basic = BasicOcspResponse::from_der(bytes.response.as_bytes()).map_err(err)?;
+    let first = basic
+        .tbs_response_data
+        .responses
+        .first()
+        .ok_or_else(|| err("no single response"))?;
+    Ok(match first.cert_status {
+        CertStatus::Good(_) => Some(false),
+        CertStatus::Revoked(_) => Some(true),
+        CertStatus::Unknown(_) => None,
+    })
+}

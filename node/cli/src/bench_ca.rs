@@ -36,6 +36,11 @@ pub struct BenchCaArgs {
     /// The plain HTTP listener (HOST:PORT) for the OCSP phase; skipped when absent.
     #[arg(long)]
     ocsp: Option<String>,
+    /// Devices reported stolen one at a time, each timed from the report's
+    /// acknowledgement to an OCSP answer saying revoked (needs --ocsp and a
+    /// signer allowed device-status-changed).
+    #[arg(long, default_value_t = 0)]
+    stolen: usize,
 }
 
 struct Device {
@@ -57,13 +62,13 @@ fn key_pem(key: &SigningKey) -> anyhow::Result<Vec<u8>> {
         .to_vec())
 }
 
-/// A plain HTTP/1.1 POST on loopback: the status.
+/// A plain HTTP/1.1 POST on loopback: the status and the body.
 async fn http_post(
     address: &str,
     path: &str,
     content_type: &str,
     body: &[u8],
-) -> anyhow::Result<u16> {
+) -> anyhow::Result<(u16, Vec<u8>)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(address)
         .await
@@ -82,7 +87,52 @@ async fn http_post(
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|c| c.parse().ok())
         .context("an HTTP answer without a status")?;
-    Ok(status)
+    let body = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or_else(Vec::new, |i| out[i + 4..].to_vec());
+    Ok((status, body))
+}
+
+/// A device registered by `signer` with a certificate of the node's CA;
+/// and that CA's certificate.
+async fn enrolled_device(
+    c: &mut Client,
+    signer: &SigningKey,
+    serial: &str,
+) -> anyhow::Result<(Device, Vec<u8>)> {
+    let key = SigningKey::generate(Algorithm::EcdsaP256Sha256);
+    c.append(vec![ics_client::register_device(
+        signer,
+        serial,
+        &key.public_key(),
+        vec![],
+    )])
+    .await
+    .context("register a device")?;
+    let SigningKey::P256(k) = &key else {
+        unreachable!("generated as P-256")
+    };
+    let csr = ics_ca::x509::make_csr(k, serial)?;
+    let id = key.key_id().to_hex();
+    let r =
+        c.ca.issue(pb::IssueRequest {
+            csr: csr.clone(),
+            device: id.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let issuer = r.chain.first().cloned().context("the issuing CA")?;
+    Ok((
+        Device {
+            id,
+            csr,
+            key_pem: key_pem(&key)?,
+            cert: r.certificate,
+        },
+        issuer,
+    ))
 }
 
 pub async fn run(server: &str, tls: &ClientTls, j: bool, a: BenchCaArgs) -> anyhow::Result<()> {
@@ -208,7 +258,7 @@ pub async fn run(server: &str, tls: &ClientTls, j: bool, a: BenchCaArgs) -> anyh
                 let mut lat = Vec::new();
                 while Instant::now() < end {
                     let t = Instant::now();
-                    let status =
+                    let (status, _) =
                         http_post(&ocsp, "/ocsp", "application/ocsp-request", &request).await?;
                     if status != 200 {
                         bail!("OCSP: HTTP {status}");
@@ -221,6 +271,45 @@ pub async fn run(server: &str, tls: &ClientTls, j: bool, a: BenchCaArgs) -> anyh
         let mut v = crate::latency_summary(tasks, started, "responses_per_second").await?;
         v["phase"] = json!("ocsp");
         v["clients"] = json!(a.clients);
+        emit(j, v.clone(), v.to_string())?;
+    }
+    // A stolen report, to a revoked OCSP answer.
+    if let (Some(ocsp), true) = (&a.ocsp, a.stolen > 0) {
+        let mut lat = Vec::new();
+        for i in 0..a.stolen {
+            let (device, issuer) =
+                enrolled_device(&mut c, &signer, &format!("STOLEN-{run_id}-{i}")).await?;
+            let request = ics_ca::ocsp::request_for(&device.cert, &issuer)?;
+            let subject = ics_kernel::SubjectRef::new(ics_identity::DEVICE, device.id.clone());
+            let head = c.chain_head(&subject).await?;
+            c.append(vec![ics_client::report_status(
+                &signer,
+                &device.id,
+                head,
+                ics_identity::payload::DeviceStatus::Stolen,
+                "bench",
+                None,
+            )])
+            .await?;
+            let acknowledged = Instant::now();
+            loop {
+                let (_, body) =
+                    http_post(ocsp, "/ocsp", "application/ocsp-request", &request).await?;
+                if ics_ca::ocsp::read_revoked(&body)? == Some(true) {
+                    break;
+                }
+                if acknowledged.elapsed() > Duration::from_secs(30) {
+                    bail!("{} not revoked 30 s after the stolen report", device.id);
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            lat.push(acknowledged.elapsed());
+        }
+        lat.sort();
+        let v = json!({"phase": "stolen_to_ocsp_revoked", "probes": lat.len(),
+            "ms_p50": crate::percentile(&lat, 0.5).as_secs_f64() * 1e3,
+            "ms_p99": crate::percentile(&lat, 0.99).as_secs_f64() * 1e3,
+            "ms_max": lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e3)});
         emit(j, v.clone(), v.to_string())?;
     }
     Ok(())
