@@ -434,6 +434,96 @@ async fn a_manufacturer_issues_factory_certificates_and_openssl_sees_their_statu
         .expect_err("revoked");
     assert!(err.contains("REVOKED"), "{err}");
 
+    // A production run in one batch, all or none.
+    let (sn3, csr3) = device(&mut c, &author, d, "SN-0003").await;
+    let (sn4, csr4) = device(&mut c, &author, d, "SN-0004").await;
+    let certs = || async {
+        node.client()
+            .log
+            .list_subjects(ics_proto::core_v1::ListSubjectsRequest {
+                kind: ics_ca::DEVICE_CERT.into(),
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .subjects
+            .len()
+    };
+    let before = certs().await;
+    let der = |csr: &str| {
+        let out = format!("{csr}.der");
+        ok(d, &["req", "-in", csr, "-outform", "DER", "-out", &out]);
+        std::fs::read(d.join(out)).unwrap()
+    };
+    let e = node
+        .client()
+        .ca
+        .issue_batch(pb::IssueBatchRequest {
+            requests: vec![
+                pb::IssueRequest {
+                    csr: der(&csr3),
+                    device: sn3.id.clone(),
+                    ..Default::default()
+                },
+                pb::IssueRequest {
+                    csr: der(&csr4),
+                    device: SigningKey::generate(Algorithm::EcdsaP256Sha256)
+                        .key_id()
+                        .to_hex(),
+                    ..Default::default()
+                },
+            ],
+        })
+        .await
+        .expect_err("one request names an unknown device");
+    assert_eq!(reason_of(&e), "UNKNOWN_DEVICE", "{e:?}");
+    assert!(e.message().starts_with("request 1:"), "{e:?}");
+    assert_eq!(certs().await, before, "nothing of the batch was issued");
+    std::fs::write(
+        d.join("run.txt"),
+        format!("{csr3} {}\n{csr4} {}\n", sn3.id, sn4.id),
+    )
+    .unwrap();
+    let out = icsctl_at(
+        node,
+        &[
+            "ca",
+            "issue-batch",
+            "--list",
+            d.join("run.txt").to_str().unwrap(),
+            "--out-dir",
+            d.join("run").to_str().unwrap(),
+            "--x5bag",
+            d.join("run.x5bag").to_str().unwrap(),
+        ],
+    )
+    .expect("batch issued");
+    let indices: Vec<u64> = out
+        .lines()
+        .map(|l| json_of(l)["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(indices.len(), 2, "{out}");
+    assert_eq!(indices[1], indices[0] + 1, "one append: {out}");
+    assert_eq!(certs().await, before + 2);
+    let bag =
+        ics_ca::encoding::read_x5bag(&std::fs::read(d.join("run.x5bag")).unwrap(), 10).unwrap();
+    assert_eq!(bag.len(), 2);
+    let issued = format!("run/{}.pem", sn3.id);
+    let verified = ok(
+        d,
+        &[
+            "verify",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "issuing.pem",
+            &issued,
+        ],
+    );
+    assert!(verified.contains(": OK"), "{verified}");
+
     // The responder's own refusals: not an OCSP request, the wrong media type.
     let (status, body) = http_request(&node.http, "/ocsp/bm90IGFuIE9DU1AgcmVxdWVzdA==").await;
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");

@@ -40,6 +40,20 @@ pub enum CaCmd {
         #[arg(long)]
         chain_out: Option<PathBuf>,
     },
+    /// Issue a batch (a production run) in one append, all or none: one line
+    /// per device in --list, `CSR_FILE DEVICE_ID`; certificates written to
+    /// --out-dir as DEVICE_ID.pem.
+    IssueBatch {
+        /// The list: `CSR_FILE DEVICE_ID` per line (paths relative to it).
+        #[arg(long)]
+        list: PathBuf,
+        /// Where the certificates go.
+        #[arg(long)]
+        out_dir: PathBuf,
+        /// Also an x5bag of them all, for the CA that enrolls the devices.
+        #[arg(long)]
+        x5bag: Option<PathBuf>,
+    },
     /// Revoke a certificate this party's CA issued (needs an operator
     /// certificate); CRL and OCSP say so at once.
     Revoke {
@@ -223,6 +237,59 @@ pub async fn run(c: &mut Client, j: bool, cmd: CaCmd) -> anyhow::Result<()> {
                     r.index
                 ),
             )?;
+        }
+        CaCmd::IssueBatch {
+            list,
+            out_dir,
+            x5bag,
+        } => {
+            let text = std::fs::read_to_string(&list)
+                .with_context(|| format!("read {}", list.display()))?;
+            let base = list.parent().unwrap_or(Path::new("."));
+            let mut requests = Vec::new();
+            for (n, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                let (csr, device) =
+                    line.trim()
+                        .split_once(char::is_whitespace)
+                        .with_context(|| {
+                            format!(
+                                "{} line {}: expected CSR_FILE DEVICE_ID",
+                                list.display(),
+                                n + 1
+                            )
+                        })?;
+                requests.push(pb::IssueRequest {
+                    csr: read(&base.join(csr), "CERTIFICATE REQUEST")?,
+                    device: device.trim().to_string(),
+                    ..Default::default()
+                });
+            }
+            let devices: Vec<String> = requests.iter().map(|r| r.device.clone()).collect();
+            let r =
+                c.ca.issue_batch(pb::IssueBatchRequest { requests })
+                    .await?
+                    .into_inner();
+            std::fs::create_dir_all(&out_dir)
+                .with_context(|| format!("create {}", out_dir.display()))?;
+            for (device, issued) in devices.iter().zip(&r.issued) {
+                let path = out_dir.join(format!("{device}.pem"));
+                std::fs::write(&path, encoding::pem("CERTIFICATE", &issued.certificate))
+                    .with_context(|| format!("write {}", path.display()))?;
+                emit(
+                    j,
+                    json!({"device": device, "file": path, "index": issued.index}),
+                    format!("issued {} at index {}", path.display(), issued.index),
+                )?;
+            }
+            if let Some(path) = x5bag {
+                let certs: Vec<&[u8]> = r.issued.iter().map(|i| i.certificate.as_slice()).collect();
+                std::fs::write(&path, encoding::x5bag(&certs))
+                    .with_context(|| format!("write {}", path.display()))?;
+            }
         }
         CaCmd::Revoke {
             serial,

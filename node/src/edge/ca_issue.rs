@@ -55,6 +55,70 @@ pub async fn issue(
     req: IssueRequest<'_>,
     caller: &str,
 ) -> Result<Issued, tonic::Status> {
+    let (certificate, event) = prepare(node, req)?;
+    let appended = node.append_signed(event, caller).await?;
+    let index = appended.events.first().map_or(0, |e| e.index);
+    node.metrics.ca_served("issued");
+    Ok(Issued { certificate, index })
+}
+
+/// The most certificates one batch issues (one append, all or none).
+pub const MAX_ISSUE_BATCH: usize = 256;
+
+/// Issues a batch (a manufacturer's production run): every request is
+/// checked and signed, then all are recorded in one append — all or none.
+pub async fn issue_batch(
+    node: &Node,
+    reqs: Vec<IssueRequest<'_>>,
+    caller: &str,
+) -> Result<Vec<Issued>, tonic::Status> {
+    if reqs.is_empty() || reqs.len() > MAX_ISSUE_BATCH {
+        return Err(refused(
+            tonic::Code::InvalidArgument,
+            "INVALID_FIELD",
+            format!(
+                "{} requests; a batch issues 1 to {MAX_ISSUE_BATCH}",
+                reqs.len()
+            ),
+        ));
+    }
+    let mut certificates = Vec::with_capacity(reqs.len());
+    let mut events = Vec::with_capacity(reqs.len());
+    for (i, req) in reqs.into_iter().enumerate() {
+        let (certificate, event) = prepare(node, req).map_err(|s| {
+            tonic::Status::with_details(
+                s.code(),
+                format!("request {i}: {}", s.message()),
+                s.details().to_vec().into(),
+            )
+        })?;
+        certificates.push(certificate);
+        events.push(crate::codec::envelope_to_pb(&event));
+    }
+    let appended = node
+        .append(
+            ics_proto::core_v1::AppendRequest {
+                events,
+                ..Default::default()
+            },
+            crate::forward::Origin::Client,
+            caller,
+        )
+        .await?;
+    node.metrics.ca_served("issued");
+    Ok(certificates
+        .into_iter()
+        .zip(appended.events.iter().map(|e| e.index))
+        .map(|(certificate, index)| Issued { certificate, index })
+        .collect())
+}
+
+/// Checks an issuance on this node's view and signs the certificate and
+/// its event, not yet recorded.
+fn prepare(
+    node: &Node,
+    req: IssueRequest<'_>,
+) -> Result<(Vec<u8>, ics_kernel::Envelope), tonic::Status> {
     use ics_identity::payload::DeviceStatus;
     use tonic::Code;
     let ca = holding_ca(node)?;
@@ -179,10 +243,7 @@ pub async fn issue(
             renews: req.renews.unwrap_or_default(),
         },
     );
-    let appended = node.append_signed(event, caller).await?;
-    let index = appended.events.first().map_or(0, |e| e.index);
-    node.metrics.ca_served("issued");
-    Ok(Issued { certificate, index })
+    Ok((certificate, event))
 }
 
 /// Revokes a certificate this party's CA issued, signed by the issuing CA

@@ -37,16 +37,45 @@ impl CertificateAuthority for Api {
             &caller,
         )
         .await?;
-        let chain = self
-            .node
-            .device_ca
-            .as_deref()
-            .map(|ca| vec![ca.cert.der.clone(), ca.root.der.clone()])
-            .unwrap_or_default();
+        let chain = self.chain();
         Ok(Response::new(pb::IssueResponse {
             certificate: issued.certificate,
             chain,
             index: issued.index,
+        }))
+    }
+
+    async fn issue_batch(
+        &self,
+        req: Request<pb::IssueBatchRequest>,
+    ) -> Result<Response<pb::IssueBatchResponse>, Status> {
+        require_operator(&self.node, &req, "issuing device certificates")?;
+        let caller = rate_key(&req);
+        let req = req.into_inner();
+        let requests = req
+            .requests
+            .iter()
+            .map(|r| IssueRequest {
+                csr: &r.csr,
+                device: &r.device,
+                namespace: (!r.device_namespace.is_empty()).then_some(r.device_namespace.as_str()),
+                lifetime: (r.lifetime_secs > 0)
+                    .then(|| std::time::Duration::from_secs(r.lifetime_secs)),
+                authenticated_by: None,
+                renews: None,
+            })
+            .collect();
+        let issued = crate::edge::ca_issue::issue_batch(&self.node, requests, &caller).await?;
+        let chain = self.chain();
+        Ok(Response::new(pb::IssueBatchResponse {
+            issued: issued
+                .into_iter()
+                .map(|i| pb::IssueResponse {
+                    certificate: i.certificate,
+                    chain: chain.clone(),
+                    index: i.index,
+                })
+                .collect(),
         }))
     }
 
@@ -97,5 +126,16 @@ impl CertificateAuthority for Api {
             &expect,
             ics_client::now_ms(),
         )))
+    }
+}
+
+impl Api {
+    /// The chain of the CA this node issues with: issuing CA, root (DER).
+    fn chain(&self) -> Vec<Vec<u8>> {
+        self.node
+            .device_ca
+            .as_deref()
+            .map(|ca| vec![ca.cert.der.clone(), ca.root.der.clone()])
+            .unwrap_or_default()
     }
 }
