@@ -437,20 +437,7 @@ async fn a_manufacturer_issues_factory_certificates_and_openssl_sees_their_statu
     // A production run in one batch, all or none.
     let (sn3, csr3) = device(&mut c, &author, d, "SN-0003").await;
     let (sn4, csr4) = device(&mut c, &author, d, "SN-0004").await;
-    let certs = || async {
-        node.client()
-            .log
-            .list_subjects(ics_proto::core_v1::ListSubjectsRequest {
-                kind: ics_ca::DEVICE_CERT.into(),
-                page_size: 1000,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .subjects
-            .len()
-    };
+    let certs = || count_subjects(node, ics_ca::DEVICE_CERT);
     let before = certs().await;
     let der = |csr: &str| {
         let out = format!("{csr}.der");

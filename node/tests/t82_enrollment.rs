@@ -297,22 +297,7 @@ async fn devices_enroll_over_est_and_a_stolen_report_revokes_them_everywhere() {
     // Refusals before any enrollment: each names its reason, nothing issued.
     // What enrollment writes: certificate records (checkpoints and sync
     // records come and go beside them).
-    let count = || async {
-        maint
-            .node(1)
-            .client()
-            .log
-            .list_subjects(ics_proto::core_v1::ListSubjectsRequest {
-                kind: ics_ca::DEVICE_CERT.into(),
-                page_size: 1000,
-                ..Default::default()
-            })
-            .await
-            .expect("list certificates")
-            .into_inner()
-            .subjects
-            .len()
-    };
+    let count = || count_subjects(maint.node(1), ics_ca::DEVICE_CERT);
     std::fs::write(d.join("garbage.b64"), "bm90IGEgcmVxdWVzdA==\n").unwrap();
     // Wait for the factory certificates to arrive (enrollment needs them):
     // until then the certificate is unknown here.

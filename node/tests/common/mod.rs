@@ -727,3 +727,19 @@ pub fn tool_ok(dir: &Path, program: &str, args: &[&str]) -> String {
     assert!(done, "{program} {args:?}:\n{out}");
     out
 }
+
+/// How many subjects of `kind` this party's records at `node` hold.
+pub async fn count_subjects(node: &TestNode, kind: &str) -> usize {
+    node.client()
+        .log
+        .list_subjects(pb::ListSubjectsRequest {
+            kind: kind.into(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("list subjects")
+        .into_inner()
+        .subjects
+        .len()
+}
