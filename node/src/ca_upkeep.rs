@@ -124,28 +124,33 @@ pub async fn revoke_reported(node: Arc<Node>) {
     };
     let mut count_rx = node.shared.event_count.subscribe();
     let mut next = *count_rx.borrow_and_update() + 1;
+    // A full scan: on becoming leader, and after a revocation that did not
+    // go through (a refused append writes none of its events).
+    let mut scan_all = false;
     let mut was_leader = false;
     loop {
         let count = *count_rx.borrow_and_update();
         let leader = node.raft.is_leader();
-        let devices = if leader && !was_leader {
+        let devices = if leader && (!was_leader || scan_all) {
             None
         } else {
             Some(reported_devices(&node, next, count))
         };
         next = count + 1;
         was_leader = leader;
+        scan_all = false;
         if leader {
             let due = due_revocations(&node, &ca, devices.as_ref());
-            if !due.is_empty() {
-                let n = due.len();
-                match node.append_upkeep(due).await {
+            for chunk in due.chunks(REVOCATIONS_PER_APPEND) {
+                let n = chunk.len();
+                match node.append_upkeep(chunk.to_vec()).await {
                     Ok(()) => tracing::info!(
                         certificates = n,
                         "revoked the certificates of devices reported stolen or destroyed"
                     ),
                     Err(e) => {
-                        tracing::warn!(error = %format!("{e:#}"), "revoking reported devices' certificates did not complete")
+                        scan_all = true;
+                        tracing::warn!(error = %format!("{e:#}"), "revoking reported devices' certificates did not complete; all devices are looked at again")
                     }
                 }
             }
@@ -158,14 +163,20 @@ pub async fn revoke_reported(node: Arc<Node>) {
     }
 }
 
-/// The devices (namespace, id) whose status events were applied at
-/// positions `from..=to`.
+/// Revocations per append: far below the batch limit, so one refused event
+/// holds back few others.
+const REVOCATIONS_PER_APPEND: usize = 64;
+
+/// The devices (namespace, id) whose status events, or certificates, were
+/// applied at positions `from..=to` (a certificate issued for a device whose
+/// report was applied just before it is revoked too).
 fn reported_devices(
     node: &Node,
     from: u64,
     to: u64,
 ) -> std::collections::BTreeSet<(String, String)> {
     let status_message = ics_identity::payload::DEVICE_STATUS_CHANGED.message;
+    let issued_message = ics_ca::payload::DEVICE_CERT_ISSUED.message;
     let mut out = std::collections::BTreeSet::new();
     for index in from..=to {
         let Ok(Some(stored)) = crate::log::store::stored_event(&node.shared.db, index) else {
@@ -175,13 +186,18 @@ fn reported_devices(
         let Ok(body) = ics_kernel::EventBody::decode(&stored.envelope.body) else {
             continue;
         };
-        if body.payload.message != status_message {
-            continue;
+        if body.payload.message == status_message {
+            let namespace = stored
+                .imported
+                .map_or_else(|| node.config.party.clone(), |(tag, _)| tag.namespace);
+            out.insert((namespace, body.subject.id));
+        } else if body.payload.message == issued_message && stored.imported.is_none() {
+            let applied = node.shared.read();
+            let certs = applied.projection.capability::<DeviceCa>();
+            if let Some((_, cert)) = ics_ca::query::cert_by_serial(certs, &body.subject.id) {
+                out.insert((cert.device_namespace.clone(), cert.device.clone()));
+            }
         }
-        let namespace = stored
-            .imported
-            .map_or_else(|| node.config.party.clone(), |(tag, _)| tag.namespace);
-        out.insert((namespace, body.subject.id));
     }
     out
 }

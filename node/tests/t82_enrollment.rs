@@ -665,6 +665,34 @@ async fn devices_enroll_over_est_and_a_stolen_report_revokes_them_everywhere() {
             .all(|s| s["status"] == 403),
         "{out}"
     );
+    // The device's key is rotated at the manufacturer: its factory
+    // certificate certifies a key it no longer has, and enrolls no more.
+    let d3_subject = SubjectRef::new(ics_identity::DEVICE, d3_key.key_id().to_hex());
+    let rotated = ics_kernel::SigningKey::generate(Algorithm::EcdsaP256Sha256);
+    let head = a.client().chain_head(&d3_subject).await.unwrap();
+    a.client()
+        .append(vec![client::rotate_key(
+            &acme.root_key(),
+            d3_subject,
+            head,
+            &rotated,
+            "reprovisioned",
+            None,
+        )])
+        .await
+        .expect("rotate d3's key");
+    let started = Instant::now();
+    loop {
+        let (done, out, err) = simulate();
+        if !done && err.contains("factory_key_replaced") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the rotation never stopped enrollment: {out}{err}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Stolen, case 1: reported at the maintainer, in acme's records under its grant.
     let maint_client = || maint.node(1).client();

@@ -53,9 +53,10 @@ impl CrlTiming {
     pub fn at(now_ms: i64, entries: &[CrlEntry]) -> CrlTiming {
         let period = i64::try_from(CRL_PERIOD.as_millis()).expect("an hour fits");
         let start = now_ms.div_euclid(period) * period;
-        // Not before the newest revocation it lists.
+        // Not before the newest revocation it lists; from replicated times
+        // only, so every node makes the same bytes.
         let newest = entries.iter().map(|e| e.revoked_ms).max().unwrap_or(start);
-        let this_update_ms = start.max(newest.min(now_ms));
+        let this_update_ms = start.max(newest);
         CrlTiming {
             this_update_ms,
             next_update_ms: start + 2 * period,

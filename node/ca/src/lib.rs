@@ -25,7 +25,7 @@ use std::collections::BTreeSet;
 
 use ics_identity::payload::DeviceStatus;
 use ics_identity::{Detail, Identity};
-use ics_kernel::capability::{Accepted, Capability, Ctx, KindSpec};
+use ics_kernel::capability::{Accepted, Capability, Claim, Ctx, KindSpec};
 use ics_kernel::limits::check_name;
 use ics_kernel::{Algorithm, KeyId, PublicKey, Refusal, Role, SubjectRef};
 use ics_pki::ParsedCert;
@@ -71,6 +71,7 @@ impl Capability for DeviceCa {
         current: Option<&CaSubject>,
         payload: &CaPayload,
     ) -> Result<Accepted<CaSubject>, Refusal> {
+        let mut claims = Vec::new();
         let subject = match payload {
             CaPayload::CaBound {
                 certificate,
@@ -94,6 +95,7 @@ impl Capability for DeviceCa {
                     authenticated_by,
                     renews,
                 },
+                &mut claims,
             )?,
             CaPayload::CertRevoked { reason, comment } => {
                 revoke(ctx, cert_of(ctx, current)?, *reason, comment)?
@@ -106,10 +108,7 @@ impl Capability for DeviceCa {
                 record_station(ctx, cert_of(ctx, current)?, station)?
             }
         };
-        Ok(Accepted {
-            subject,
-            claims: Vec::new(),
-        })
+        Ok(Accepted { subject, claims })
     }
 
     fn index(
@@ -275,7 +274,7 @@ struct Issuance<'p> {
     renews: &'p str,
 }
 
-fn issue(ctx: &Ctx<'_>, p: &Issuance<'_>) -> Result<CaSubject, Refusal> {
+fn issue(ctx: &Ctx<'_>, p: &Issuance<'_>, claims: &mut Vec<Claim>) -> Result<CaSubject, Refusal> {
     let party = ctx.party();
     let author = ctx.body().author;
     let ca =
@@ -384,7 +383,9 @@ fn issue(ctx: &Ctx<'_>, p: &Issuance<'_>) -> Result<CaSubject, Refusal> {
                 ))
                 .into());
             }
-            Purpose::Operational if !is_device_key => fresh_key(ctx, &csr_key_id)?,
+            Purpose::Operational if !is_device_key => {
+                claims.extend(fresh_key(ctx, &csr_key_id, namespace, p.device)?)
+            }
             _ => {}
         }
     } else {
@@ -411,7 +412,7 @@ fn issue(ctx: &Ctx<'_>, p: &Issuance<'_>) -> Result<CaSubject, Refusal> {
             }
             .into());
         }
-        fresh_key(ctx, &csr_key_id)?;
+        claims.extend(fresh_key(ctx, &csr_key_id, namespace, p.device)?);
     }
     let authenticated_by = match p.authenticated_by {
         "" => None,
@@ -446,6 +447,14 @@ fn issue(ctx: &Ctx<'_>, p: &Issuance<'_>) -> Result<CaSubject, Refusal> {
                 ))
                 .into());
             }
+            // A revoked certificate is not renewed (its key may be in other
+            // hands), nor a factory one (enrollment, not renewal, follows it).
+            if renewed.revoked.is_some() || renewed.purpose != Purpose::Operational {
+                return Err(CaRefusal::BadRenewal(format!(
+                    "renews {serial}, which is revoked or not an operational certificate"
+                ))
+                .into());
+            }
             attributes = renewed.attributes.clone();
             trace = renewed.trace.clone();
             Some(serial.to_string())
@@ -468,10 +477,31 @@ fn issue(ctx: &Ctx<'_>, p: &Issuance<'_>) -> Result<CaSubject, Refusal> {
     })))
 }
 
-/// An operational key is fresh: it identifies nothing else in this log.
-fn fresh_key(ctx: &Ctx<'_>, key: &KeyId) -> Result<(), Refusal> {
+/// The claim space of keys operational certificates certify.
+pub const OPERATIONAL_KEY_SPACE: &str = "operational-key";
+
+/// An operational key is fresh: it identifies nothing else in this log, and
+/// no other device's certificate certifies it. The first certificate of a
+/// key claims it; a later one for the same device (a renewal that keeps
+/// the key) claims nothing new.
+fn fresh_key(
+    ctx: &Ctx<'_>,
+    key: &KeyId,
+    namespace: &str,
+    device: &str,
+) -> Result<Option<Claim>, Refusal> {
     ctx.check_key_free(key)
-        .map_err(|_| CaRefusal::KeyNotFresh(key.to_string()).into())
+        .map_err(|_| Refusal::from(CaRefusal::KeyNotFresh(key.to_string())))?;
+    let claim = Claim::new(OPERATIONAL_KEY_SPACE, key.to_hex());
+    match ctx.claim_owner(&claim) {
+        None => Ok(Some(claim)),
+        Some(owner) => match ctx.read::<DeviceCa>(owner) {
+            Some(CaSubject::Cert(c)) if c.device_namespace == namespace && c.device == device => {
+                Ok(None)
+            }
+            _ => Err(CaRefusal::KeyNotFresh(format!("{key} (certified for {owner})")).into()),
+        },
+    }
 }
 
 fn revoke(

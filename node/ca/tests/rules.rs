@@ -656,6 +656,46 @@ fn maintainer() -> Party {
         Some("allowed")
     );
 
+    // One operational key, one device: GW-1's key certified for GW-3 is not fresh.
+    let gw3_key = SigningKey::generate(Algorithm::EcdsaP256Sha256);
+    let gw3 = p.register_device("GW-4", &gw3_key);
+    let borrowed = csr(&renewed_key, "GW-4");
+    let borrowed_cert = p.cert("maint", &gw3, &borrowed, &issuing);
+    let b = p.issue_body(&borrowed_cert, &borrowed, "", &gw3);
+    p.refuse(
+        "another device's operational key",
+        &b,
+        &issuing,
+        "KEY_NOT_FRESH",
+    );
+    // The same device certifying its key again (a renewal keeping it) may.
+    let again = p.cert("maint", &device, &renewal, &issuing);
+    let b = p.issue_body(&again, &renewal, "", &device);
+    p.accept("the same key for the same device", &b, &issuing);
+    // A revoked certificate is not renewed.
+    let revoke = p.body(
+        serial_of(&again),
+        &issuing,
+        CaPayload::CertRevoked {
+            reason: RevocationReason::KeyCompromise,
+            comment: String::new(),
+        },
+    );
+    p.accept("revoked", &revoke, &issuing);
+    let next_key = SigningKey::generate(Algorithm::EcdsaP256Sha256);
+    let next = csr(&next_key, "GW-1");
+    let next_cert = p.cert("maint", &device, &next, &issuing);
+    let mut b = p.issue_body(&next_cert, &next, "", &device);
+    b.payload = payload_bytes(&CaPayload::CertIssued {
+        certificate: next_cert.clone(),
+        csr: next.clone(),
+        device_namespace: String::new(),
+        device: device.clone(),
+        authenticated_by: String::new(),
+        renews: serial_of(&again).id,
+    });
+    p.refuse("renews a revoked certificate", &b, &issuing, "BAD_RENEWAL");
+
     // Another party's device: only a party this one recognizes.
     let foreign_key = SigningKey::generate(Algorithm::EcdsaP256Sha256);
     let foreign = foreign_key.key_id().to_hex();

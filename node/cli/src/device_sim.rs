@@ -81,6 +81,20 @@ fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("write {}", path.display()))
 }
 
+/// A private key file: readable by its owner only (0600).
+fn write_key(path: &Path, pem: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(pem))
+        .with_context(|| format!("write {}", path.display()))
+}
+
 /// An EST exchange: the certificate in the certs-only answer.
 async fn est(
     tls: &ClientTls,
@@ -198,7 +212,7 @@ pub async fn run(j: bool, a: SimulateArgs) -> anyhow::Result<()> {
         a.out_dir.join("operational.pem"),
         a.out_dir.join("operational.key"),
     );
-    write(&key_file, &key_pem(&op_key)?)?;
+    write_key(&key_file, &key_pem(&op_key)?)?;
     write(&cert_file, encoding::pem("CERTIFICATE", &cert).as_bytes())?;
     emit(
         j,
@@ -228,7 +242,7 @@ pub async fn run(j: bool, a: SimulateArgs) -> anyhow::Result<()> {
         )
         .await?;
         let renewed_serial = ics_pki::ParsedCert::parse(&renewed)?.serial;
-        write(&key_file, &key_pem(&next_key)?)?;
+        write_key(&key_file, &key_pem(&next_key)?)?;
         write(
             &cert_file,
             encoding::pem("CERTIFICATE", &renewed).as_bytes(),

@@ -37,8 +37,23 @@ fn no_ca() -> Response {
     refuse(StatusCode::NOT_FOUND, "this node holds no device CA")
 }
 
+/// Whether the issuing CA this node holds is bound in the log: nothing of
+/// it is handed out before.
+pub fn bound(node: &Node) -> bool {
+    node.device_ca.as_deref().is_some_and(|ca| {
+        let applied = node.shared.read();
+        ics_ca::query::ca_by_id(applied.projection.capability::<DeviceCa>(), &ca.id).is_some()
+    })
+}
+
 /// `/ca/chain.pem`: the issuing CA this node signs with, then its root.
 async fn chain(State(node): State<Arc<Node>>) -> Response {
+    if node.device_ca.is_some() && !bound(&node) {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the device CA is not bound in the log yet",
+        );
+    }
     match node.device_ca.as_deref() {
         Some(ca) => body(PEM_CHAIN, pem(&ca.cert.der) + &pem(&ca.root.der)),
         None => no_ca(),

@@ -195,7 +195,12 @@ fn prepare(
             Duration::from_secs(node.config.ca.operational_lifetime_days * 86_400),
         ),
     };
-    let lifetime = req.lifetime.unwrap_or(default).min(max);
+    // Certificates start a minute back (clocks that trail): the whole span
+    // stays within the profile's maximum.
+    let lifetime = req
+        .lifetime
+        .unwrap_or(default)
+        .min(max.saturating_sub(Duration::from_secs(60)));
     let now = ics_client::now_ms();
     let certificate = ics_ca::x509::DeviceIssuer {
         party: own,

@@ -161,6 +161,14 @@ fn refused(
 }
 
 async fn cacerts(State(node): State<Arc<Node>>) -> Response {
+    if !crate::edge::ca_http::bound(&node) {
+        return refused(
+            &node,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "device_ca_not_bound",
+            "the device CA is not bound in the log yet",
+        );
+    }
     match node.device_ca.as_deref() {
         Some(ca) => base64_body(
             PKCS7_CERTS_ONLY,
@@ -351,6 +359,14 @@ async fn enroll(
     } else {
         shown.purpose == Purpose::Factory
     };
+    if allowed && !renew && !certifies_current_key(node, caller, &shown) {
+        return refused(
+            node,
+            StatusCode::FORBIDDEN,
+            "factory_key_replaced",
+            "the device's key was rotated: its factory certificate certifies a key it no longer has",
+        );
+    }
     if !allowed {
         return refused(
             node,
@@ -391,6 +407,34 @@ async fn enroll(
     }
 }
 
+/// Whether the shown factory certificate certifies the device's current
+/// key in its party's records (a rotation replaces it).
+fn certifies_current_key(node: &Node, caller: &DeviceCaller, shown: &Shown) -> bool {
+    let Some(cert) = caller
+        .certificate
+        .as_deref()
+        .and_then(|der| ics_pki::ParsedCert::parse(der).ok())
+    else {
+        return false;
+    };
+    let applied = node.shared.read();
+    let projection = if shown.namespace == node.config.party {
+        Some(&applied.projection)
+    } else {
+        applied
+            .mirrors
+            .parties
+            .get(&shown.namespace)
+            .map(|m| &m.projection)
+    };
+    let subject = ics_kernel::SubjectRef::new(ics_identity::DEVICE, shown.device.clone());
+    let key = projection
+        .and_then(|p| p.capability::<ics_identity::Identity>().subject(&subject))
+        .and_then(|s| s.detail.current_key().cloned());
+    key.and_then(|k| p256::ecdsa::VerifyingKey::from_sec1_bytes(k.bytes()).ok())
+        .is_some_and(|k| k.to_sec1_point(false).as_bytes() == cert.public_key.as_slice())
+}
+
 async fn simpleenroll(
     State(node): State<Arc<Node>>,
     Extension(caller): Extension<DeviceCaller>,
@@ -422,6 +466,16 @@ async fn ingest(
         Ok(s) => s,
         Err(r) => return r.respond(&node),
     };
+    // Only this party's attributes decide: an operational certificate of
+    // its own CA, not another party's certificate with attributes it set.
+    if shown.party != node.config.party || shown.purpose != Purpose::Operational {
+        return refused(
+            &node,
+            StatusCode::FORBIDDEN,
+            "wrong_client_certificate",
+            "data is taken with an operational certificate of this party",
+        );
+    }
     node.metrics.ca_served("ingest");
     tracing::debug!(device = %shown.device, bytes = body.len(), "device data ingested");
     (
