@@ -318,27 +318,21 @@ async fn devices_enroll_over_est_and_a_stolen_report_revokes_them_everywhere() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let before = count().await;
-    let (status, body) = curl(
+    refused(
         d,
         &est("simpleenroll"),
         None,
-        Some(("application/pkcs10", "d1.b64")),
+        ("application/pkcs10", "d1.b64"),
+        401,
+        "no_client_certificate",
     );
-    assert_eq!(
-        (status, body.contains("no_client_certificate")),
-        (401, true),
-        "{body}"
-    );
-    let (status, body) = curl(
+    refused(
         d,
         &est("simpleenroll"),
         Some(("d1-factory.pem", "d1.key")),
-        Some(("text/plain", "d1.b64")),
-    );
-    assert_eq!(
-        (status, body.contains("bad_media_type")),
-        (415, true),
-        "{body}"
+        ("text/plain", "d1.b64"),
+        415,
+        "bad_media_type",
     );
     let (status, body) = curl(
         d,
@@ -369,16 +363,13 @@ async fn devices_enroll_over_est_and_a_stolen_report_revokes_them_everywhere() {
             "rogue.pem",
         ],
     );
-    let (status, body) = curl(
+    refused(
         d,
         &est("simpleenroll"),
         Some(("rogue.pem", "rogue.key")),
-        Some(("application/pkcs10", "d1.b64")),
-    );
-    assert_eq!(
-        (status, body.contains("NOT_ISSUED_HERE")),
-        (403, true),
-        "{body}"
+        ("application/pkcs10", "d1.b64"),
+        403,
+        "NOT_ISSUED_HERE",
     );
     assert_eq!(count().await, before, "nothing was issued");
 
@@ -544,16 +535,13 @@ async fn devices_enroll_over_est_and_a_stolen_report_revokes_them_everywhere() {
         "the renewed certificate kept ingest=allowed: {body}"
     );
     // The factory certificate does not re-enroll.
-    let (status, body) = curl(
+    refused(
         d,
         &est("simplereenroll"),
         Some(("d1-factory.pem", "d1.key")),
-        Some(("application/pkcs10", "d1-op.b64")),
-    );
-    assert_eq!(
-        (status, body.contains("wrong_client_certificate")),
-        (403, true),
-        "{body}"
+        ("application/pkcs10", "d1-op.b64"),
+        403,
+        "wrong_client_certificate",
     );
 
     // An expired certificate does not re-enroll (nor is anything issued).
@@ -738,16 +726,13 @@ async fn devices_enroll_over_est_and_a_stolen_report_revokes_them_everywhere() {
     wait_revoked(&ocsp, "d1-op.pem", reported, "at the maintainer");
     let (status, body) = ingest("d1");
     assert_eq!((status, body.contains("REVOKED")), (403, true), "{body}");
-    let (status, body) = curl(
+    refused(
         d,
         &est("simplereenroll"),
         Some(("d1-op.pem", "d1-op.key")),
-        Some(("application/pkcs10", "d1-op.b64")),
-    );
-    assert_eq!(
-        (status, body.contains("REVOKED")),
-        (403, true),
-        "re-enroll with a revoked certificate: {body}"
+        ("application/pkcs10", "d1-op.b64"),
+        403,
+        "REVOKED",
     );
 
     // Stolen, case 2: reported at the manufacturer, arriving by sync.
@@ -834,6 +819,24 @@ async fn devices_enroll_over_est_and_a_stolen_report_revokes_them_everywhere() {
         Some(("application/json", "reading.json")),
     );
     assert_eq!((status, body.contains("REVOKED")), (403, true), "{body}");
+}
+
+/// A POST (`curl`) the device listener must refuse with `code`, naming
+/// `reason` in its answer.
+fn refused(
+    dir: &Path,
+    url: &str,
+    cert: Option<(&str, &str)>,
+    body: (&str, &str),
+    code: u16,
+    reason: &str,
+) {
+    let (status, answer) = curl(dir, url, cert, Some(body));
+    assert_eq!(
+        (status, answer.contains(reason)),
+        (code, true),
+        "{url}: {answer}"
+    );
 }
 
 fn read_pem(dir: &Path, file: &str) -> Vec<u8> {
