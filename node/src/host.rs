@@ -389,6 +389,7 @@ impl Node {
                 .await
                 .map(tonic::Response::into_inner);
         }
+        self.verify_ahead(&events);
         let (tx, rx) = oneshot::channel();
         self.writer
             .try_send(WriteJob {
@@ -432,6 +433,24 @@ impl Node {
                 "NOT_COMMITTED",
                 format!("write not committed: {e}"),
             )),
+        }
+    }
+
+    /// Verifies, here where requests are handled in parallel, the
+    /// signatures the writer's single task would otherwise verify: it then
+    /// finds them verified. A bad signature is left for the writer to refuse.
+    fn verify_ahead(&self, events: &[ics_kernel::Event]) {
+        let signed: Vec<_> = {
+            let applied = self.shared.read();
+            events
+                .iter()
+                .map(|e| ics_kernel::known_signatures(&applied.projection, e))
+                .collect()
+        };
+        for (event, signatures) in events.iter().zip(signed) {
+            for (key, signature) in signatures {
+                key.verify_event(&event.envelope.body, &signature);
+            }
         }
     }
 

@@ -10,6 +10,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// Histograms by write stage (`WriteStage`).
+type StageFamily = Family<[(&'static str, &'static str); 1], Histogram, fn() -> Histogram>;
+
 pub struct Metrics {
     registry: Registry,
     events_appended: Counter,
@@ -17,6 +20,7 @@ pub struct Metrics {
     raft_entries_written: Counter,
     batches_per_entry: Histogram,
     append_seconds: Histogram,
+    write_stage_seconds: StageFamily,
     event_count: Gauge<u64, AtomicU64>,
     term: Gauge<u64, AtomicU64>,
     last_applied: Gauge<u64, AtomicU64>,
@@ -51,6 +55,7 @@ impl Default for Metrics {
             raft_entries_written: Counter::default(),
             batches_per_entry: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             append_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
+            write_stage_seconds: Family::new_with_constructor(stage_histogram),
             event_count: Gauge::default(),
             term: Gauge::default(),
             last_applied: Gauge::default(),
@@ -100,6 +105,12 @@ impl Default for Metrics {
             "append_seconds",
             "Append latency on the leader, receipt to reply",
             m.append_seconds.clone(),
+        );
+        r.register(
+            "write_stage_seconds",
+            "Time in each stage of the write path: the writer's pre-check, the \
+             Raft round (proposal to applied), the Raft log's sync, the state machine's apply",
+            m.write_stage_seconds.clone(),
         );
         r.register(
             "event_count",
@@ -225,6 +236,21 @@ impl Metrics {
         self.append_seconds.observe(latency.as_secs_f64());
     }
 
+    /// Time spent in one stage of the write path (`WriteStage`).
+    pub fn write_stage(&self, stage: WriteStage, took: Duration) {
+        self.write_stage_seconds
+            .get_or_create(&[("stage", stage.name())])
+            .observe(took.as_secs_f64());
+    }
+
+    /// The histogram of one stage, for a part of the node that measures
+    /// it without a `Metrics` at hand (the store).
+    pub fn stage_histogram(&self, stage: WriteStage) -> Histogram {
+        self.write_stage_seconds
+            .get_or_create(&[("stage", stage.name())])
+            .clone()
+    }
+
     pub fn hkp_lookup(&self) {
         self.hkp_lookups.inc();
     }
@@ -333,6 +359,35 @@ impl Metrics {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String does not fail");
         out
+    }
+}
+
+fn stage_histogram() -> Histogram {
+    // 10 µs to ~2.6 s.
+    Histogram::new(exponential_buckets(0.00001, 2.0, 18))
+}
+
+/// The stages of the write path a leader times.
+#[derive(Clone, Copy)]
+pub enum WriteStage {
+    /// The writer's check of a round against the applied state.
+    Precheck,
+    /// A round from proposal to applied: log append, replication, commit, apply.
+    Round,
+    /// One sync of the Raft log (every append queued meanwhile).
+    LogSync,
+    /// The state machine's apply of what committed.
+    Apply,
+}
+
+impl WriteStage {
+    fn name(self) -> &'static str {
+        match self {
+            WriteStage::Precheck => "precheck",
+            WriteStage::Round => "round",
+            WriteStage::LogSync => "log_sync",
+            WriteStage::Apply => "apply",
+        }
     }
 }
 

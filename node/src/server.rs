@@ -16,7 +16,7 @@ use crate::edge::Api;
 use crate::host::Node;
 use crate::log::network::{Network, RaftService, TransportLimits};
 use crate::log::{Raft, store};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, WriteStage};
 
 fn transport_limits(config: &Config) -> TransportLimits {
     TransportLimits {
@@ -36,7 +36,12 @@ pub async fn run(
     // its genesis is applied).
     crate::bootstrap::check_party(&config, None)?;
     let config = Arc::new(config);
-    let (log, sm) = store::open(&config.data_dir, config.limits.cache_bytes)
+    let metrics = Arc::new(Metrics::default());
+    let timings = store::StoreTimings {
+        log_sync: metrics.stage_histogram(WriteStage::LogSync),
+        apply: metrics.stage_histogram(WriteStage::Apply),
+    };
+    let (log, sm) = store::open(&config.data_dir, config.limits.cache_bytes, timings)
         .with_context(|| format!("open store in {}", config.data_dir.display()))?;
     let shared = sm.shared();
     // The party a restored log holds, then the TLS material (made for that
@@ -61,6 +66,9 @@ pub async fn run(
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.raft.snapshot_after_entries),
         max_in_snapshot_log_to_keep: config.raft.entries_kept_after_snapshot,
         install_snapshot_timeout: 10_000,
+        // Replicate entries as soon as they are handed to the log store,
+        // not once the leader's own sync is done: the syncs overlap.
+        broadcast_submitted_on_append: Some(true),
         ..Default::default()
     }
     .validate()
@@ -73,7 +81,6 @@ pub async fn run(
         .await
         .context("start raft")?;
 
-    let metrics = Arc::new(Metrics::default());
     let log_key = crate::tls::load_log_key(&crate::tls::TlsDir::of(&config))
         .context("the transparency log key")?;
     let device_ca = match crate::device_ca::purpose_of(config.role) {

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::codec;
 use crate::log::store::{MAX_ENTRY_BYTES, Shared};
 use crate::log::{LogRequest, NodeId, Raft};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, WriteStage};
 
 pub enum WriteError {
     Refused(Refusal),
@@ -36,6 +36,11 @@ pub struct Writer {
     /// The limits of events before the genesis (the replicated ones after).
     pub limits: EventLimits,
 }
+
+/// Rounds (Raft entries) the writer proposes before the first commits:
+/// enough to keep the log's syncs and the followers busy, few enough that a
+/// lost leadership fails a bounded number of appends.
+const MAX_ROUNDS_IN_FLIGHT: usize = 4;
 
 /// Checks each job against the applied state plus the jobs before it in
 /// the round; `Some` is the refusal.
@@ -67,6 +72,7 @@ fn precheck(node: &Writer, jobs: &[WriteJob], limits: &EventLimits) -> Vec<Optio
 /// and replies with what the state machine decided.
 pub async fn run_writer(node: Writer, mut rx: mpsc::Receiver<WriteJob>) {
     let limits = node.limits.clone();
+    let rounds = Arc::new(tokio::sync::Semaphore::new(MAX_ROUNDS_IN_FLIGHT));
     let mut carry: Option<WriteJob> = None;
     loop {
         let first = match carry.take() {
@@ -76,6 +82,15 @@ pub async fn run_writer(node: Writer, mut rx: mpsc::Receiver<WriteJob>) {
                 None => return,
             },
         };
+        // A round starts once one of the rounds in flight has committed:
+        // what arrived meanwhile joins it, so under load a round holds
+        // many appends and its costs (a Raft entry, a sync, an apply) are
+        // shared.
+        let in_flight = rounds
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the round semaphore is never closed");
         let mut bytes = first.bytes;
         let mut jobs = vec![first];
         while let Ok(j) = rx.try_recv() {
@@ -91,7 +106,10 @@ pub async fn run_writer(node: Writer, mut rx: mpsc::Receiver<WriteJob>) {
         // restarted one that does not know it was deposed. So the first
         // refusal in a round costs a read-index barrier (a quorum round trip
         // that also waits for apply) and the round is checked again.
+        let checking = std::time::Instant::now();
         let mut verdicts = precheck(&node, &jobs, &limits);
+        node.metrics
+            .write_stage(WriteStage::Precheck, checking.elapsed());
         if verdicts.iter().any(Option::is_some) {
             if let Err(e) = node.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
                 for job in jobs {
@@ -136,27 +154,42 @@ pub async fn run_writer(node: Writer, mut rx: mpsc::Receiver<WriteJob>) {
                 .collect(),
         };
         node.metrics.entry_written(accepted.len());
-        match node.raft.client_write(request).await {
-            Ok(resp) => {
-                let mut results = resp.data.results.into_iter();
-                for job in accepted {
-                    let r = results.next().unwrap_or_else(|| {
-                        Err(Refusal::Malformed("state machine gave no result".into()))
-                    });
-                    let _ = job.reply.send(r.map_err(WriteError::Refused));
-                }
+        // The next round is checked and proposed while this one commits: a
+        // conflict between rounds in flight is decided by the state machine.
+        let raft = node.raft.clone();
+        let metrics = node.metrics.clone();
+        tokio::spawn(async move {
+            let proposed = std::time::Instant::now();
+            commit_round(&raft, request, accepted).await;
+            metrics.write_stage(WriteStage::Round, proposed.elapsed());
+            drop(in_flight);
+        });
+    }
+}
+
+/// Proposes one round and replies to its jobs with what the state machine
+/// decided for each.
+async fn commit_round(raft: &Raft, request: LogRequest, accepted: Vec<WriteJob>) {
+    match raft.client_write(request).await {
+        Ok(resp) => {
+            let mut results = resp.data.results.into_iter();
+            for job in accepted {
+                let r = results.next().unwrap_or_else(|| {
+                    Err(Refusal::Malformed("state machine gave no result".into()))
+                });
+                let _ = job.reply.send(r.map_err(WriteError::Refused));
             }
-            Err(e) => {
-                let err = || match e.forward_to_leader() {
-                    Some(f) => WriteError::NotLeader(
-                        f.leader_id
-                            .and_then(|id| f.leader_node.as_ref().map(|n| (id, n.addr.clone()))),
-                    ),
-                    None => WriteError::Raft(e.to_string()),
-                };
-                for job in accepted {
-                    let _ = job.reply.send(Err(err()));
-                }
+        }
+        Err(e) => {
+            let err = || match e.forward_to_leader() {
+                Some(f) => WriteError::NotLeader(
+                    f.leader_id
+                        .and_then(|id| f.leader_node.as_ref().map(|n| (id, n.addr.clone()))),
+                ),
+                None => WriteError::Raft(e.to_string()),
+            };
+            for job in accepted {
+                let _ = job.reply.send(Err(err()));
             }
         }
     }

@@ -106,8 +106,7 @@ impl PublicKey {
                     .as_slice()
                     .try_into()
                     .map_err(|_| malformed(format!("expected 32 bytes, got {}", bytes.len())))?;
-                ed25519_dalek::VerifyingKey::from_bytes(&arr)
-                    .map_err(|e| malformed(e.to_string()))?;
+                ed25519_key(&arr).map_err(|e| malformed(e.to_string()))?;
             }
             Algorithm::EcdsaP256Sha256 => {
                 // One encoding per point, so one point has one key id.
@@ -141,7 +140,20 @@ impl PublicKey {
     }
 
     /// Verifies a signature over `EVENT_SIGNATURE_CONTEXT || message`.
+    /// A signature this process verified before is not verified again.
     pub fn verify_event(&self, message: &[u8], signature: &[u8]) -> bool {
+        let fingerprint = signature_fingerprint(self, message, signature);
+        if VERIFIED.get(&fingerprint).is_some() {
+            return true;
+        }
+        let valid = self.verify_event_now(message, signature);
+        if valid {
+            VERIFIED.remember(fingerprint, ());
+        }
+        valid
+    }
+
+    fn verify_event_now(&self, message: &[u8], signature: &[u8]) -> bool {
         let mut signed = Vec::with_capacity(EVENT_SIGNATURE_CONTEXT.len() + message.len());
         signed.extend_from_slice(EVENT_SIGNATURE_CONTEXT);
         signed.extend_from_slice(message);
@@ -150,7 +162,7 @@ impl PublicKey {
                 let Ok(arr) = <[u8; 32]>::try_from(self.bytes.as_slice()) else {
                     return false;
                 };
-                let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&arr) else {
+                let Ok(key) = ed25519_key(&arr) else {
                     return false;
                 };
                 let Ok(sig) = ed25519_dalek::Signature::from_slice(signature) else {
@@ -170,6 +182,85 @@ impl PublicKey {
             }
         }
     }
+}
+
+/// Answers of pure functions this process computed, bounded: the oldest
+/// are forgotten first. Remembering answers of a pure function changes no
+/// verdict, only how often the curve arithmetic runs.
+struct Remembered<K, V> {
+    limit: usize,
+    answers: std::sync::Mutex<(
+        std::collections::HashMap<K, V>,
+        std::collections::VecDeque<K>,
+    )>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V: Clone> Remembered<K, V> {
+    fn new(limit: usize) -> Self {
+        Remembered {
+            limit,
+            answers: std::sync::Mutex::new(Default::default()),
+        }
+    }
+
+    fn get(&self, key: &K) -> Option<V> {
+        let answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
+        answers.0.get(key).cloned()
+    }
+
+    fn remember(&self, key: K, value: V) {
+        let mut answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
+        let (map, order) = &mut *answers;
+        if map.insert(key.clone(), value).is_none() {
+            order.push_back(key);
+            while order.len() > self.limit {
+                if let Some(oldest) = order.pop_front() {
+                    map.remove(&oldest);
+                }
+            }
+        }
+    }
+}
+
+/// How many verified signatures a process remembers (32 bytes each, twice).
+pub const VERIFIED_SIGNATURES_REMEMBERED: usize = 1 << 16;
+/// How many decoded Ed25519 public keys a process remembers.
+pub const ED25519_KEYS_REMEMBERED: usize = 1 << 14;
+
+/// Signatures this process has verified, by a BLAKE3 hash of everything
+/// verified (algorithm, key, signature, message), so no other input can
+/// match. A leader checks each event in its request handler, its writer's
+/// pre-check and its apply: only the first pays for the verification.
+static VERIFIED: std::sync::LazyLock<Remembered<[u8; 32], ()>> =
+    std::sync::LazyLock::new(|| Remembered::new(VERIFIED_SIGNATURES_REMEMBERED));
+
+/// Ed25519 public keys decoded (the point decompressed, which costs about
+/// a third of a verification): an author's key signs many events, and a
+/// registered device's key is checked where the request arrives and again
+/// where the event applies.
+static ED25519_KEYS: std::sync::LazyLock<Remembered<[u8; 32], ed25519_dalek::VerifyingKey>> =
+    std::sync::LazyLock::new(|| Remembered::new(ED25519_KEYS_REMEMBERED));
+
+fn ed25519_key(
+    bytes: &[u8; 32],
+) -> Result<ed25519_dalek::VerifyingKey, ed25519_dalek::SignatureError> {
+    if let Some(key) = ED25519_KEYS.get(bytes) {
+        return Ok(key);
+    }
+    let key = ed25519_dalek::VerifyingKey::from_bytes(bytes)?;
+    ED25519_KEYS.remember(*bytes, key);
+    Ok(key)
+}
+
+fn signature_fingerprint(key: &PublicKey, message: &[u8], signature: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"ics-verified-signature-v1");
+    h.update(&[key.algorithm.tag()]);
+    for part in [key.bytes.as_slice(), signature, message] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    *h.finalize().as_bytes()
 }
 
 /// A private key held by a party or a client.

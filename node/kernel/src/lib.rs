@@ -34,7 +34,9 @@ pub use envelope::{
 };
 pub use keys::{Algorithm, KeyId, PublicKey, SigningKey};
 pub use limits::{ActiveRules, EventLimits};
-pub use projection::{Appended, Changes, ImageError, Projection, Staged, StateImage};
+pub use projection::{
+    Appended, Changes, ImageError, Projection, Staged, StateImage, known_signatures,
+};
 pub use refusal::{Refusal, RefusalClass};
 pub use roles::Role;
 pub use rules::{Event, Rules, UnsupportedRules};

@@ -17,7 +17,7 @@ pub use crate::state::{KernelSubject, KeyState, PartyState, SubjectEntry};
 use crate::capability::{AnyPayload, CapState, Capability, Claim, KindSpec, LogTree, NoTree};
 use crate::decide::{Decision, decide};
 use crate::envelope::{EventId, SubjectRef};
-use crate::keys::KeyId;
+use crate::keys::{KeyId, PublicKey};
 use crate::limits::{ActiveRules, EventLimits};
 use crate::refusal::Refusal;
 use crate::rules::{ErasedState, Event, Owner, Rules, UnsupportedRules};
@@ -660,4 +660,20 @@ fn kernel_summary(k: &KernelSubject) -> String {
         }
         KernelSubject::AuthorKey { key_id } => format!("author key {key_id}"),
     }
+}
+
+/// The signatures of `event` made by keys `state` holds, each with its key:
+/// what a host verifies ahead of the decision, where requests are handled
+/// in parallel, so the decision (on the leader's single writer) finds them
+/// verified (see `PublicKey::verify_event`). Decides nothing.
+pub fn known_signatures(state: &Projection, event: &Event) -> Vec<(PublicKey, Vec<u8>)> {
+    event
+        .envelope
+        .signatures
+        .iter()
+        .filter_map(|sig| {
+            let key = &state.key(&sig.key_id)?.public_key;
+            (key.algorithm() == sig.algorithm).then(|| (key.clone(), sig.bytes.clone()))
+        })
+        .collect()
 }

@@ -3,6 +3,7 @@
 //! transport (`network`).
 
 pub mod network;
+pub mod segments;
 pub mod snapshot;
 pub mod store;
 

@@ -40,6 +40,7 @@ use openraft::storage::{EntryResponder, IOFlushed, RaftLogStorage, RaftStateMach
 use openraft::{EntryPayload, LogState, OptionalSend, RaftLogReader, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 
+use super::segments::Segments;
 use super::snapshot::{
     SnapshotData, SnapshotFile, SnapshotFileRef, frames, local_snapshot, read_snapshot_file,
     write_snapshot_file,
@@ -571,7 +572,11 @@ fn open_tree(db: &Db, events: u64) -> io::Result<TiledTree> {
 
 /// Opens the store: the Raft log and the state machine, whose projection is
 /// restored from the last snapshot and the applied events after it.
-pub fn open(dir: &Path, cache_bytes: u64) -> anyhow::Result<(LogStore, StateMachineStore)> {
+pub fn open(
+    dir: &Path,
+    cache_bytes: u64,
+    timings: StoreTimings,
+) -> anyhow::Result<(LogStore, StateMachineStore)> {
     let db = Db::open(dir, cache_bytes)?;
     let meta: SmMeta = match db.sm.get(SM_META_KEY)? {
         Some(v) => decode(&v, "state machine meta")?,
@@ -580,6 +585,13 @@ pub fn open(dir: &Path, cache_bytes: u64) -> anyhow::Result<(LogStore, StateMach
             membership: StoredMembership::default(),
         },
     };
+    let log_dir = dir.join(super::segments::DIR);
+    migrate_sled_log(&db, &log_dir)?;
+    let purged: Option<LogId> = match db.raft_meta.get(PURGED_KEY)? {
+        Some(v) => Some(decode(&v, "last_purged")?),
+        None => None,
+    };
+    let segments = Segments::open(&log_dir, purged.map(|p| p.index()))?;
     let started = std::time::Instant::now();
     // The tree first: events replayed after the snapshot's image are
     // decided over it (a checkpoint names a root of it).
@@ -623,27 +635,140 @@ pub fn open(dir: &Path, cache_bytes: u64) -> anyhow::Result<(LogStore, StateMach
         db: db.clone(),
     });
     Ok((
-        LogStore { db: db.clone() },
-        StateMachineStore { db, shared },
+        LogStore {
+            db: db.clone(),
+            segments: Arc::new(std::sync::Mutex::new(segments)),
+            flusher: Flusher::start(timings.log_sync)?,
+        },
+        StateMachineStore {
+            db,
+            shared,
+            apply_seconds: timings.apply,
+        },
     ))
+}
+
+/// Where the store reports how long its syncs and applies take (the
+/// node's metrics; unregistered histograms by default).
+pub struct StoreTimings {
+    pub log_sync: prometheus_client::metrics::histogram::Histogram,
+    pub apply: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl Default for StoreTimings {
+    fn default() -> Self {
+        let unregistered =
+            || prometheus_client::metrics::histogram::Histogram::new([0.001, 0.01, 0.1]);
+        StoreTimings {
+            log_sync: unregistered(),
+            apply: unregistered(),
+        }
+    }
 }
 
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Db>,
+    segments: Arc<std::sync::Mutex<Segments>>,
+    flusher: Flusher,
 }
 
-fn log_key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
+/// Makes appended Raft log entries durable off openraft's core task: one
+/// thread syncs once for every append queued while the previous sync ran
+/// (group commit), then reports each, in order.
+#[derive(Clone)]
+struct Flusher {
+    queue: std::sync::mpsc::Sender<(Arc<File>, IOFlushed<TypeConfig>)>,
 }
 
-fn key_range<RB: RangeBounds<u64>>(range: &RB) -> (Bound<[u8; 8]>, Bound<[u8; 8]>) {
-    let map = |b: Bound<&u64>| match b {
-        Bound::Included(i) => Bound::Included(log_key(*i)),
-        Bound::Excluded(i) => Bound::Excluded(log_key(*i)),
-        Bound::Unbounded => Bound::Unbounded,
+impl Flusher {
+    fn start(seconds: prometheus_client::metrics::histogram::Histogram) -> io::Result<Flusher> {
+        let (queue, waiting) = std::sync::mpsc::channel::<(Arc<File>, IOFlushed<TypeConfig>)>();
+        std::thread::Builder::new()
+            .name("raft-log-flusher".into())
+            .spawn(move || {
+                // Ends when the last LogStore is dropped.
+                while let Ok(first) = waiting.recv() {
+                    let mut queued = vec![first];
+                    queued.extend(waiting.try_iter());
+                    let started = std::time::Instant::now();
+                    // Normally one file; two when a segment was closed meanwhile.
+                    let mut synced: Vec<&Arc<File>> = Vec::new();
+                    let mut result = Ok(());
+                    for (file, _) in &queued {
+                        if result.is_ok() && !synced.iter().any(|f| Arc::ptr_eq(f, file)) {
+                            result = file.sync_data();
+                            synced.push(file);
+                        }
+                    }
+                    seconds.observe(started.elapsed().as_secs_f64());
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, "syncing the Raft log failed");
+                    }
+                    for (_, callback) in queued {
+                        callback.io_completed(
+                            result
+                                .as_ref()
+                                .map(|_| ())
+                                .map_err(|e| io::Error::new(e.kind(), e.to_string())),
+                        );
+                    }
+                }
+            })?;
+        Ok(Flusher { queue })
+    }
+
+    fn submit(&self, file: Arc<File>, callback: IOFlushed<TypeConfig>) -> io::Result<()> {
+        self.queue
+            .send((file, callback))
+            .map_err(|_| io::Error::other("the Raft log flusher has stopped"))
+    }
+}
+
+/// `[start, end)` of a range of log indexes.
+fn index_span<RB: RangeBounds<u64>>(range: &RB) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(i) => *i,
+        Bound::Excluded(i) => i.saturating_add(1),
+        Bound::Unbounded => 0,
     };
-    (map(range.start_bound()), map(range.end_bound()))
+    let end = match range.end_bound() {
+        Bound::Included(i) => i.saturating_add(1),
+        Bound::Excluded(i) => *i,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+/// Moves a Raft log kept in sled by an earlier build into segment files:
+/// written to a temporary directory, synced, renamed into place, and only
+/// then removed from sled.
+fn migrate_sled_log(db: &Db, log_dir: &Path) -> io::Result<()> {
+    if !log_dir.is_dir() && !db.log.is_empty() {
+        let temporary = log_dir.with_extension("migrating");
+        if temporary.exists() {
+            std::fs::remove_dir_all(&temporary)?;
+        }
+        let mut entries = Vec::new();
+        for item in db.log.iter() {
+            let (_, v) = item.map_err(io_err)?;
+            entries.push(decode::<Entry>(&v, "log entry")?);
+        }
+        let mut segments = Segments::open(&temporary, None)?;
+        segments.append(&entries)?;
+        segments.sync()?;
+        std::fs::rename(&temporary, log_dir)?;
+        File::open(&db.dir)?.sync_all()?;
+        tracing::info!(
+            entries = entries.len(),
+            "moved the Raft log from sled into segment files"
+        );
+    }
+    if log_dir.is_dir() && !db.log.is_empty() {
+        db.log.clear().map_err(io_err)?;
+        db.sync()?;
+    }
+    Ok(())
 }
 
 impl LogStore {
@@ -663,17 +788,19 @@ impl LogStore {
     }
 }
 
+impl LogStore {
+    fn segments(&self) -> std::sync::MutexGuard<'_, Segments> {
+        self.segments.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
-        let mut out = Vec::new();
-        for item in self.db.log.range(key_range(&range)) {
-            let (_, v) = item.map_err(io_err)?;
-            out.push(decode(&v, "log entry")?);
-        }
-        Ok(out)
+        let (start, end) = index_span(&range);
+        self.segments().read(start, end)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
@@ -686,13 +813,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let last_purged: Option<LogId> = self.meta_get(PURGED_KEY)?;
-        let last = match self.db.log.last().map_err(io_err)? {
-            Some((_, v)) => {
-                let e: Entry = decode(&v, "log entry")?;
-                Some(e.log_id)
-            }
-            None => last_purged,
-        };
+        let last = self.segments().last_log_id().or(last_purged);
         Ok(LogState {
             last_purged_log_id: last_purged,
             last_log_id: last,
@@ -726,43 +847,31 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
-        for entry in entries {
-            batch.insert(&log_key(entry.log_id.index()), encode(&entry)?);
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        // Readable now; durable (and so acknowledged) only once the flusher
+        // has synced it. Returning before the sync lets openraft replicate
+        // the entries meanwhile: the leader's and the followers' syncs overlap.
+        match self.segments().append(&entries)? {
+            Some(file) => self.flusher.submit(file, callback),
+            None => {
+                callback.io_completed(Ok(()));
+                Ok(())
+            }
         }
-        self.db.log.apply_batch(batch).map_err(io_err)?;
-        // Readable now; durable (and so acknowledged) only after the fsync.
-        let result = self.db.sync_async().await;
-        let reported = result
-            .as_ref()
-            .map(|_| ())
-            .map_err(|e| io::Error::new(e.kind(), e.to_string()));
-        callback.io_completed(reported);
-        result
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
-        let start = last_log_id.map_or(0, |l| l.index() + 1);
-        let mut batch = sled::Batch::default();
-        for item in self.db.log.range(log_key(start)..) {
-            let (k, _) = item.map_err(io_err)?;
-            batch.remove(k);
-        }
-        self.db.log.apply_batch(batch).map_err(io_err)?;
-        self.db.sync_async().await
+        self.segments()
+            .truncate_after(last_log_id.map(|l| l.index()))
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         // The marker is durable before any entry goes, so a crash in between
-        // never shows a log with a hole and no marker.
+        // never shows a log with a hole and no marker; the same sync makes
+        // the applied events the purged entries held durable in sled.
         self.meta_put(PURGED_KEY, &log_id)?;
         self.db.sync_async().await?;
-        let mut batch = sled::Batch::default();
-        for item in self.db.log.range(..=log_key(log_id.index())) {
-            let (k, _) = item.map_err(io_err)?;
-            batch.remove(k);
-        }
-        self.db.log.apply_batch(batch).map_err(io_err)
+        self.segments().purge(log_id.index())
     }
 }
 
@@ -771,6 +880,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 pub struct StateMachineStore {
     db: Arc<Db>,
     shared: Arc<Shared>,
+    apply_seconds: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl StateMachineStore {
@@ -830,6 +940,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 image: host_image(&applied.projection, &applied.mirrors)?,
             }
         };
+        // The image covers applied events that stay in sled, which the
+        // commit path no longer syncs: they are durable before it is.
+        self.db.sync_async().await?;
         write_snapshot_file(
             &self.db,
             &SnapshotFileRef {
@@ -858,6 +971,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
         let entries: Vec<EntryResponder<TypeConfig>> = entries.try_collect().await?;
+        let started = std::time::Instant::now();
         // Decide every batch under the read lock (signatures are verified
         // here), each on top of the batches before it, and grow the tree by
         // each accepted batch before deciding the next: a checkpoint is
@@ -969,6 +1083,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             applied.projection.event_count()
         };
         self.shared.event_count.send_replace(count);
+        self.apply_seconds.observe(started.elapsed().as_secs_f64());
         for (r, response) in replies {
             r.send(response);
         }
@@ -1121,6 +1236,52 @@ mod tests {
         )
     }
 
+    /// The Raft log reopens after a purge (its marker read back), and a log
+    /// an earlier build kept in sled moves into segment files, once.
+    #[tokio::test]
+    async fn the_raft_log_reopens_after_a_purge_and_moves_out_of_sled() {
+        use openraft::testing::blank_ent;
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Db::open(dir.path(), 1 << 20).unwrap();
+            for i in 1..=5u64 {
+                let entry = blank_ent::<TypeConfig>(1, 1, i);
+                db.log
+                    .insert(i.to_be_bytes(), encode(&entry).unwrap())
+                    .unwrap();
+            }
+            db.sync().unwrap();
+        }
+        let (mut log, _) = open(dir.path(), 1 << 20, StoreTimings::default()).unwrap();
+        assert_eq!(
+            log.get_log_state()
+                .await
+                .unwrap()
+                .last_log_id
+                .map(|l| l.index()),
+            Some(5)
+        );
+        assert!(log.db.log.is_empty(), "moved out of sled");
+        let entries = log.try_get_log_entries(1..=5).await.unwrap();
+        assert_eq!(
+            entries.iter().map(|e| e.log_id.index()).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        log.purge(blank_ent::<TypeConfig>(1, 1, 3).log_id)
+            .await
+            .unwrap();
+        drop(log);
+        let (mut log, _) = open(dir.path(), 1 << 20, StoreTimings::default()).unwrap();
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id.map(|l| l.index()), Some(3));
+        assert_eq!(state.last_log_id.map(|l| l.index()), Some(5));
+        let entries = log.try_get_log_entries(0..10).await.unwrap();
+        assert_eq!(
+            entries.iter().map(|e| e.log_id.index()).collect::<Vec<_>>(),
+            [4, 5]
+        );
+    }
+
     /// A maintenance log holding its own events and acme's, imported: on
     /// open each is decided again in its namespace, and a state image with
     /// the mirror restores the same state.
@@ -1211,7 +1372,8 @@ mod tests {
             }
             db.sm.flush().unwrap();
         }
-        let (_log, sm) = open(dir.path(), 1 << 20).expect("the store opens");
+        let (_log, sm) =
+            open(dir.path(), 1 << 20, StoreTimings::default()).expect("the store opens");
         let shared = sm.shared();
         let applied = shared.read();
         assert_eq!(
