@@ -126,8 +126,7 @@ print(int(b["ics_raft_entries_written_total"] - a.get("ics_raft_entries_written_
       int(b["ics_events_appended_total"] - a.get("ics_events_appended_total", 0)))' "$WORK/before" "$WORK/after")
     read -r ents evs <<<"$entries"
     awk -v e="$ents" -v v="$evs" 'NR > 2 && $NF != "total" && $1 ~ /^[0-9.]+$/ {
-        calls = ($5 ~ /^[0-9]+$/) ? $4 : $4; name = $NF
-        printf "%-18s %9d calls  %7.2f per entry  %7.2f per event\n", name, $4, $4 / (e ? e : 1), $4 / (v ? v : 1) }' \
+        printf "%-18s %9d calls  %7.2f per entry  %7.2f per event\n", $NF, $4, $4 / (e ? e : 1), $4 / (v ? v : 1) }' \
       "$WORK/strace" | sort -k2 -n -r | head -14
     echo "(over $ents Raft entries, $evs events)"
     echo

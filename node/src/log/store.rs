@@ -240,6 +240,17 @@ impl Db {
             .map_err(io_err)?
     }
 
+    /// A Raft metadata value (vote, committed, purge marker).
+    fn meta_get<T: for<'a> Deserialize<'a>>(&self, key: &[u8]) -> io::Result<Option<T>> {
+        match self.raft_meta.get(key).map_err(io_err)? {
+            Some(v) => Ok(Some(decode(
+                &v,
+                std::str::from_utf8(key).unwrap_or("meta"),
+            )?)),
+            None => Ok(None),
+        }
+    }
+
     /// The transparency log tree's finished tiles.
     pub fn tiles(&self) -> StoredTiles<'_> {
         StoredTiles(&self.sm)
@@ -587,10 +598,7 @@ pub fn open(
     };
     let log_dir = dir.join(super::segments::DIR);
     migrate_sled_log(&db, &log_dir)?;
-    let purged: Option<LogId> = match db.raft_meta.get(PURGED_KEY)? {
-        Some(v) => Some(decode(&v, "last_purged")?),
-        None => None,
-    };
+    let purged: Option<LogId> = db.meta_get(PURGED_KEY)?;
     let segments = Segments::open(&log_dir, purged.map(|p| p.index()))?;
     let started = std::time::Instant::now();
     // The tree first: events replayed after the snapshot's image are
@@ -773,13 +781,7 @@ fn migrate_sled_log(db: &Db, log_dir: &Path) -> io::Result<()> {
 
 impl LogStore {
     fn meta_get<T: for<'a> Deserialize<'a>>(&self, key: &[u8]) -> io::Result<Option<T>> {
-        match self.db.raft_meta.get(key).map_err(io_err)? {
-            Some(v) => Ok(Some(decode(
-                &v,
-                std::str::from_utf8(key).unwrap_or("meta"),
-            )?)),
-            None => Ok(None),
-        }
+        self.db.meta_get(key)
     }
 
     fn meta_put<T: Serialize>(&self, key: &[u8], v: &T) -> io::Result<()> {
